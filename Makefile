@@ -1,0 +1,52 @@
+# Two entry points for a newcomer (see README): `make demo` and `make test`.
+# Each does its own idempotent set-up first, so either works on a fresh clone.
+
+VENV        ?= .venv
+PY          := $(VENV)/bin/python
+HBTOOL      := $(VENV)/bin/hbtool
+DEMO        ?= captures/hb-bcast-crc
+# Debian packages: the real peers the tests talk to, the capture tools, and what
+# netfilterqueue needs to compile.
+APT_PACKAGES := heartbeat corosync tshark tcpdump arping iproute2 iptables nftables \
+                libnetfilter-queue-dev build-essential python3-dev python3-venv wireshark-common
+
+.PHONY: demo test setup system venv lint bench clean
+
+demo: setup
+	$(HBTOOL) decode $(DEMO)/capture.pcap --authkeys $(DEMO)/authkeys
+	$(HBTOOL) decode $(DEMO)/capture.pcap --authkeys $(DEMO)/authkeys --stats
+
+test: setup
+	$(PY) -m ruff check hbtools dissectors faults tests benchmarks captures
+	$(PY) -m pytest -ra
+
+setup: system venv
+
+# Installs the Debian packages that are missing; as a normal user it only says which.
+system:
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+	if [ -z "$$missing" ]; then echo "system packages: all present"; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		echo "installing: $$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	else \
+		echo "not root: install these Debian packages by hand (sudo apt-get install $$missing);"; \
+		echo "tests that need them will be skipped"; \
+	fi
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: setup.cfg pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+lint: venv
+	$(PY) -m ruff check hbtools dissectors faults tests benchmarks captures
+
+bench: setup
+	$(PY) benchmarks/run.py
+
+clean:
+	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache
