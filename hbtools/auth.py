@@ -1,0 +1,210 @@
+"""Heartbeat authentication: the ``authkeys`` file and the crc/md5/sha1 signatures.
+
+A Heartbeat 3.0.6 datagram carries up to two signatures, both written ``"N digest"``
+with N the key number from ``authkeys``: the trailing netstring signs the raw bytes
+from ``###`` through ``%%%\\n``, and the in-body ``auth`` field signs the classic text
+of every other field. A real node checks only the trailer of a netstring datagram and
+the ``auth`` field of a classic one; `AuthKeys.check` reports both so a tool can show
+exactly which one is wrong. Pure: no I/O except `AuthKeys.load` reading the file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import stat
+import warnings
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hbtools import heartbeat
+
+__all__ = ["AuthCheck", "AuthKey", "AuthKeys", "AuthKeysError", "AuthKeysWarning", "crc32_heartbeat"]
+
+METHODS = ("crc", "md5", "sha1")
+MAX_KEY_NUMBER = 15  # Heartbeat keeps 16 slots, numbered 0..15
+
+
+class AuthKeysError(ValueError):
+    """A bad authkeys file; names the file and line so the user can fix it."""
+
+    def __init__(self, source: str, line: int | None, problem: str) -> None:
+        where = f"{source}:{line}" if line is not None else source
+        super().__init__(f"{where}: {problem}")
+        self.source = source
+        self.line = line
+        self.problem = problem
+
+
+class AuthKeysWarning(UserWarning):
+    """Heartbeat's own complaint about a keyfile others can read."""
+
+
+_BIT_REVERSED = bytes(int(f"{b:08b}"[::-1], 2) for b in range(256))
+
+
+def crc32_heartbeat(data: bytes) -> int:
+    """CRC-32 as Heartbeat's crc method computes it: MSB-first, init 0, final NOT.
+
+    That is not zlib's reflected CRC-32, but it is its mirror image: feeding zlib the
+    bit-reversed bytes from a zero register and reversing the register afterwards gives
+    the MSB-first value, at C speed instead of a Python loop per byte.
+    """
+    register = zlib.crc32(data.translate(_BIT_REVERSED), 0xFFFFFFFF) ^ 0xFFFFFFFF
+    mirrored = int(f"{register:032b}"[::-1], 2)
+    return mirrored ^ 0xFFFFFFFF
+
+
+@dataclass(frozen=True)
+class AuthKey:
+    number: int
+    method: str
+    secret: bytes = b""
+    line: int | None = None
+
+    def digest(self, data: bytes) -> str:
+        if self.method == "crc":
+            # Printed with %lx: lower-case hex, no zero padding.
+            return format(crc32_heartbeat(data), "x")
+        algorithm = hashlib.md5 if self.method == "md5" else hashlib.sha1
+        return hmac.new(self.secret, data, algorithm).hexdigest()
+
+
+@dataclass(frozen=True)
+class AuthCheck:
+    """Which signatures a packet carries and whether each is right (None: absent)."""
+
+    trailer: bool | None
+    inline: bool | None
+    #: The inner message of a compression envelope has its own ``auth`` field.
+    inner: bool | None = None
+
+    @property
+    def carried(self) -> bool:
+        return any(v is not None for v in (self.trailer, self.inline, self.inner))
+
+    @property
+    def valid(self) -> bool:
+        present = [v for v in (self.trailer, self.inline, self.inner) if v is not None]
+        return bool(present) and all(present)
+
+
+@dataclass
+class AuthKeys:
+    """The keys of one ``authkeys`` file and the number of the one used to sign."""
+
+    keys: dict[int, AuthKey]
+    active: int
+    source: str = "<authkeys>"
+    warnings: list[str] = field(default_factory=list)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> AuthKeys:
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8", errors="surrogateescape")
+            mode = path.stat().st_mode
+        except OSError as exc:
+            raise AuthKeysError(str(path), None, f"cannot read: {exc.strerror}") from None
+        keys = cls.parse(text, source=str(path))
+        if mode & (stat.S_IRGRP | stat.S_IROTH | stat.S_IWGRP | stat.S_IWOTH):
+            complaint = f"Bad permissions on keyfile [{path}], 600 recommended."
+            keys.warnings.append(complaint)
+            warnings.warn(complaint, AuthKeysWarning, stacklevel=2)
+        return keys
+
+    @classmethod
+    def parse(cls, text: str, source: str = "<authkeys>") -> AuthKeys:
+        keys: dict[int, AuthKey] = {}
+        active: int | None = None
+        active_line: int | None = None
+        for number, raw in enumerate(text.splitlines(), start=1):
+            line = raw.strip()
+            if not line or line.startswith("#"):
+                continue
+            words = line.split(None, 2)
+            if words[0] == "auth":
+                if len(words) != 2 or not words[1].isdigit():
+                    raise AuthKeysError(source, number, "expected 'auth N' with a key number")
+                if active is not None:
+                    raise AuthKeysError(source, number, f"second 'auth' line (first on line {active_line})")
+                active, active_line = int(words[1]), number
+                continue
+            if not words[0].isdigit():
+                raise AuthKeysError(
+                    source, number, f"expected 'auth N' or 'N method [key]', got {words[0]!r}"
+                )
+            key_number = int(words[0])
+            if key_number > MAX_KEY_NUMBER:
+                raise AuthKeysError(source, number, f"key number {key_number} is over {MAX_KEY_NUMBER}")
+            if len(words) < 2:
+                raise AuthKeysError(source, number, f"key {key_number} has no method (crc, md5 or sha1)")
+            method = words[1].lower()
+            if method not in METHODS:
+                raise AuthKeysError(source, number, f"unknown method {words[1]!r} (crc, md5 or sha1)")
+            secret = words[2].strip() if len(words) > 2 else ""
+            if method != "crc" and not secret:
+                raise AuthKeysError(source, number, f"method {method} needs a key")
+            if key_number in keys:
+                raise AuthKeysError(source, number, f"key {key_number} defined twice")
+            keys[key_number] = AuthKey(
+                key_number, method, secret.encode("utf-8", "surrogateescape"), number
+            )
+        if active is None:
+            raise AuthKeysError(source, None, "no 'auth N' line choosing the key to sign with")
+        if active not in keys:
+            raise AuthKeysError(source, active_line, f"'auth {active}' names a key that is not defined")
+        return cls(keys, active, source)
+
+    @property
+    def active_key(self) -> AuthKey:
+        return self.keys[self.active]
+
+    def sign(self, data: bytes) -> str:
+        """The ``"N digest"`` text Heartbeat writes, with the active key."""
+        return f"{self.active} {self.active_key.digest(data)}"
+
+    def matches(self, signature: str, data: bytes) -> bool:
+        """Whether ``"N digest"`` is right for `data` with this file's key N."""
+        number, _, digest = signature.partition(" ")
+        if not number.isdigit() or not digest:
+            return False
+        key = self.keys.get(int(number))
+        return key is not None and hmac.compare_digest(key.digest(data), digest)
+
+    def check(self, data: bytes) -> AuthCheck:
+        """Check every signature `data` carries; raises `heartbeat.DecodeError` if malformed."""
+        msg = heartbeat.decode(data)
+        return self.check_message(msg, data)
+
+    def check_message(self, msg: heartbeat.Message, data: bytes) -> AuthCheck:
+        """Like `check` for a message already decoded from `data` (saves a decode)."""
+        trailer: bool | None = None
+        region = heartbeat.trailer_signed_region(data, msg)
+        if region is not None and msg.trailer is not None:
+            trailer = self.matches(msg.trailer, region)
+        inline = self._inline(msg)
+        inner: bool | None = None
+        if "_compressed_payload" in msg:
+            inner = self._inline(heartbeat.decompress(msg))
+        return AuthCheck(trailer, inline, inner)
+
+    def _inline(self, msg: heartbeat.Message | None) -> bool | None:
+        if msg is None:
+            return None
+        signature = msg.get(heartbeat.AUTH_FIELD)
+        if not isinstance(signature, str):
+            return None
+        return self.matches(signature, heartbeat.inline_signed_text(msg))
+
+    def verify(self, data: bytes) -> bool:
+        """True when the packet carries a signature and every one it carries is right.
+
+        Malformed bytes are simply not authentic: False, never an exception.
+        """
+        try:
+            return self.check(data).valid
+        except heartbeat.DecodeError:
+            return False
