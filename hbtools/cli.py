@@ -1,7 +1,14 @@
-"""The `hbtool` command: a click group whose verbs only parse options and call the rooms."""
+"""The `hbtool` command: a click group whose verbs only parse options and call the rooms.
+
+Each verb lives in its own module under `hbtools.commands` and is imported only when
+it runs, so `hbtool decode` does not pay for scapy or netfilterqueue imports that only
+`inject` or `fault` need.
+"""
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import sys
 
 import click
@@ -11,10 +18,49 @@ from hbtools import __version__
 #: Exit codes scripts can rely on.
 EXIT_OK = 0
 EXIT_FINDINGS = 1  # the command ran and found what it reports (e.g. bad signatures)
-EXIT_USAGE = 2  # bad input: unreadable file, malformed config, wrong option
+EXIT_USAGE = 2  # bad input: unreadable file, malformed config, wrong option, missing privilege
+
+#: verb -> "module:attribute" of its click command.
+VERBS: dict[str, str] = {
+    "decode": "hbtools.commands.decode:decode",
+    "daemon": "hbtools.commands.daemon:daemon",
+    "inject": "hbtools.commands.inject:inject",
+    "replay": "hbtools.commands.inject:replay",
+    "fault": "hbtools.commands.fault:fault",
+    "wireshark": "hbtools.commands.wireshark:wireshark",
+}
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def _module_exists(target: str) -> bool:
+    module = target.partition(":")[0]
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:
+        return False
+
+
+class LazyGroup(click.Group):
+    """Imports a verb's module on first use (click's documented lazy-loading pattern)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        lazy = [verb for verb, target in VERBS.items() if _module_exists(target)]
+        return sorted(set(super().list_commands(ctx)) | set(lazy))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = super().get_command(ctx, cmd_name)
+        if command is not None or cmd_name not in VERBS:
+            return command
+        target = VERBS[cmd_name]
+        if not _module_exists(target):
+            return None
+        module_name, _, attribute = target.partition(":")
+        found = getattr(importlib.import_module(module_name), attribute)
+        if not isinstance(found, click.Command):
+            raise TypeError(f"{target} is not a click command")
+        return found
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="hbtool")
 def cli() -> None:
     """Look at, write to, and break the wire of Linux-HA clusters.

@@ -1,0 +1,1 @@
+"""One module per `hbtool` verb; each only parses options and calls into the rooms."""
