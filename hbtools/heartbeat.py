@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 import bz2
 import uuid
 import zlib
@@ -60,6 +61,10 @@ AUTH_FIELD = "auth"
 MAX_DEPTH = len(STRUCT_NEWLINE_SUBSTITUTES)
 _TEXT = ("utf-8", "surrogateescape")
 _WIRE_TYPES = {t.value: t for t in WireType if t is not WireType.UNCOMPRESSED}
+#: The usual start of a netstring field: length (no leading zero), ':' and a known type.
+_FIELD_HEAD = re.compile(rb"([1-9][0-9]{0,9}):\(([0-4])\)")
+#: Field names repeat in every packet: decode each distinct one once (bounded).
+_NAME_CACHE: dict[bytes, str] = {}
 
 
 class DecodeError(ValueError):
@@ -265,35 +270,48 @@ class Message:
         return len(self.fields)
 
 
+_HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
+_DEC_DIGITS = frozenset("0123456789")
+
+
 def _parse_number(text: str, kind: Kind) -> int | None:
+    """Strict: int() alone would also take '0x1c', ' 1c' or '1_c', which no node sends."""
     if kind is Kind.HEX_INT:
-        digits = "0123456789abcdefABCDEF"
-        base = 16
+        digits, base = _HEX_DIGITS, 16
     elif kind is Kind.DEC_INT:
-        digits = "0123456789"
-        base = 10
+        digits, base = _DEC_DIGITS, 10
     else:
         return None
-    body = text[1:] if text.startswith("-") else text
-    if not body or any(c not in digits for c in body):
+    body = text[1:] if text[:1] == "-" else text
+    if not body or not digits.issuperset(body):
         return None
     return int(text, base)
 
 
+_SPEC_CACHE: dict[tuple[str, WireType], Any] = {}
+
+
 def _json_value(f: Field, message_type: str | None) -> Any:
+    key = (f.name, f.type)
+    spec = _SPEC_CACHE.get(key)
+    if spec is None:
+        spec = spec_for(f.name, f.type)
+        if len(_SPEC_CACHE) < 4096:
+            _SPEC_CACHE[key] = spec
+    value = f.value
+    if f.type is WireType.STRING:
+        kind = spec.kind_in(message_type) if spec.kind_by_type else spec.kind
+        if kind is Kind.HEX_INT or kind is Kind.DEC_INT:
+            number = _parse_number(value, kind)
+            return value if number is None else number
+        return value
     if f.type is WireType.STRUCT:
-        return f.value.to_json_fields()
+        return value.to_json_fields()
     if f.type is WireType.LIST:
-        return list(f.value)
-    if isinstance(f.value, bytes):
-        if spec_for(f.name, f.type).kind is Kind.UUID and len(f.value) == 16:
-            return str(uuid.UUID(bytes=f.value))
-        return f.value.hex()
-    kind = spec_for(f.name, f.type).kind_in(message_type)
-    if kind in (Kind.HEX_INT, Kind.DEC_INT):
-        number = _parse_number(f.value, kind)
-        return f.value if number is None else number
-    return f.value
+        return list(value)
+    if spec.kind is Kind.UUID and len(value) == 16:
+        return str(uuid.UUID(bytes=value))
+    return value.hex()
 
 
 # ---------------------------------------------------------------------------
@@ -361,26 +379,46 @@ def _decode_netstring(data: bytes, depth: int, top: bool, base: int = 0) -> Mess
     pos = len(NETSTRING_START)
     fields: list[Field] = []
     append = fields.append
+    match_head = _FIELD_HEAD.match
+    names = _NAME_CACHE
     while True:
-        if data.startswith(NETSTRING_END, pos):
-            pos += len(NETSTRING_END)
-            break
-        if pos >= end:
-            raise DecodeError(base + pos, "expected '%%%\\n' to end the message")
-        item, next_pos = _read_netstring(data, pos, end)
-        item_offset = base + next_pos - len(item) - 1
-        wire_type, raw_name, raw_value = _split_typed_name(item, item_offset, require_type=True)
-        name = raw_name.decode(*_TEXT)
-        if wire_type is WireType.STRING:
+        head = match_head(data, pos)
+        if head is None:
+            if data.startswith(NETSTRING_END, pos):
+                pos += len(NETSTRING_END)
+                break
+            if pos >= end:
+                raise DecodeError(base + pos, "expected '%%%\\n' to end the message")
+            # Not the common shape: let the careful parser say exactly what is wrong.
+            item, next_pos = _read_netstring(data, pos, end)
+            _split_typed_name(item, base + next_pos - len(item) - 1, require_type=True)
+            raise DecodeError(base + pos, "malformed field")  # pragma: no cover (defensive)
+        length = int(head[1])
+        start = head.end(1) + 1
+        stop = start + length
+        if stop >= end or data[stop] != 0x2C:
+            _read_netstring(data, pos, end)  # raises with the precise problem
+        equals = data.find(b"=", head.end(), stop)
+        if equals <= head.end():
+            _split_typed_name(data[start:stop], base + start, require_type=True)
+        raw_name = data[head.end() : equals]
+        name = names.get(raw_name)
+        if name is None:
+            name = raw_name.decode(*_TEXT)
+            if len(names) < 4096:
+                names[raw_name] = name
+        code = head[2][0] - 0x30
+        raw_value = data[equals + 1 : stop]
+        if code == 0:
             value: Any = raw_value.decode(*_TEXT)
-        elif wire_type is WireType.STRUCT:
-            value = _decode_nested_netstring(raw_value, depth, item_offset + len(item) - len(raw_value))
-        elif wire_type is WireType.LIST:
-            value = _decode_list(raw_value, item_offset + len(item) - len(raw_value))
+        elif code == 2:
+            value = _decode_nested_netstring(raw_value, depth, base + equals + 1)
+        elif code == 3:
+            value = _decode_list(raw_value, base + equals + 1)
         else:
             value = raw_value
-        append(Field(name, wire_type, value))
-        pos = next_pos
+        append(Field(name, _WIRE_TYPES[code], value))
+        pos = stop + 1
     message = Message(fields, "netstring")
     if not top:
         if pos != end:
@@ -543,10 +581,11 @@ def _netstring(payload: bytes) -> bytes:
     return b"%d:%s," % (len(payload), payload)
 
 
-def _name_bytes(name: str) -> bytes:
+def _name_bytes(name: str, classic: bool = False) -> bytes:
+    """A name cannot hold '='; in classic text it also cannot hold a newline or open with '('."""
     raw = name.encode(*_TEXT)
-    if not raw or b"=" in raw or b"\n" in raw or raw[:1] == b"(":
-        raise EncodeError(f"field name {name!r} cannot be written (empty, '=', newline or '(')")
+    if not raw or b"=" in raw or (classic and (b"\n" in raw or raw[:1] == b"(")):
+        raise EncodeError(f"field name {name!r} cannot be written in this format")
     return raw
 
 
@@ -578,7 +617,7 @@ def _classic_lines(fields: list[Field], depth: int) -> bytes:
     parts = []
     for f in fields:
         wire_type = WireType(f.type)
-        name = _name_bytes(f.name)
+        name = _name_bytes(f.name, classic=True)
         if wire_type is WireType.STRING:
             raw = _str_value(f)
             if STRING_NEWLINE_SUBSTITUTE in raw:
