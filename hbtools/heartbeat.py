@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import base64
 import binascii
-import re
 import bz2
+import re
 import uuid
 import zlib
 from collections.abc import Iterator
