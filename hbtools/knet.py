@@ -1,0 +1,319 @@
+"""Kronosnet (knet) packets as corosync 3's default transport sends them, sans-I/O.
+
+tshark's "knet" is KristalliNet, a game protocol, so nothing decodes kronosnet. The
+layouts follow `struct knet_header` and its payload structs in libknet's onwire.h
+(libknet 1.25, on-wire version 1): a 6-byte header, then per type a data, ping/pong or
+PMTUd payload. Multi-byte fields are NOT in one byte order: knet converts node ids and
+sequence numbers with htons (big endian) but sends the PMTUd size and the ping timestamp
+in host order (little endian on the x86 machines captured), so every field pins its own.
+
+A data packet carries Totem in clear (`Packet.totem`) unless it is a fragment or is
+compressed. With crypto on (e.g. aes256/sha256) the whole UDP payload is opaque: a
+16-byte IV, the AES-CBC ciphertext and a 32-byte HMAC. Such packets decode as
+`type_name == "encrypted"` with their `size`, never as the garbage fields a blind parse
+would produce.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Hashable, Mapping
+from types import MappingProxyType
+from typing import Any
+
+from hbtools import totem as _totem
+from hbtools.layout import REST, Field, Layout, LayoutError, Record
+
+__all__ = [
+    "LAYOUTS",
+    "TYPES",
+    "DecodeError",
+    "Packet",
+    "Reassembler",
+    "decode",
+    "encode",
+]
+
+
+class DecodeError(ValueError):
+    """The bytes are not a well-formed knet packet (the only error decode raises)."""
+
+
+#: KNET_HEADER_VERSION: the on-wire version libknet 1.x sends.
+VERSION = 1
+
+#: KNET_HEADER_TYPE_* in onwire.h.
+TYPES: Mapping[int, str] = MappingProxyType({
+    0x00: "data",
+    0x01: "host_info",
+    0x81: "ping",
+    0x82: "pong",
+    0x83: "pmtud",
+    0x84: "pmtud_reply",
+})
+TYPE_CODES: Mapping[str, int] = MappingProxyType({v: k for k, v in TYPES.items()})
+
+#: The pseudo type of a packet whose crypto we cannot see through.
+ENCRYPTED = "encrypted"
+
+#: Compression models libknet numbers in khp_data_compress (0: not compressed).
+COMPRESS_MAX = 7
+
+HEADER = (
+    Field("version", "B", "KNET_HEADER_VERSION, on-wire protocol version", const=VERSION),
+    Field("type", "B", "packet type", values=TYPES, base="hex"),
+    Field("node", ">H", "knet host id of the sender (corosync's nodeid), big endian"),
+    Field("pad1", "B", "kh_pad1, room to grow the header"),
+    Field("pad2", "B", "kh_pad2"),
+)
+
+DATA = (
+    Field("seq_num", ">H", "per-host packet sequence number, used to drop duplicates"),
+    Field("compress", "B", "compression model of the user data, 0 when uncompressed"),
+    Field("data_pad1", "B", "khp_data_pad1, room to grow the header"),
+    Field("bcast", "B", "1 broadcast to every host, 0 unicast"),
+    Field("frag_num", "B", "number of fragments of this packet; 1 means not fragmented"),
+    Field("frag_seq", "B", "which fragment this is, from 1; 0 in an unfragmented packet"),
+    Field("channel", "b", "knet channel (corosync uses one channel for Totem)"),
+    Field("userdata", REST, "the application data: a Totem message, or a fragment of one"),
+)
+
+PING = (
+    Field("link", "B", "link id the ping was sent on"),
+    Field("time", "16s", "sender's timestamp (struct timespec, host byte order), echoed"),
+    Field("seq_num", ">H", "sender's highest data seq_num, for the receiver's dedup"),
+    Field("timed", "B", "1 for a timed ping, 0 for one forced by seq_num"),
+)
+
+PMTUD = (
+    Field("link", "B", "link id being probed"),
+    Field("size", "<H", "probed packet size; host byte order (little endian on x86)"),
+    Field("pmtud_data", REST, "fill bytes up to the probed size"),
+)
+
+ENCRYPTED_LAYOUT = Layout(ENCRYPTED, (
+    Field("ciphertext", REST, "IV, encrypted knet packet and HMAC, opaque without the key"),
+), "a knet packet with crypto on")
+
+_BODIES = {
+    "data": DATA,
+    "host_info": DATA,
+    "ping": PING,
+    "pong": PING,
+    "pmtud": PMTUD,
+    "pmtud_reply": PMTUD,
+}
+
+_MEANINGS = {
+    "data": "application data (Totem)",
+    "host_info": "host information (unused by libknet 1.x)",
+    "ping": "link heartbeat",
+    "pong": "reply to a link heartbeat",
+    "pmtud": "path MTU discovery probe",
+    "pmtud_reply": "reply to a path MTU discovery probe",
+}
+
+
+class Packet(Record):
+    """One knet packet; `totem` holds the Totem message of an unfragmented data packet.
+
+    `totem` is None for other types, fragments and compressed data; if the user data of
+    such a packet is not valid Totem, `totem` is None and `totem_error` says why (knet can
+    carry other applications' data, and a dissector should still show the knet header).
+    """
+
+    __slots__ = ("_totem", "_totem_error")
+    _totem: _totem.Message | None
+    _totem_error: str | None
+
+    def __init__(self, type_name: str, *, totem: _totem.Message | None = None,
+                 **fields: Any) -> None:
+        layout = LAYOUTS.get(type_name)
+        if layout is None:
+            raise ValueError(f"unknown knet packet type {type_name!r}")
+        if type_name != ENCRYPTED:
+            fields["type"] = TYPE_CODES[type_name]
+        if type_name in ("data", "host_info"):
+            fields.setdefault("frag_num", 1)  # frag_seq stays 0, as libknet sends it
+            if totem is not None:
+                if "userdata" in fields:
+                    raise ValueError("give userdata or totem, not both")
+                fields["userdata"] = _totem.encode(totem)
+        elif totem is not None:
+            raise ValueError(f"a {type_name} packet carries no Totem message")
+        self._init(layout, fields)
+        self._attach_totem()
+
+    def _after_replace(self, original: Record) -> None:
+        self._attach_totem()
+
+    def _attach_totem(self) -> None:
+        message: _totem.Message | None = None
+        error: str | None = None
+        if (self._layout.name == "data" and self._values["frag_num"] == 1
+                and self._values["compress"] == 0):
+            try:
+                message = _totem.decode(self._values["userdata"])
+            except _totem.DecodeError as exc:
+                error = str(exc)
+        object.__setattr__(self, "_totem", message)
+        object.__setattr__(self, "_totem_error", error)
+
+    @property
+    def type_name(self) -> str:
+        return self._layout.name
+
+    @property
+    def encrypted(self) -> bool:
+        return self._layout is ENCRYPTED_LAYOUT
+
+    @property
+    def wire_size(self) -> int:
+        """Size of the whole packet on the wire, in bytes."""
+        return len(encode(self))
+
+    def __getattr__(self, name: str) -> Any:
+        # An encrypted packet's `size` is its wire size; a PMTUd packet's `size` is its field.
+        if name == "size" and self._layout is ENCRYPTED_LAYOUT:
+            return len(self._values["ciphertext"])
+        return Record.__getattr__(self, name)
+
+    @property
+    def totem(self) -> _totem.Message | None:
+        return self._totem
+
+    @property
+    def totem_error(self) -> str | None:
+        return self._totem_error
+
+    def to_dict(self) -> dict[str, Any]:
+        """Wire fields by the codec's names, led by `type_name`; ciphertext shown as size."""
+        if self.encrypted:
+            return {"type_name": ENCRYPTED, "encrypted": True, "size": self.wire_size}
+        out: dict[str, Any] = {"type_name": self.type_name, **Record.to_dict(self)}
+        if self._totem is not None:
+            out["totem"] = self._totem.to_dict()
+        elif self._totem_error is not None:
+            out["totem_error"] = self._totem_error
+        return out
+
+
+def _layouts() -> Mapping[str, Layout]:
+    out = {}
+    for name, body in _BODIES.items():
+        layout = Layout(name, HEADER + body, _MEANINGS[name])
+        layout.record_type = Packet
+        out[name] = layout
+    ENCRYPTED_LAYOUT.record_type = Packet
+    out[ENCRYPTED] = ENCRYPTED_LAYOUT
+    return MappingProxyType(out)
+
+
+LAYOUTS: Mapping[str, Layout] = _layouts()
+
+_HEADER_SIZE = 6
+_PING_SIZE = LAYOUTS["ping"].fixed_size
+
+
+def _looks_clear(data: bytes) -> bool:
+    """Would a cleartext knet sender have produced exactly these bytes?
+
+    With crypto on the packet is uniformly random, so it passes every check below only by
+    chance (the version, type and padding bytes alone leave about one chance in 2^32).
+    """
+    if len(data) < _HEADER_SIZE or data[0] != VERSION or data[4] or data[5]:
+        return False
+    name = TYPES.get(data[1])
+    if name is None:
+        return False
+    if name in ("data", "host_info"):
+        if len(data) < _HEADER_SIZE + 8:
+            return False
+        compress, pad, bcast, frag_num, frag_seq = data[8:13]
+        return (compress <= COMPRESS_MAX and pad == 0 and bcast <= 1
+                and 1 <= frag_num and frag_seq <= frag_num)
+    if name in ("ping", "pong"):
+        return len(data) == _PING_SIZE and data[25] <= 1
+    return len(data) >= _HEADER_SIZE + 3
+
+
+def decode(data: bytes | bytearray | memoryview, *, crypto: bool | None = None) -> Packet:
+    """Decode one knet packet (a whole UDP payload).
+
+    `crypto`: True when the capture is known to use knet crypto (every packet is then
+    reported encrypted), False when it is known not to (malformed packets raise), None to
+    judge each packet by whether it is a plausible cleartext packet.
+    """
+    data = bytes(data)
+    if crypto or (crypto is None and not _looks_clear(data)):
+        if not data:
+            raise DecodeError("empty packet")
+        packet = Packet._make(ENCRYPTED_LAYOUT, {"ciphertext": data})
+        assert isinstance(packet, Packet)
+        packet._attach_totem()
+        return packet
+    if len(data) < _HEADER_SIZE:
+        raise DecodeError(f"truncated knet header: {len(data)} bytes")
+    if data[0] != VERSION:
+        raise DecodeError(f"unsupported knet on-wire version {data[0]}")
+    name = TYPES.get(data[1])
+    if name is None:
+        raise DecodeError(f"unknown knet packet type {data[1]:#04x}")
+    try:
+        packet, end = LAYOUTS[name].decode_from(data, 0, "big")
+    except LayoutError as exc:
+        raise DecodeError(f"{name}: {exc}") from None
+    if end != len(data):
+        raise DecodeError(f"{name}: {len(data) - end} bytes after the end of the packet")
+    assert isinstance(packet, Packet)
+    packet._attach_totem()
+    return packet
+
+
+def encode(packet: Packet) -> bytes:
+    """The exact wire bytes of `packet` (an encrypted one is its ciphertext unchanged)."""
+    out = bytearray()
+    packet.layout.encode_into(packet, "big", out)
+    return bytes(out)
+
+
+class Reassembler:
+    """Joins the fragments of knet data packets, for a dissector reading a capture.
+
+    libknet splits user data bigger than the link MTU into `frag_num` packets sharing the
+    sender's `seq_num`, numbered by `frag_seq` from 1. Pass every data packet to `add`
+    with a key for its flow (e.g. the source address): it returns the whole user data
+    once the last missing piece arrives, else None. Memory is bounded: beyond
+    `max_pending` incomplete packets the oldest is dropped, as libknet's own defrag
+    buffers drop stale entries.
+    """
+
+    def __init__(self, max_pending: int = 64) -> None:
+        if max_pending < 1:
+            raise ValueError("max_pending must be at least 1")
+        self.max_pending = max_pending
+        self._pending: OrderedDict[tuple[Any, ...], tuple[int, dict[int, bytes]]] = (
+            OrderedDict())
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def add(self, packet: Packet, source: Hashable = None) -> bytes | None:
+        if packet.type_name not in ("data", "host_info"):
+            return None
+        frag_num, frag_seq = packet.frag_num, packet.frag_seq
+        if frag_num <= 1:
+            return bytes(packet.userdata)
+        if not 1 <= frag_seq <= frag_num:
+            return None
+        key = (source, packet.node, packet.channel, packet.seq_num)
+        entry = self._pending.pop(key, None)
+        if entry is None or entry[0] != frag_num:
+            entry = (frag_num, {})
+        entry[1][frag_seq] = bytes(packet.userdata)
+        if len(entry[1]) == frag_num:
+            return b"".join(entry[1][i] for i in range(1, frag_num + 1))
+        self._pending[key] = entry
+        while len(self._pending) > self.max_pending:
+            self._pending.popitem(last=False)
+        return None

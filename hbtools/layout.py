@@ -1,0 +1,416 @@
+"""Binary message layouts declared as data, and the one generic codec that reads them.
+
+Totem and kronosnet are C structs sent as they sit in memory. Rather than hand-writing a
+parse step per field, each struct is declared once as a `Layout`: an ordered table of
+`Field`s (name as in the C struct, struct-module format, meaning). The same table drives
+decoding, encoding, the attribute names of decoded records, their JSON view (`to_dict`)
+and, later, the generated Wireshark Lua dissector, so none of these can drift apart.
+
+A field's `fmt` is one of:
+
+* a `struct` format code ("B", "b", "H", "h", "I", "i", "Q", "16s"). Without a byte-order
+  prefix it takes the message's byte order (Totem is sent in the sender's order); a "<" or
+  ">" prefix pins it (kronosnet's node id is always big endian, its PMTUd size little).
+* a nested `Layout` (a struct inside a struct, e.g. `memb_ring_id`).
+* `REST`: every remaining byte (a payload or fill).
+
+With `count` a field is an array: `count` names an earlier field that holds the number of
+elements (the count field is then derived from the array when encoding, and is not stored
+in the record), or is a fixed int. With `const` a field always carries one value (a magic
+number): decoding checks it, encoding writes it, the record does not store it.
+
+Nothing here touches sockets or clocks: bytes in, records out.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+#: Marks a field that takes every remaining byte.
+REST = "*"
+
+#: Byte-order prefixes of the struct module, by the names used in records and JSON.
+ENDIAN_PREFIX = {"little": "<", "big": ">"}
+
+
+class LayoutError(ValueError):
+    """Raised by the generic codec; each protocol module re-raises it as its own DecodeError.
+
+    Keeping one internal error type lets `totem` and `knet` promise that only their own
+    `DecodeError` escapes, whatever the bytes.
+    """
+
+
+@dataclass(frozen=True)
+class Field:
+    """One member of a C struct on the wire."""
+
+    name: str
+    fmt: str | Layout
+    meaning: str
+    #: Array length: the name of an earlier count field, or a fixed number of elements.
+    count: str | int | None = None
+    #: The value every message carries in this field (magic numbers, fixed versions).
+    const: int | None = None
+    #: Names of enumerated values, for people, JSON and the Wireshark value_string.
+    values: Mapping[int, str] | None = None
+    #: Display radix for people and the Lua export: "dec" or "hex".
+    base: str = "dec"
+
+    @property
+    def is_array(self) -> bool:
+        return self.count is not None
+
+    @property
+    def is_rest(self) -> bool:
+        return self.fmt == REST
+
+    @property
+    def nested(self) -> Layout | None:
+        return self.fmt if isinstance(self.fmt, Layout) else None
+
+    def scalar_size(self) -> int | None:
+        """Size of one element, or None when it varies (nested layouts with arrays, REST)."""
+        if isinstance(self.fmt, Layout):
+            return self.fmt.fixed_size
+        if self.fmt == REST:
+            return None
+        return struct.calcsize("<" + self.fmt.lstrip("<>"))
+
+    def is_bytes(self) -> bool:
+        return isinstance(self.fmt, str) and (self.fmt == REST or self.fmt.endswith("s"))
+
+
+class Layout:
+    """An ordered field table: one C struct as it travels on the wire."""
+
+    #: Record class that decoded values of this layout are wrapped in.
+    record_type: type[Record]
+
+    def __init__(self, name: str, fields: tuple[Field, ...], meaning: str) -> None:
+        self.name = name
+        self.fields = fields
+        self.meaning = meaning
+        self.record_type = Record
+        names = [f.name for f in fields]
+        if len(set(names)) != len(names):
+            raise ValueError(f"{name}: duplicate field names")
+        by_name = {f.name: f for f in fields}
+        #: count field name -> the array fields it counts (all must have equal length).
+        self.counted_by: dict[str, tuple[str, ...]] = {}
+        for position, f in enumerate(fields):
+            if isinstance(f.count, str):
+                counter = by_name.get(f.count)
+                if counter is None or names.index(f.count) >= position:
+                    raise ValueError(f"{name}.{f.name}: count field must come earlier")
+                self.counted_by[f.count] = (*self.counted_by.get(f.count, ()), f.name)
+            if f.is_rest and position != len(fields) - 1:
+                raise ValueError(f"{name}.{f.name}: REST must be the last field")
+        #: Fields a record stores: constants and counts are implied by the rest.
+        self.stored = tuple(
+            f for f in fields if f.const is None and f.name not in self.counted_by
+        )
+        self._by_name = by_name
+
+    def __repr__(self) -> str:
+        return f"Layout({self.name!r})"
+
+    def field(self, name: str) -> Field:
+        return self._by_name[name]
+
+    @property
+    def fixed_size(self) -> int | None:
+        """Wire size when no field varies, else None."""
+        total = 0
+        for f in self.fields:
+            if f.is_array and not isinstance(f.count, int):
+                return None
+            size = f.scalar_size()
+            if size is None:
+                return None
+            total += size * (f.count if isinstance(f.count, int) else 1)
+        return total
+
+    @property
+    def min_size(self) -> int:
+        """Smallest possible wire size: every array empty, REST empty."""
+        total = 0
+        for f in self.fields:
+            if f.is_rest or isinstance(f.count, str):
+                continue
+            elem = f.nested.min_size if f.nested is not None else f.scalar_size()
+            total += (elem or 0) * (f.count if isinstance(f.count, int) else 1)
+        return total
+
+    # ---------------------------------------------------------------- decode
+    def decode_from(
+        self, data: bytes | memoryview, offset: int, endian: str, path: str = ""
+    ) -> tuple[Record, int]:
+        """Decode one instance at `offset`; return it and the offset just past it."""
+        values: dict[str, Any] = {}
+        counts: dict[str, int] = {}
+        prefix = ENDIAN_PREFIX[endian]
+        for f in self.fields:
+            where = f"{path}{f.name}"
+            if f.is_rest:
+                values[f.name] = bytes(data[offset:])
+                offset = len(data)
+                continue
+            if f.is_array:
+                n = f.count if isinstance(f.count, int) else counts[f.count]
+                elem_min = f.nested.min_size if f.nested is not None else f.scalar_size()
+                if n < 0:
+                    raise LayoutError(f"{where}: negative element count {n}")
+                if n * (elem_min or 1) > len(data) - offset:
+                    raise LayoutError(
+                        f"{where}: {n} elements do not fit in the {len(data) - offset} "
+                        f"bytes left at offset {offset}"
+                    )
+                items = []
+                for i in range(n):
+                    item, offset = self._decode_one(f, data, offset, endian, prefix,
+                                                    f"{where}[{i}].")
+                    items.append(item)
+                values[f.name] = tuple(items)
+                continue
+            value, offset = self._decode_one(f, data, offset, endian, prefix, f"{where}.")
+            if f.const is not None:
+                if value != f.const:
+                    raise LayoutError(f"{where}: expected {f.const:#x}, found {value:#x}")
+                continue
+            if f.name in self.counted_by:
+                counts[f.name] = value
+                continue
+            values[f.name] = value
+        return self.record_type._make(self, values), offset
+
+    @staticmethod
+    def _decode_one(
+        f: Field, data: bytes | memoryview, offset: int, endian: str, prefix: str, path: str
+    ) -> tuple[Any, int]:
+        nested = f.nested
+        if nested is not None:
+            return nested.decode_from(data, offset, endian, path)
+        assert isinstance(f.fmt, str)
+        codec = _struct_for(f.fmt, prefix)
+        end = offset + codec.size
+        if end > len(data):
+            raise LayoutError(
+                f"{path[:-1]}: needs {codec.size} bytes at offset {offset}, "
+                f"only {len(data) - offset} left"
+            )
+        (value,) = codec.unpack_from(data, offset)
+        return value, end
+
+    # ---------------------------------------------------------------- encode
+    def encode_into(self, record: Record, endian: str, out: bytearray) -> None:
+        """Append the wire form of `record` to `out`."""
+        prefix = ENDIAN_PREFIX[endian]
+        for f in self.fields:
+            if f.const is not None:
+                value: Any = f.const
+            elif f.name in self.counted_by:
+                lengths = {len(record._values[a]) for a in self.counted_by[f.name]}
+                if len(lengths) != 1:
+                    raise ValueError(
+                        f"{self.name}: arrays {self.counted_by[f.name]} counted by "
+                        f"{f.name} differ in length"
+                    )
+                value = lengths.pop()
+            else:
+                value = record._values[f.name]
+            if f.is_rest:
+                out += value
+            elif f.is_array:
+                if isinstance(f.count, int) and len(value) != f.count:
+                    raise ValueError(f"{self.name}.{f.name}: needs exactly {f.count} items")
+                for item in value:
+                    self._encode_one(f, item, endian, prefix, out)
+            else:
+                self._encode_one(f, value, endian, prefix, out)
+
+    @staticmethod
+    def _encode_one(f: Field, value: Any, endian: str, prefix: str, out: bytearray) -> None:
+        nested = f.nested
+        if nested is not None:
+            if not isinstance(value, Record) or value._layout is not nested:
+                raise ValueError(f"{f.name}: expects a {nested.name} record, got {value!r}")
+            nested.encode_into(value, endian, out)
+            return
+        assert isinstance(f.fmt, str)
+        codec = _struct_for(f.fmt, prefix)
+        if f.fmt.endswith("s") and len(value) != codec.size:
+            raise ValueError(f"{f.name}: needs exactly {codec.size} bytes, got {len(value)}")
+        try:
+            out += codec.pack(value)
+        except struct.error as exc:
+            raise ValueError(f"{f.name}: {exc}") from None
+
+    # ---------------------------------------------------------------- values
+    def default_value(self, f: Field) -> Any:
+        """Zero value for a field a caller left out (what a zeroed C struct holds)."""
+        if f.is_array:
+            if isinstance(f.count, int):
+                return tuple(self._default_scalar(f) for _ in range(f.count))
+            return ()
+        return self._default_scalar(f)
+
+    @staticmethod
+    def _default_scalar(f: Field) -> Any:
+        nested = f.nested
+        if nested is not None:
+            return nested.record_type._make(
+                nested, {g.name: nested.default_value(g) for g in nested.stored}
+            )
+        if f.is_rest:
+            return b""
+        assert isinstance(f.fmt, str)
+        if f.fmt.endswith("s"):
+            return bytes(_struct_for(f.fmt, "<").size)
+        return 0
+
+    def walk(self, prefix: str = "") -> Iterator[tuple[str, Field]]:
+        """Every field with its dotted path, nested ones included (for the Lua export)."""
+        for f in self.fields:
+            yield prefix + f.name, f
+            if f.nested is not None:
+                yield from f.nested.walk(prefix + f.name + ".")
+
+
+_STRUCTS: dict[tuple[str, str], struct.Struct] = {}
+
+
+def _struct_for(fmt: str, prefix: str) -> struct.Struct:
+    key = (fmt, prefix)
+    codec = _STRUCTS.get(key)
+    if codec is None:
+        codec = struct.Struct(fmt if fmt[0] in "<>" else prefix + fmt)
+        _STRUCTS[key] = codec
+    return codec
+
+
+def _freeze(value: Any) -> Any:
+    """Lists become tuples so records stay hashable and compare by value."""
+    if isinstance(value, list):
+        return tuple(_freeze(v) for v in value)
+    if isinstance(value, bytearray | memoryview):
+        return bytes(value)
+    return value
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Record):
+        return value.to_dict()
+    if isinstance(value, tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, bytes):
+        return value.hex()
+    return value
+
+
+class Record:
+    """Decoded values of one layout, read as attributes named after the C struct members.
+
+    Records are immutable and compare by layout and values, so `decode(encode(m)) == m`
+    is a meaningful check. Count fields and constants are not stored but can still be
+    read as attributes (they follow from the arrays and the layout).
+    """
+
+    __slots__ = ("_layout", "_values")
+    LAYOUT: ClassVar[Layout | None] = None
+
+    _layout: Layout
+    _values: dict[str, Any]
+
+    def __init__(self, **values: Any) -> None:
+        layout = type(self).LAYOUT
+        if layout is None:
+            raise TypeError("Record needs a layout: use a protocol's record class")
+        self._init(layout, values)
+
+    def _init(self, layout: Layout, values: Mapping[str, Any]) -> None:
+        stored = {f.name for f in layout.stored}
+        unknown = set(values) - stored
+        if unknown:
+            raise TypeError(f"{layout.name} has no field(s) {sorted(unknown)}")
+        full = {
+            f.name: _freeze(values[f.name]) if f.name in values else layout.default_value(f)
+            for f in layout.stored
+        }
+        object.__setattr__(self, "_layout", layout)
+        object.__setattr__(self, "_values", full)
+
+    @classmethod
+    def _make(cls, layout: Layout, values: dict[str, Any]) -> Record:
+        """Wrap already-complete decoded values without re-checking them."""
+        record = cls.__new__(cls)
+        object.__setattr__(record, "_layout", layout)
+        object.__setattr__(record, "_values", values)
+        return record
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        values = self._values
+        if name in values:
+            return values[name]
+        layout = self._layout
+        counted = layout.counted_by.get(name)
+        if counted is not None:
+            return len(values[counted[0]])
+        try:
+            f = layout.field(name)
+        except KeyError:
+            raise AttributeError(f"{layout.name} has no field {name!r}") from None
+        return f.const
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"{type(self).__name__} is immutable; use replace()")
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Record):
+            return NotImplemented
+        return self._layout is other._layout and self._values == other._values
+
+    def __hash__(self) -> int:
+        return hash((self._layout.name, tuple(self._values.items())))
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{k}={v!r}" for k, v in self._values.items())
+        return f"{type(self).__name__}[{self._layout.name}]({inner})"
+
+    @property
+    def layout(self) -> Layout:
+        return self._layout
+
+    def replace(self, **changes: Any) -> Record:
+        """A copy with some fields changed (for injectors and tests)."""
+        clone = type(self).__new__(type(self))
+        merged = {**self._values, **changes}
+        Record._init(clone, self._layout, merged)
+        clone._after_replace(self)
+        return clone
+
+    def _after_replace(self, original: Record) -> None:
+        """Hook for subclasses that carry state beyond the field values."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every wire field in wire order, by the layout's names, ready for JSON.
+
+        Counts and constants are included because a reader of the JSON sees the wire;
+        bytes become lower-case hex strings.
+        """
+        out: dict[str, Any] = {}
+        for f in self._layout.fields:
+            out[f.name] = _jsonable(getattr(self, f.name))
+        return out
+
+
+def record_type(layout: Layout, name: str, doc: str) -> type[Record]:
+    """Make the named record class for a layout (e.g. `RingId`) and bind it to the layout."""
+    cls = type(name, (Record,), {"__slots__": (), "LAYOUT": layout, "__doc__": doc})
+    layout.record_type = cls
+    return cls
