@@ -369,10 +369,20 @@ class Anchor:
                 return p
         return None
 
-    def kill(self) -> None:
-        """Killing the init makes the kernel kill the whole PID namespace."""
+    def kill(self, *, timeout: float = 10.0) -> None:
+        """Kill the init, so the kernel kills and reaps the whole PID namespace.
+
+        ``unshare`` exits only once its child (the init) is fully gone, and the init is gone
+        only after every process of its namespace has been reaped, so waiting for ``unshare``
+        means nothing of this node is left, not even a zombie.
+        """
         _kill(self.init_pid)
-        _kill(self.proc.pid)
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            _kill(self.proc.pid)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(timeout=timeout)
 
 
 # --------------------------------------------------------------------------- nodes
