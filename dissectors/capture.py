@@ -1,0 +1,312 @@
+"""Streaming pcap and pcapng record readers built on ``struct``.
+
+A capture can be far larger than memory, and the dissector has to beat tshark, so the
+readers never build per-record objects beyond one small tuple: they pull the file in
+large chunks and walk the record headers with precompiled ``struct`` unpackers. Every
+problem with the file itself (not a capture, cut short, corrupt length) is raised as a
+:class:`CaptureError`, which the CLI turns into one line on stderr.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator
+from typing import BinaryIO
+
+__all__ = [
+    "CaptureError",
+    "CaptureReader",
+    "Frame",
+    "open_capture",
+]
+
+# Records are read through a window of this many bytes; large enough that the per-chunk
+# bookkeeping vanishes next to the per-record work, small enough to keep memory flat.
+CHUNK_SIZE = 1 << 20
+# A record longer than this is not a packet but a corrupt length field. It is larger
+# than any snaplen seen in the wild (tcpdump's maximum is 262144).
+MAX_RECORD = 1 << 24
+
+# One captured packet: (timestamp in epoch seconds, link type, bytes as captured,
+# length on the wire). A plain tuple because millions of them are made.
+Frame = tuple[float, int, bytes, int]
+
+PCAP_MAGIC_US = 0xA1B2C3D4
+PCAP_MAGIC_NS = 0xA1B23C4D
+PCAP_MAGIC_KUZNETZOV = 0xA1B2CD34  # tcpdump's "modified pcap": 8 more bytes per record
+PCAPNG_SHB = 0x0A0D0D0A
+PCAPNG_BOM = 0x1A2B3C4D
+
+_BT_IDB = 0x00000001
+_BT_PACKET = 0x00000002  # obsolete Packet Block, still written by old tools
+_BT_SPB = 0x00000003
+_BT_EPB = 0x00000006
+
+
+class CaptureError(Exception):
+    """The file is not a readable capture; carries the file name and what was wrong."""
+
+    def __init__(self, name: str, problem: str) -> None:
+        super().__init__(f"{name}: {problem}")
+        self.name = name
+        self.problem = problem
+
+
+class CaptureReader:
+    """Iterate over the frames of one pcap or pcapng stream.
+
+    ``bytes_read`` follows the position in the stream so that a progress bar can be
+    drawn without a second pass or a seek (stdin cannot seek).
+    """
+
+    def __init__(self, stream: BinaryIO, name: str) -> None:
+        self.stream = stream
+        self.name = name
+        self.bytes_read = 0
+        self.format = ""
+        self._head = self._read_exact_or_short(4)
+        if len(self._head) < 4:
+            if not self._head:
+                raise CaptureError(name, "empty file, not a capture")
+            raise CaptureError(name, "too short to be a capture")
+        (magic_le,) = struct.unpack("<I", self._head)
+        (magic_be,) = struct.unpack(">I", self._head)
+        if magic_le == PCAPNG_SHB:
+            self.format = "pcapng"
+        elif PCAP_MAGIC_US in (magic_le, magic_be) or PCAP_MAGIC_NS in (magic_le, magic_be):
+            self.format = "pcap"
+        elif PCAP_MAGIC_KUZNETZOV in (magic_le, magic_be):
+            self.format = "pcap"
+        else:
+            raise CaptureError(
+                name, f"not a pcap or pcapng capture (starts with {self._head.hex()})"
+            )
+
+    def _read_exact_or_short(self, n: int) -> bytes:
+        data = self.stream.read(n)
+        if data is None:
+            data = b""
+        while len(data) < n:
+            more = self.stream.read(n - len(data))
+            if not more:
+                break
+            data += more
+        self.bytes_read += len(data)
+        return data
+
+    def __iter__(self) -> Iterator[Frame]:
+        if self.format == "pcapng":
+            return self._pcapng()
+        return self._pcap()
+
+    # -- pcap ------------------------------------------------------------------------
+
+    def _pcap(self) -> Iterator[Frame]:
+        name = self.name
+        rest = self._read_exact_or_short(20)
+        if len(rest) < 20:
+            raise CaptureError(name, "pcap global header cut short")
+        head = self._head + rest
+        (magic,) = struct.unpack("<I", head[:4])
+        if magic in (PCAP_MAGIC_US, PCAP_MAGIC_NS, PCAP_MAGIC_KUZNETZOV):
+            endian = "<"
+        else:
+            endian = ">"
+            (magic,) = struct.unpack(">I", head[:4])
+        _major, _minor, _zone, _sigfigs, snaplen, network = struct.unpack(
+            endian + "HHiIII", head[4:]
+        )
+        # The top bits of the link-type word carry FCS information (pcap-linktype(7)).
+        linktype = network & 0x0FFFFFFF
+        divisor = 1e9 if magic == PCAP_MAGIC_NS else 1e6
+        hdr_len = 24 if magic == PCAP_MAGIC_KUZNETZOV else 16
+        unpack = struct.Struct(endian + "IIII").unpack_from
+        limit = max(snaplen, 65536) if snaplen < MAX_RECORD else MAX_RECORD
+        read = self.stream.read
+
+        buf = b""
+        pos = 0
+        count = 0
+        while True:
+            avail = len(buf) - pos
+            if avail < hdr_len:
+                chunk = read(CHUNK_SIZE)
+                if not chunk:
+                    if avail:
+                        raise CaptureError(
+                            name,
+                            f"cut short in the header of record {count + 1} "
+                            f"({avail} of {hdr_len} bytes)",
+                        )
+                    return
+                self.bytes_read += len(chunk)
+                buf = buf[pos:] + chunk
+                pos = 0
+                continue
+            sec, frac, incl, orig = unpack(buf, pos)
+            if incl > limit:
+                raise CaptureError(
+                    name,
+                    f"record {count + 1} claims {incl} bytes (snaplen {snaplen}): corrupt capture",
+                )
+            start = pos + hdr_len
+            end = start + incl
+            if end > len(buf):
+                chunk = read(max(CHUNK_SIZE, end - len(buf)))
+                if not chunk:
+                    raise CaptureError(
+                        name,
+                        f"cut short in the middle of record {count + 1} "
+                        f"({len(buf) - start} of {incl} bytes)",
+                    )
+                self.bytes_read += len(chunk)
+                buf = buf[pos:] + chunk
+                pos = 0
+                continue
+            count += 1
+            pos = end
+            yield sec + frac / divisor, linktype, buf[start:end], orig
+
+    # -- pcapng ----------------------------------------------------------------------
+
+    def _pcapng(self) -> Iterator[Frame]:
+        """Walk pcapng blocks; interfaces (link type, time unit) are per section."""
+        name = self.name
+        read = self.stream.read
+        buf = self._head
+        self._head = b""
+        pos = 0
+        endian = "<"
+        epb = struct.Struct("<IIIII").unpack_from
+        spb_len = struct.Struct("<I").unpack_from
+        blk = struct.Struct("<II").unpack_from
+        # per interface: (link type, ticks per second, offset seconds, snaplen)
+        interfaces: list[tuple[int, float, int, int]] = []
+        count = 0
+        seen_shb = False
+        while True:
+            avail = len(buf) - pos
+            if avail < 12:
+                chunk = read(CHUNK_SIZE)
+                if not chunk:
+                    if avail:
+                        raise CaptureError(
+                            name, f"cut short in a block header after packet {count}"
+                        )
+                    if not seen_shb:
+                        raise CaptureError(name, "pcapng section header cut short")
+                    return
+                self.bytes_read += len(chunk)
+                buf = buf[pos:] + chunk
+                pos = 0
+                continue
+            btype, blen = blk(buf, pos)
+            if btype == PCAPNG_SHB:
+                # The byte-order magic decides how this section (and its block lengths)
+                # are read, so it is parsed before trusting blen.
+                (bom,) = struct.unpack_from("<I", buf, pos + 8)
+                if bom == PCAPNG_BOM:
+                    endian = "<"
+                elif bom == 0x4D3C2B1A:
+                    endian = ">"
+                else:
+                    raise CaptureError(name, "pcapng section header with a bad byte-order magic")
+                (blen,) = struct.unpack_from(endian + "I", buf, pos + 4)
+                epb = struct.Struct(endian + "IIIII").unpack_from
+                spb_len = struct.Struct(endian + "I").unpack_from
+                blk = struct.Struct(endian + "II").unpack_from
+                interfaces = []
+                seen_shb = True
+            elif not seen_shb:
+                raise CaptureError(name, "pcapng file does not start with a section header")
+            if blen < 12 or blen % 4 or blen > MAX_RECORD:
+                raise CaptureError(
+                    name, f"pcapng block of {blen} bytes after packet {count}: corrupt capture"
+                )
+            end = pos + blen
+            if end > len(buf):
+                chunk = read(max(CHUNK_SIZE, end - len(buf)))
+                if not chunk:
+                    raise CaptureError(
+                        name,
+                        f"cut short in the middle of a block after packet {count} "
+                        f"({len(buf) - pos} of {blen} bytes)",
+                    )
+                self.bytes_read += len(chunk)
+                buf = buf[pos:] + chunk
+                pos = 0
+                continue
+            body = pos + 8
+            if btype == _BT_EPB:
+                iface, ts_hi, ts_lo, caplen, origlen = epb(buf, body)
+                if caplen > blen - 32:
+                    raise CaptureError(
+                        name, f"packet {count + 1}: captured length {caplen} exceeds its block"
+                    )
+                if iface >= len(interfaces):
+                    raise CaptureError(
+                        name, f"packet {count + 1} names interface {iface}, which is not defined"
+                    )
+                linktype, tps, offset, _snap = interfaces[iface]
+                count += 1
+                pos = end
+                yield (
+                    ((ts_hi << 32) | ts_lo) / tps + offset,
+                    linktype,
+                    buf[body + 20 : body + 20 + caplen],
+                    origlen,
+                )
+                continue
+            if btype == _BT_SPB:
+                if not interfaces:
+                    raise CaptureError(name, "simple packet block before any interface")
+                (origlen,) = spb_len(buf, body)
+                linktype, _tps, _offset, snap = interfaces[0]
+                caplen = min(origlen, snap or origlen, blen - 16)
+                count += 1
+                pos = end
+                yield 0.0, linktype, buf[body + 4 : body + 4 + caplen], origlen
+                continue
+            if btype == _BT_IDB:
+                interfaces.append(self._idb(buf, body, end - 4, endian))
+            elif btype == _BT_PACKET:
+                iface, _drops, ts_hi, ts_lo, caplen, origlen = struct.unpack_from(
+                    endian + "HHIIII", buf, body
+                )
+                if iface >= len(interfaces) or caplen > blen - 32:
+                    raise CaptureError(name, f"packet {count + 1}: corrupt packet block")
+                linktype, tps, offset, _snap = interfaces[iface]
+                count += 1
+                pos = end
+                yield (
+                    ((ts_hi << 32) | ts_lo) / tps + offset,
+                    linktype,
+                    buf[body + 20 : body + 20 + caplen],
+                    origlen,
+                )
+                continue
+            pos = end
+
+    def _idb(self, buf: bytes, body: int, end: int, endian: str) -> tuple[int, float, int, int]:
+        """Read the interface's link type and its clock (if_tsresol, if_tsoffset)."""
+        linktype, _reserved, snaplen = struct.unpack_from(endian + "HHI", buf, body)
+        tps = 1e6
+        offset = 0
+        opt = body + 8
+        while opt + 4 <= end:
+            code, length = struct.unpack_from(endian + "HH", buf, opt)
+            if code == 0:
+                break
+            value = buf[opt + 4 : opt + 4 + length]
+            if code == 9 and length >= 1:
+                res = value[0]
+                tps = float(2 ** (res & 0x7F)) if res & 0x80 else float(10**res)
+            elif code == 14 and length == 8:
+                (offset,) = struct.unpack(endian + "q", value)
+            opt += 4 + ((length + 3) & ~3)
+        return linktype, tps, offset, snaplen
+
+
+def open_capture(stream: BinaryIO, name: str) -> CaptureReader:
+    """Recognise the capture format from its first bytes (no seek: stdin works)."""
+    return CaptureReader(stream, name)

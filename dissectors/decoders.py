@@ -1,0 +1,148 @@
+"""From a UDP payload to a `Record`, through the project's codecs.
+
+This is the one place that imports the protocol codecs, and the Totem/kronosnet ones
+are optional: without them, Totem and knet datagrams still get rows, with an error that
+says their codec is missing, and Heartbeat works alone. The codecs are the only
+authority on fields and their JSON rendering; the fast paths elsewhere in
+``dissectors`` are tested to agree with what is produced here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from dissectors.detect import HEARTBEAT, KNET, TOTEM
+from dissectors.records import AUTH_BAD, AUTH_OK, AUTH_UNCHECKED, Record
+from hbtools import heartbeat
+
+try:  # the Totem and kronosnet codecs land separately from Heartbeat's
+    from hbtools import knet as _knet
+    from hbtools import totem as _totem
+except ImportError:  # pragma: no cover - exercised only on a tree without them
+    _knet = None  # type: ignore[assignment]
+    _totem = None  # type: ignore[assignment]
+
+__all__ = ["HAVE_TOTEM", "Decoders", "knet_module", "totem_module"]
+
+HAVE_TOTEM = _totem is not None and _knet is not None
+
+
+def totem_module() -> Any:
+    return _totem
+
+
+def knet_module() -> Any:
+    return _knet
+
+
+class Decoders:
+    """Per-protocol decoding with the state a capture needs (keys, knet fragments).
+
+    One instance per capture file, so that knet fragments from two files never join.
+    """
+
+    def __init__(self, keys: Any = None) -> None:
+        self.keys = keys
+        self.knet_reassembler = _knet.Reassembler() if _knet is not None else None
+        self.by_proto: dict[str, Callable[[Record, bytes], Record]] = {
+            HEARTBEAT: self.heartbeat,
+            TOTEM: self.totem,
+            KNET: self.knet,
+        }
+
+    def decode(self, record: Record, payload: bytes) -> Record:
+        return self.by_proto[record.proto](record, payload)
+
+    # -- Heartbeat -------------------------------------------------------------------
+
+    def heartbeat(self, record: Record, payload: bytes) -> Record:
+        """Decode, unwrap a compression envelope, and check signatures when keys are given.
+
+        A compressed message is shown by its inner fields (what the cluster acts on),
+        with ``_compression_algorithm`` kept so the envelope stays visible.
+        """
+        try:
+            msg = heartbeat.decode(payload)
+        except heartbeat.DecodeError as exc:
+            record.error = f"heartbeat: {exc}"
+            record.fields = {}
+            return record
+        shown = msg
+        extra: dict[str, Any] = {}
+        if "_compressed_payload" in msg:
+            try:
+                inner = heartbeat.decompress(msg)
+            except heartbeat.DecodeError as exc:
+                record.error = f"heartbeat: compressed payload: {exc}"
+                inner = None
+            if inner is not None:
+                shown = inner
+                algorithm = msg.get("_compression_algorithm", "zlib")
+                extra = {"_compression_algorithm": algorithm}
+        record.type = shown.type
+        record.node = shown.src
+        record.fields = {**shown.to_json_fields(), **extra} if extra else shown.to_json_fields()
+        if self.keys is not None:
+            try:
+                check = self.keys.check_message(msg, payload)
+            except heartbeat.DecodeError as exc:
+                record.auth = AUTH_BAD
+                record.error = record.error or f"heartbeat: signature: {exc}"
+            else:
+                record.auth = AUTH_OK if check.valid else AUTH_BAD
+        else:
+            record.auth = AUTH_UNCHECKED
+        return record
+
+    # -- Corosync --------------------------------------------------------------------
+
+    def totem(self, record: Record, payload: bytes) -> Record:
+        if _totem is None:
+            record.error = "totem: codec not available in this installation"
+            record.fields = {}
+            return record
+        try:
+            msg = _totem.decode(payload)
+        except _totem.DecodeError as exc:
+            record.error = f"totem: {exc}"
+            record.fields = {}
+            return record
+        record.type = msg.type_name
+        record.node = int(msg.nodeid)
+        record.fields = msg.to_dict()
+        return record
+
+    def knet(self, record: Record, payload: bytes) -> Record:
+        """A knet packet; the Totem it carries (whole or reassembled) is under ``totem``."""
+        if _knet is None:
+            record.error = "knet: codec not available in this installation"
+            record.fields = {}
+            return record
+        try:
+            packet = _knet.decode(payload)
+        except _knet.DecodeError as exc:
+            record.error = f"knet: {exc}"
+            record.fields = {}
+            return record
+        record.type = packet.type_name
+        record.node = None if packet.encrypted else int(packet.node)
+        fields = packet.to_dict()
+        if (
+            not packet.encrypted
+            and packet.type_name == "data"
+            and packet.frag_num > 1
+            and self.knet_reassembler is not None
+        ):
+            whole = self.knet_reassembler.add(packet, (record.src, record.sport))
+            if whole is not None and _totem is not None:
+                try:
+                    fields["totem"] = _totem.decode(whole).to_dict()
+                except _totem.DecodeError as exc:
+                    fields["totem_error"] = str(exc)
+        record.fields = fields
+        return record
+
+
+def bad_auth(record: Record) -> bool:
+    return record.auth == AUTH_BAD

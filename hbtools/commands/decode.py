@@ -1,0 +1,183 @@
+"""``hbtool decode``: read captures, print every cluster message (or statistics).
+
+Only option parsing and error reporting live here; the work is in ``dissectors``.
+Every problem with an input file is one line on stderr and exit status 2, never a
+traceback, and the other files are still decoded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import warnings
+from collections.abc import Iterator
+from typing import TextIO
+
+import click
+
+from dissectors.capture import CaptureError
+from dissectors.detect import DEFAULT_PORTS, Detector, parse_port
+from dissectors.filters import FilterError, parse_filter
+from dissectors.output import FORMATS, render_stats, writer_for
+from dissectors.pipeline import Options, decode_stream, filtered, open_input
+from dissectors.records import Record
+from dissectors.stats import Stats
+
+EXIT_USAGE = 2
+
+
+def _err(message: str) -> None:
+    click.echo(f"hbtool decode: {message}", err=True)
+
+
+def _load_keys(path: str) -> object:
+    from hbtools.auth import AuthKeys, AuthKeysError
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            keys = AuthKeys.load(path)
+        except AuthKeysError as exc:
+            _err(str(exc))
+            sys.exit(EXIT_USAGE)
+    for warning in caught:
+        _err(f"warning: {warning.message}")
+    return keys
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("captures", nargs=-1, required=True, metavar="CAPTURE...")
+@click.option("-f", "--format", "fmt", type=click.Choice(FORMATS), default="table",
+              show_default=True, help="Rows as a table, JSON lines or CSV.")
+@click.option("-a", "--authkeys", type=click.Path(dir_okay=False), default=None,
+              help="Heartbeat authkeys file: check every signature (auth ok/bad).")
+@click.option("--filter", "filters", multiple=True, metavar="TERMS",
+              help="Keep rows matching key=value terms, e.g. 'type=status node=node1'. "
+                   "Keys: proto, type, node, auth, ip, ip.src, ip.dst, port, sport, dport, "
+                   "error, or any field (dotted for nested: ring_id.rep). Same key twice: "
+                   "either; different keys: all; key!=value excludes.")
+@click.option("-p", "--port", "ports", multiple=True, metavar="PORT[=PROTO]",
+              help="Cluster ports, replacing 694=heartbeat 5404,5405=corosync. PROTO: "
+                   "heartbeat, totem, knet, corosync (totem or knet by content), auto "
+                   "(default: by content).")
+@click.option("--no-heuristics", is_flag=True,
+              help="Only the cluster ports: do not look for the protocols on other ports.")
+@click.option("-s", "--stats", is_flag=True,
+              help="Print per-node and per-ring statistics instead of the rows.")
+@click.option("--rows", is_flag=True, help="With --stats: print the rows too, then the stats.")
+@click.option("--warntime", type=click.IntRange(min=1), default=None, metavar="MS",
+              help="Warntime for late heartbeats in --stats (default: half the deadtime "
+                   "each node announces in dt).")
+@click.option("--progress/--no-progress", default=None,
+              help="Progress bar on stderr (default: when stderr is a terminal).")
+@click.option("--codec-only", is_flag=True, hidden=True,
+              help="Decode through the codecs only, without the fast paths (for checks).")
+def decode(
+    captures: tuple[str, ...],
+    fmt: str,
+    authkeys: str | None,
+    filters: tuple[str, ...],
+    ports: tuple[str, ...],
+    no_heuristics: bool,
+    stats: bool,
+    rows: bool,
+    warntime: int | None,
+    progress: bool | None,
+    codec_only: bool,
+) -> None:
+    """Decode Heartbeat, Totem and kronosnet messages in pcap/pcapng captures.
+
+    CAPTURE is a pcap or pcapng file, or - for standard input. Several captures are read
+    one after the other. Malformed messages are rows with an error; a file that is not a
+    readable capture is reported on stderr (exit status 2) and the others still run.
+
+    \b
+    Examples:
+      hbtool decode capture.pcap --authkeys authkeys
+      hbtool decode -f json capture.pcapng --filter 'type=status node=node1'
+      tcpdump -w - -i eth0 udp | hbtool decode -
+      hbtool decode --stats capture.pcap
+    """
+    try:
+        port_table = [parse_port(p) for p in ports] if ports else list(DEFAULT_PORTS.items())
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--port") from None
+    try:
+        flt = parse_filter(filters)
+    except FilterError as exc:
+        raise click.BadParameter(str(exc), param_hint="--filter") from None
+    keys = _load_keys(authkeys) if authkeys else None
+    options = Options(
+        detector=Detector(port_table, heuristics=not no_heuristics),
+        keys=keys,
+        filter=flt,
+        fast=not codec_only,
+    )
+    show_progress = sys.stderr.isatty() if progress is None else progress
+    print_rows = rows or not stats
+    summary = Stats(warntime_ms=warntime) if stats else None
+    out = sys.stdout
+    writer = writer_for(fmt, out, show_file=len(captures) > 1) if print_rows else None
+    status = 0
+    try:
+        for path in captures:
+            try:
+                records = _records(path, options, show_progress)
+                records = filtered(records, flt)
+                if summary is not None:
+                    records = _tee(records, summary)
+                if writer is not None:
+                    writer.write(records)
+                else:
+                    for _ in records:
+                        pass
+            except CaptureError as exc:
+                if writer is not None:
+                    writer.out.flush()
+                _err(str(exc))
+                status = EXIT_USAGE
+        if writer is not None:
+            writer.close()
+        if summary is not None:
+            if writer is not None and fmt != "json":
+                out.write("\n")
+            out.write(render_stats(summary.to_dict(), fmt))
+            out.flush()
+    except BrokenPipeError:
+        _quiet_stdout()
+        sys.exit(0)
+    sys.exit(status)
+
+
+def _records(path: str, options: Options, show_progress: bool) -> Iterator[Record]:
+    """Rows of one capture, with a progress bar when asked; closes the file at the end."""
+    stream, name, size = open_input(path)
+    try:
+        if show_progress and size:
+            with click.progressbar(length=size, label=os.path.basename(name),
+                                   file=_stderr()) as bar:
+                yield from decode_stream(stream, name, options, progress=bar.update)
+        else:
+            yield from decode_stream(stream, name, options)
+    finally:
+        if stream is not sys.stdin.buffer:
+            stream.close()
+
+
+def _tee(records: Iterator[Record], summary: Stats) -> Iterator[Record]:
+    add = summary.add
+    for record in records:
+        add(record)
+        yield record
+
+
+def _stderr() -> TextIO:
+    return sys.stderr
+
+
+def _quiet_stdout() -> None:
+    """After a closed pipe, point stdout at /dev/null so the exit flush stays silent."""
+    with contextlib.suppress(OSError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
