@@ -1,0 +1,64 @@
+"""`hbtool wireshark`: export the generated Lua plugin (see `hbtools.wireshark`)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from hbtools.cli import EXIT_USAGE
+
+#: Wireshark's personal plugin folder on Linux (Help > About > Folders, "Personal Lua Plugins").
+PERSONAL_PLUGINS = Path("~/.local/lib/wireshark/plugins")
+PLUGIN_NAME = "hbtools.lua"
+
+
+def _write(path: Path, text: str) -> None:
+    """Write via a temporary file so Wireshark never loads a half-written plugin."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as exc:
+        click.echo(f"hbtool wireshark export: {path}: cannot write: {exc.strerror}", err=True)
+        sys.exit(EXIT_USAGE)
+
+
+@click.group()
+def wireshark() -> None:
+    """Wireshark support: a Lua dissector for Heartbeat, Corosync 3 Totem and kronosnet."""
+
+
+@wireshark.command()
+@click.option("-o", "--output", type=click.Path(dir_okay=False, allow_dash=True),
+              default="-", show_default=True,
+              help="Write the plugin here ('-' is stdout), e.g. wireshark/hbtools.lua.")
+@click.option("--install", is_flag=True,
+              help=f"Also copy it into {PERSONAL_PLUGINS}/ (Wireshark's personal plugin "
+                   "folder) and say where it went.")
+def export(output: str, install: bool) -> None:
+    """Write the Lua dissector generated from hbtools' field tables.
+
+    \b
+    Examples:
+      hbtool wireshark export -o wireshark/hbtools.lua
+      hbtool wireshark export --install
+      tshark -X lua_script:wireshark/hbtools.lua -r capture.pcap -Y 'heartbeat.t == "status"'
+    """
+    from hbtools.wireshark import generate
+
+    text = generate()
+    if install:
+        target = PERSONAL_PLUGINS.expanduser() / PLUGIN_NAME
+        _write(target, text)
+        click.echo(f"installed {target} (restart Wireshark or use Analyze > Reload Lua Plugins)",
+                   err=True)
+        if output == "-":
+            return
+    if output == "-":
+        click.echo(text, nl=False)
+    else:
+        _write(Path(output), text)
