@@ -1,0 +1,220 @@
+"""`hbtool inject` / `hbtool replay` against the REAL Heartbeat 3.0.6 in a namespace lab.
+
+One real node, ``n1``, whose ha.cf lists two nodes that never run (``ghost1``, ``ghost2``).
+The injector runs in the lab's client namespace and broadcasts on the lab segment. What
+the real daemon does with the messages is the proof: ``cl_status nodestatus`` and the
+lines it writes to its log (quoted below, as Heartbeat 3.0.6 prints them):
+
+* accepted status:   ``Status update for node ghost1: status active``
+* wrong signature:   ``ERROR: authtoken does not match, authtoken=…``
+                     ``ERROR: netstring authentication failed, s=###…src=ghost2…``
+* older generation:  ``ERROR: should_drop_message: attempted replay attack [ghost1]?
+                     [gen = G, curgen = G+1]``
+
+Timers are short (keepalive 500 ms, deadtime 2 s, and the ghost's own dt=7d0, 2000 ms:
+the receiver uses the sender's dt) so that each test stays well under a minute.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from hbtools import heartbeat
+from hbtools.auth import AuthKeys
+
+pytestmark = pytest.mark.netns
+
+ROOT = Path(__file__).resolve().parents[2]
+
+AUTHKEYS = "auth 2\n1 crc\n2 sha1 hbtools-inject-test\n"
+BCAST = "198.18.0.255"
+CLIENT_IP = "198.18.0.250"
+HB_FIELDS = ["t", "st", "dt", "protocol", "src", "srcuuid", "seq", "hg", "ts", "ld", "ttl", "auth"]
+
+
+def _lab_modules():
+    from conftest import require_tools  # tests/conftest.py: skip, or fail under CI
+
+    require_tools("/usr/libexec/heartbeat/heartbeat", "cl_status", "tcpdump")
+    from hbtools import lab as labmod
+
+    return labmod
+
+
+def _hbtool(*args: str) -> list[str]:
+    return [sys.executable, "-c", "from hbtools.cli import main; main()", *args]
+
+
+def _env() -> dict[str, str]:
+    return {"PYTHONPATH": str(ROOT)}
+
+
+def _start_cluster(lab, labmod, workdir: Path):
+    hb = lab.add_heartbeat("n1")
+    client = lab.add_client()
+    conf = labmod.heartbeat_ha_cf(
+        ["n1", "ghost1", "ghost2"], ["bcast eth0"],
+        keepalive="500ms", warntime="1", deadtime="2", initdead="4",
+    )
+    hb.write_config(conf, AUTHKEYS)
+    keyfile = workdir / "authkeys"
+    keyfile.write_text(AUTHKEYS)
+    keyfile.chmod(0o600)
+    hb.start()
+    # cl_status answers once the node's API is up (after initdead); ghost2 is then dead.
+    hb.wait_nodestatus("n1", "active", timeout=30)
+    return hb, client, keyfile
+
+
+def _status(hb, peer: str) -> str:
+    """cl_status's answer even for a dead node (it exits 1 then, which lab.nodestatus hides)."""
+    return hb.cl_status("nodestatus", peer).stdout.strip()
+
+
+def _wait_status(labmod, hb, peer: str, status: str, timeout: float) -> None:
+    labmod.wait_until(lambda: _status(hb, peer) == status, timeout=timeout, interval=0.2,
+                      what=f"n1 to see {peer} {status}")
+
+
+def _stop_capture(cap) -> None:
+    """tcpdump (without --immediate-mode) hands packets over in blocks with a 1 s timeout:
+    frames younger than that are lost when it is stopped, so let the last block out first."""
+    time.sleep(1.5)
+    cap.stop()
+
+
+def _heartbeat_datagrams(path: Path) -> list[tuple[str, bytes]]:
+    """(source IP, payload) of every Heartbeat datagram, read with scapy: an independent reader."""
+    from scapy.layers.inet import IP, UDP
+    from scapy.utils import rdpcap
+
+    out = []
+    for pkt in rdpcap(str(path)):
+        if IP in pkt and UDP in pkt and pkt[UDP].dport == 694:
+            out.append((pkt[IP].src, bytes(pkt[UDP].payload)))
+    return out
+
+
+def test_signed_status_makes_ghost_active_and_bad_signature_is_ignored(tmp_path: Path) -> None:
+    labmod = _lab_modules()
+    keys = AuthKeys.parse(AUTHKEYS)
+    state = tmp_path / "state.json"
+    pcap = tmp_path / "inject.pcap"
+    with labmod.Lab() as lab:
+        hb, client, keyfile = _start_cluster(lab, labmod, tmp_path)
+        assert _status(hb, "ghost1") == "dead"
+        cap = lab.capture(pcap, "udp port 694")
+        good = client.popen(
+            _hbtool("inject", "--node", "ghost1", "-f", "st=active", "-f", "dt=7d0",
+                    "--authkeys", str(keyfile), "--state", str(state),
+                    "--to", BCAST, "--count", "16", "--interval", "0.25"),
+            env=_env(), stderr=subprocess.PIPE,
+        )
+        try:
+            _wait_status(labmod, hb, "ghost1", "active", timeout=6)
+        finally:
+            _, err = good.communicate(timeout=15)
+        assert good.returncode == 0, err
+        bad = client.run(
+            _hbtool("inject", "--node", "ghost2", "-f", "st=active", "-f", "dt=7d0", "--bad-auth",
+                    "--authkeys", str(keyfile), "--to", BCAST, "--count", "6", "--interval", "0.2"),
+            env=_env(), check=False, timeout=20,
+        )
+        assert bad.returncode == 0, bad.stderr
+        time.sleep(0.5)
+        assert _status(hb, "ghost2") == "dead"
+        _stop_capture(cap)
+        log = hb.log_text()
+
+    assert "Status update for node ghost1: status active" in log
+    assert "Status update for node ghost2" not in log
+    assert "authtoken does not match" in log
+    rejected = [line for line in log.splitlines() if "netstring authentication failed" in line]
+    assert rejected, log[-2000:]
+    assert any("(0)src=ghost2" in chunk for chunk in log.split("netstring authentication failed")[1:])
+
+    # What went on the wire is exactly what was asked for, and the signatures are what the
+    # daemon said they were.
+    saved = json.loads(state.read_text())["nodes"]["ghost1"]
+    injected = [(src, p) for src, p in _heartbeat_datagrams(pcap) if src == CLIENT_IP]
+    ghost1 = [heartbeat.decode(p) for _, p in injected if heartbeat.decode(p).src == "ghost1"]
+    ghost2 = [p for _, p in injected if heartbeat.decode(p).src == "ghost2"]
+    assert len(ghost1) == 16 and len(ghost2) == 6
+    for n, msg in enumerate(ghost1, start=1):
+        assert msg.names() == HB_FIELDS
+        assert (msg["t"], msg["st"], msg["dt"], msg["protocol"], msg["ttl"]) == (
+            "status", "active", "7d0", "1", "3")
+        assert msg["seq"] == format(n, "x")
+        assert msg["hg"] == format(saved["generation"], "x")
+        assert msg["srcuuid"] == uuid.UUID(saved["uuid"]).bytes
+    assert saved["next_seq"] == 17
+    for _, p in injected:
+        check = keys.check(p)
+        expected = heartbeat.decode(p).src == "ghost1"
+        assert (check.trailer, check.inline) == (expected, expected)
+    _decode_cli_agrees(pcap, tmp_path, keyfile)
+
+
+def _decode_cli_agrees(pcap: Path, tmp_path: Path, keyfile: Path) -> None:
+    """`hbtool decode --authkeys --format json` shows the same fields, once that verb exists."""
+    if not (ROOT / "hbtools" / "commands" / "decode.py").exists():
+        return
+    res = subprocess.run(_hbtool("decode", str(pcap), "--authkeys", str(keyfile), "--format", "json"),
+                         capture_output=True, text=True, timeout=60, env={"PYTHONPATH": str(ROOT)})
+    assert res.returncode in (0, 1), res.stderr
+    text = res.stdout
+    assert '"ghost1"' in text and '"7d0"' not in text or '"dt": 2000' in text
+
+
+def test_replayed_older_generation_is_dropped_and_refresh_makes_it_fresh(tmp_path: Path) -> None:
+    labmod = _lab_modules()
+    state = tmp_path / "state.json"
+    first_life = tmp_path / "first-life.pcap"
+    with labmod.Lab() as lab:
+        hb, client, keyfile = _start_cluster(lab, labmod, tmp_path)
+        common = ["--node", "ghost1", "-f", "dt=7d0", "--authkeys", str(keyfile),
+                  "--state", str(state), "--to", BCAST, "--interval", "0.25"]
+        # First life of ghost1 (generation G), recorded.
+        cap = lab.capture(first_life, "udp port 694")
+        client.run(_hbtool("inject", *common, "--count", "16"), env=_env(), timeout=20)
+        _stop_capture(cap)
+        assert _status(hb, "ghost1") == "active"
+        generation = json.loads(state.read_text())["nodes"]["ghost1"]["generation"]
+        # ghost1 "restarts": generation G+1 is now what n1 holds for it.
+        client.run(_hbtool("inject", *common, "--new-generation", "--count", "4"), env=_env(),
+                   timeout=20)
+        assert json.loads(state.read_text())["nodes"]["ghost1"]["generation"] == generation + 1
+        # Replaying the first life (4 s of correctly signed status messages) must not keep
+        # ghost1 alive: n1 drops them, so ghost1 dies after its dt of 2 s.
+        replay = client.popen(
+            _hbtool("replay", str(first_life), "--src", "ghost1", "--to", BCAST),
+            env=_env(), stderr=subprocess.PIPE,
+        )
+        try:
+            _wait_status(labmod, hb, "ghost1", "dead", timeout=8)
+            died_during_replay = replay.poll() is None
+        finally:
+            _, err = replay.communicate(timeout=15)
+        assert replay.returncode == 0, err
+        assert died_during_replay
+        log_after_replay = hb.log_text()
+        # The same recording, refreshed (generation G+1, seq after the 4 sent) and re-signed,
+        # is accepted again: what made the difference is the generation, not the bytes' origin.
+        client.run(_hbtool("replay", str(first_life), "--src", "ghost1", "--to", BCAST, "--refresh",
+                           "--authkeys", str(keyfile), "--state", str(state), "--speed", "2"),
+                   env=_env(), timeout=20)
+        _wait_status(labmod, hb, "ghost1", "active", timeout=5)
+        saved = json.loads(state.read_text())["nodes"]["ghost1"]
+
+    expected = (f"should_drop_message: attempted replay attack [ghost1]? "
+                f"[gen = {generation}, curgen = {generation + 1}]")
+    assert expected in log_after_replay
+    assert "WARN: node ghost1: is dead" in log_after_replay
+    assert saved["generation"] == generation + 1 and saved["next_seq"] == 5 + 16
