@@ -169,10 +169,15 @@ class AuthKeys:
     def matches(self, signature: str, data: bytes) -> bool:
         """Whether ``"N digest"`` is right for `data` with this file's key N."""
         number, _, digest = signature.partition(" ")
-        if not number.isdigit() or not digest:
+        if not (number.isascii() and number.isdigit()) or not digest:
             return False
         key = self.keys.get(int(number))
-        return key is not None and hmac.compare_digest(key.digest(data), digest)
+        if key is None:
+            return False
+        # Bytes, not str: compare_digest refuses non-ASCII text, and a hostile packet
+        # may carry any bytes in its signature.
+        expected = key.digest(data).encode()
+        return hmac.compare_digest(expected, digest.encode("utf-8", "surrogateescape"))
 
     def check(self, data: bytes) -> AuthCheck:
         """Check every signature `data` carries; raises `heartbeat.DecodeError` if malformed."""

@@ -131,3 +131,32 @@ def test_compressed_envelope_inner_auth_checked():
     wire = heartbeat.encode(envelope, keys)
     check = keys.check(wire)
     assert check.trailer is True and check.inner is True
+
+
+def test_signature_with_non_ascii_bytes_is_just_wrong():
+    keys = AuthKeys.parse("auth 1\n1 crc\n")
+    msg = heartbeat.Message.build([("t", "status"), ("auth", "1 a4\udce3f")])
+    wire = heartbeat.encode(msg)
+    assert keys.check(wire).inline is False
+    assert not keys.matches("\u00b2 abc", b"x")  # a digit, but not an ASCII one
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_SIGNED = heartbeat.encode(heartbeat.Message.build([("t", "status"), ("src", "n1"), ("seq", "1")]),
+                           AuthKeys.parse("auth 1\n1 md5 k\n"), inline_auth=True)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 200), st.integers(0, 255)), min_size=1, max_size=3))
+def test_verify_never_raises_on_mutated_packets(edits):
+    keys = AuthKeys.parse("auth 1\n1 md5 k\n")
+    data = bytearray(_SIGNED)
+    for position, byte in edits:
+        data[position % len(data)] = byte
+    assert keys.verify(bytes(data)) in (True, False)
+    try:
+        keys.check(bytes(data))
+    except heartbeat.DecodeError:
+        pass
