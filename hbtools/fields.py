@@ -109,6 +109,7 @@ _FIELDS: tuple[FieldSpec, ...] = (
     FieldSpec("ifstat", S, Kind.TEXT, "interface status", ("up", "dead")),
     FieldSpec("weight", S, Kind.DEC_INT, "node weight (setweight)"),
     FieldSpec("site", S, Kind.TEXT, "node site (setsite)"),
+    FieldSpec("num_ping", S, Kind.DEC_INT, "ping nodes the sender reaches (ipfail's num_ping_nodes)"),
     FieldSpec("_compressed_payload", B, Kind.BYTES,
               "whole message compressed (traditional compression)"),
     FieldSpec("_compression_algorithm", S, Kind.TEXT, "compression algorithm",
@@ -147,6 +148,7 @@ _TYPES: tuple[MessageTypeSpec, ...] = (
     MessageTypeSpec("hbapi-clstat", "API client status", True),
     MessageTypeSpec("crmd", "Pacemaker CRM message", True),
     MessageTypeSpec("attrd", "Pacemaker attribute daemon message", True),
+    MessageTypeSpec("num_ping_nodes", "how many ping nodes the sender reaches (ipfail)", True),
 )
 
 MESSAGE_TYPES: Mapping[str, MessageTypeSpec] = MappingProxyType({t.name: t for t in _TYPES})

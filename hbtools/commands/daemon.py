@@ -1,0 +1,93 @@
+"""``hbtool daemon``: run a Heartbeat 3.0.6-compatible node from an /etc/ha.d-style directory.
+
+Only option parsing and error reporting live here; the node is `hbtools.node`.
+"""
+
+from __future__ import annotations
+
+import socket
+import sys
+import warnings
+from pathlib import Path
+
+import click
+
+EXIT_USAGE = 2
+
+
+def _err(message: str) -> None:
+    click.echo(f"hbtool daemon: {message}", err=True)
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-c", "--config", "config_dir", required=True, type=click.Path(file_okay=False),
+              help="Directory with ha.cf, authkeys and (optional) haresources, as /etc/ha.d.")
+@click.option("-n", "--node-name", default=None,
+              help="This node's name in ha.cf (default: uname -n, as Heartbeat).")
+@click.option("--state-dir", type=click.Path(file_okay=False), default="/var/lib/hbtools",
+              show_default=True, help="Where hb_uuid and hb_generation persist between starts.")
+@click.option("--events", type=click.Path(dir_okay=False), default=None,
+              help="Append events as JSON lines (monotonic and wall times) to this file.")
+@click.option("-q", "--quiet", is_flag=True, help="No human event lines on stderr.")
+@click.option("--fence-command", default=None, metavar="CMD",
+              help="Run before taking resources from a dead node ({node} = its name); "
+                   "no takeover unless it exits 0.")
+@click.option("--fence-timeout", type=float, default=60.0, show_default=True,
+              help="Seconds before a fence command counts as failed.")
+@click.option("--arp-count", type=click.IntRange(0, 100), default=10, show_default=True,
+              help="Gratuitous ARP rounds after taking an address (reply + request each).")
+@click.option("--arp-interval", type=click.IntRange(10, 10000), default=250, show_default=True,
+              help="Milliseconds between gratuitous ARP rounds.")
+@click.option("--seed", type=int, default=None, help="Seed for retransmission delays (tests).")
+@click.option("--keep-stale", is_flag=True,
+              help="Do not remove configured addresses left on interfaces by an earlier run.")
+@click.option("--check", is_flag=True, help="Only read the configuration and report problems.")
+def daemon(config_dir: str, node_name: str | None, state_dir: str, events: str | None, quiet: bool,
+           fence_command: str | None, fence_timeout: float, arp_count: int, arp_interval: int,
+           seed: int | None, keep_stale: bool, check: bool) -> None:
+    """Be one node of a Heartbeat cluster: heartbeats, dead-peer detection, VIP failover.
+
+    \b
+    Examples:
+      hbtool daemon --config /etc/ha.d
+      hbtool daemon -c ./ha.d -n node2 --state-dir /tmp/node2 --events node2.jsonl
+      hbtool daemon -c ./ha.d --check
+
+    SIGTERM or Ctrl-C stops cleanly: resources are released and the peer is told
+    (shutdone), so it takes over at once instead of after deadtime.
+    """
+    from hbtools.node.config import ConfigError, load_config
+    from hbtools.node.runner import Runner, RunnerError, RunnerOptions
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            config = load_config(config_dir)
+        except ConfigError as exc:
+            _err(str(exc))
+            sys.exit(EXIT_USAGE)
+    for line in config.ha.warnings:
+        _err(f"warning: {line}")
+    for warning in caught:
+        _err(f"warning: {warning.message}")
+    name = node_name or socket.gethostname()
+    if name not in config.ha.nodes:
+        _err(f"node name {name!r} is not a 'node' in {Path(config_dir) / 'ha.cf'} "
+             f"({' '.join(config.ha.nodes)}); use --node-name")
+        sys.exit(EXIT_USAGE)
+    if check:
+        click.echo(f"{config_dir}: ok: node {name}, {len(config.ha.nodes)} nodes, "
+                   f"{len(config.ha.media)} media, {len(config.groups)} resource groups")
+        return
+    options = RunnerOptions(
+        node_name=name, state_dir=Path(state_dir), events=Path(events) if events else None,
+        quiet=quiet, fence_command=fence_command, fence_timeout=fence_timeout,
+        arp_count=arp_count, arp_interval=arp_interval / 1000, seed=seed,
+        release_stale=not keep_stale,
+    )
+    try:
+        runner = Runner(config, options)
+        sys.exit(runner.run())
+    except RunnerError as exc:
+        _err(str(exc))
+        sys.exit(EXIT_USAGE)

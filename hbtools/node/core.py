@@ -1,0 +1,798 @@
+"""The sans-I/O Heartbeat node: datagrams and times in, datagrams and actions out.
+
+`Node` never opens a socket, reads a clock or draws an unseeded random number. The runner (or a
+test) calls :meth:`Node.start`, :meth:`Node.receive`, :meth:`Node.tick` at
+:meth:`Node.next_timer`, and reports what it did through :meth:`Node.ping_reply` and
+:meth:`Node.fence_result`; every call returns an ordered list of outputs to carry out in that
+order (a `ReleaseResource` before the ``shutdone`` that follows it, for example).
+
+What goes on the wire copies Heartbeat 3.0.6 (shared/PROTOCOL-NOTES.md, section 1, and the
+captures in captures/hb-*): field order per message type, hex seq/hg/ts/dt, decimal ttl, both
+signatures, ``init`` → ``up`` → ``active``, ``dt`` = deadtime + 2 s during the first deadtime,
+``starting`` and ``resource`` at activation, ``resource info=shutdown`` then ``shutdone`` on a
+clean stop. Resource ownership follows Heartbeat v1's 2-node ``haresources`` model.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from hbtools import heartbeat
+from hbtools.heartbeat import Message
+from hbtools.node.config import ClusterConfig, ResourceGroup
+from hbtools.node.state import (
+    ALIVE,
+    LOCAL_TRANSITIONS,
+    PEER_TRANSITIONS,
+    RESOURCE_TRANSITIONS,
+    FenceState,
+    LocalEvent,
+    LocalStatus,
+    PeerEvent,
+    PeerStatus,
+    ResourceEvent,
+    ResourcePhase,
+    heard,
+    transition,
+)
+
+__all__ = [
+    "Event",
+    "Fence",
+    "Node",
+    "Output",
+    "ReleaseResource",
+    "Send",
+    "SendPing",
+    "TakeResource",
+]
+
+HISTORY_SIZE = 500  # messages kept for retransmission (Heartbeat's MAXMSGHIST)
+REXMIT_MIN_DELAY = 0.050  # a gap is asked for after a random 50..250 ms
+REXMIT_MAX_DELAY = 0.250  # max_rexmit_delay; also the repeat interval
+REXMIT_MAX_TRIES = 10  # then the gap is given up (and logged), so a loop is bounded
+MAX_SEQ_GAP = 250  # a bigger jump resets tracking instead of asking for 250+ messages
+ACK_EVERY = 4  # acknowledge a peer's stream every few messages
+STARTUP_EXTRA_DT_MS = 2000  # dt carries deadtime + 2 s while the node starts (seen on the wire)
+PROTOCOL_VERSION = "1"
+
+
+# ----------------------------------------------------------------------------- outputs
+
+
+@dataclass(frozen=True)
+class Send:
+    """A datagram for every medium (and every ucast peer)."""
+
+    data: bytes
+    message_type: str
+
+
+@dataclass(frozen=True)
+class TakeResource:
+    """Add the group's addresses and announce them with gratuitous ARP."""
+
+    group: ResourceGroup
+
+
+@dataclass(frozen=True)
+class ReleaseResource:
+    """Remove the group's addresses."""
+
+    group: ResourceGroup
+
+
+@dataclass(frozen=True)
+class Fence:
+    """Run the fence command for ``node``; report with `Node.fence_result`."""
+
+    node: str
+
+
+@dataclass(frozen=True)
+class SendPing:
+    """One ICMP echo to a ping node; report replies with `Node.ping_reply`."""
+
+    address: str
+
+
+@dataclass(frozen=True)
+class Event:
+    """Something a person wants to read later: ``kind`` is stable, ``text`` is for humans."""
+
+    at: float
+    kind: str
+    text: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+Output = Send | TakeResource | ReleaseResource | Fence | SendPing | Event
+
+
+# ----------------------------------------------------------------------------- peers
+
+
+@dataclass
+class _Rexmit:
+    due: float
+    tries: int = 0
+
+
+@dataclass
+class Peer:
+    """What this node knows about one other configured node."""
+
+    name: str
+    status: PeerStatus = PeerStatus.UNKNOWN
+    uuid: bytes | None = None
+    generation: int | None = None
+    deadtime_ms: int | None = None  # from its own dt field
+    last_heard: float | None = None  # last status message (the heartbeat)
+    late_warned: bool = False
+    # sequence tracking of its stream
+    last_seq: int = 0  # every seq <= last_seq has arrived (0: nothing yet)
+    above: set[int] = field(default_factory=set)
+    missing: dict[int, _Rexmit] = field(default_factory=dict)
+    last_acked: int = 0
+    # resources
+    rsc_hold: str | None = None  # None: it has not told us since it (or we) started
+    shutting_down: bool = False
+    ping_count: int | None = None
+    fence: FenceState = FenceState.NOT_NEEDED
+
+    def reset_stream(self) -> None:
+        self.last_seq, self.last_acked = 0, 0
+        self.above.clear()
+        self.missing.clear()
+
+
+# ----------------------------------------------------------------------------- the node
+
+
+class Node:
+    """One Heartbeat node.
+
+    ``uuid`` (16 bytes) and ``generation`` come from the runner's persisted state;
+    ``wall_offset`` turns the monotonic ``now`` into epoch seconds for the ``ts`` field;
+    ``rng`` makes retransmission delays reproducible in tests; ``loadavg`` supplies ``ld``.
+    """
+
+    def __init__(
+        self,
+        config: ClusterConfig,
+        name: str,
+        *,
+        uuid: bytes,
+        generation: int,
+        wall_offset: float = 0.0,
+        rng: random.Random | None = None,
+        loadavg: Callable[[], str] | None = None,
+        fencing: bool = False,
+    ) -> None:
+        ha = config.ha
+        if name not in ha.nodes:
+            raise ValueError(f"node name {name!r} is not a 'node' in ha.cf ({' '.join(ha.nodes)})")
+        if len(uuid) != 16:
+            raise ValueError("uuid must be 16 bytes")
+        self.config = config
+        self.name = name
+        self.uuid = uuid
+        self.generation = generation
+        self.wall_offset = wall_offset
+        self.rng = rng or random.Random(0)
+        self.loadavg = loadavg or (lambda: "0.00 0.00 0.00 1/1 1")
+        self.fencing = fencing
+        self.keepalive = ha.keepalive_ms / 1000
+        self.deadtime_ms = ha.deadtime_ms
+        self.warntime = ha.effective_warntime_ms / 1000
+        self.initdead = ha.effective_initdead_ms / 1000
+        self.inline_auth = ha.msgfmt == "classic"
+        self.ttl = str(len(ha.nodes) + 1)
+        self.peers: dict[str, Peer] = {n: Peer(n) for n in ha.nodes if n != name}
+        self.groups = list(config.groups)
+        self.held: set[int] = set()
+        self.status = LocalStatus.INIT
+        self.phase = ResourcePhase.WAITING
+        self.seq = 0
+        self.history: OrderedDict[int, bytes] = OrderedDict()
+        self.started_at: float | None = None
+        self.next_keepalive: float | None = None
+        self.startup_dt_until: float | None = None
+        self.initdead_at: float | None = None
+        self.ping_last: dict[str, float | None] = {a: None for a in ha.ping_nodes}
+        self.ping_count: int | None = None
+        self.next_ping: float | None = None
+        self.ping_ready_at: float | None = None
+        self.counters: dict[str, int] = {}
+        self._unknown_logged: set[str] = set()
+
+    # ------------------------------------------------------------------ public API
+
+    def start(self, now: float) -> list[Output]:
+        """First status messages: ``init`` then ``up`` twice, as 3.0.6 sends them."""
+        out: list[Output] = []
+        self.started_at = now
+        self.startup_dt_until = now + self.deadtime_ms / 1000
+        self.initdead_at = now + self.initdead
+        self.next_keepalive = now + self.keepalive
+        out.append(self._event(now, "local_status", f"local status now {self.status.value}",
+                               status=self.status.value, generation=self.generation))
+        out.append(self._status_message(now))
+        self._set_local(LocalEvent.STARTED, now, out)
+        out.append(self._status_message(now))
+        out.append(self._status_message(now))
+        if self.ping_last:
+            self.next_ping = now
+            self.ping_ready_at = now + 2 * self.keepalive
+        if not self.peers:
+            self._set_local(LocalEvent.ALL_PEERS_HEARD, now, out)
+        out.extend(self.tick(now))
+        return out
+
+    def next_timer(self) -> float | None:
+        """The earliest time `tick` has something to do (None: nothing, e.g. after shutdown)."""
+        if self.status is LocalStatus.DEAD or self.started_at is None:
+            return None
+        times: list[float] = []
+        for t in (self.next_keepalive, self.next_ping):
+            if t is not None:
+                times.append(t)
+        if self.startup_dt_until is not None:
+            times.append(self.startup_dt_until)
+        if self.initdead_at is not None:
+            times.append(self.initdead_at)
+        for peer in self.peers.values():
+            if peer.status in ALIVE and peer.last_heard is not None:
+                times.append(peer.last_heard + self._peer_deadtime(peer))
+                if not peer.late_warned:
+                    times.append(peer.last_heard + self.warntime)
+            times.extend(r.due for r in peer.missing.values())
+        if self.ping_ready_at is not None:
+            times.append(self.ping_ready_at)
+        return min(times) if times else None
+
+    def tick(self, now: float) -> list[Output]:
+        """Do everything that is due at ``now``: heartbeats, deaths, retransmission requests."""
+        out: list[Output] = []
+        if self.status is LocalStatus.DEAD or self.started_at is None:
+            return out
+        if self.startup_dt_until is not None and now >= self.startup_dt_until:
+            # Heartbeat announces its real deadtime with an extra status at this point.
+            self.startup_dt_until = None
+            out.append(self._status_message(now))
+        if self.next_keepalive is not None and now >= self.next_keepalive:
+            out.append(self._status_message(now))
+            # Keep the cadence; after a long stall, restart it from now instead of bursting.
+            self.next_keepalive += self.keepalive
+            if self.next_keepalive <= now:
+                self.next_keepalive = now + self.keepalive
+        for peer in self.peers.values():
+            self._check_peer_timers(peer, now, out)
+        if self.initdead_at is not None and now >= self.initdead_at:
+            self.initdead_at = None
+            self._initdead_expired(now, out)
+        self._ping_tick(now, out)
+        self._plan(now, out)
+        return out
+
+    def receive(self, data: bytes, addr: tuple[str, int] | None, now: float) -> list[Output]:
+        """Handle one datagram from ``addr``; anything not authentic is dropped and logged."""
+        out: list[Output] = []
+        if self.status is LocalStatus.DEAD or self.started_at is None:
+            return out
+        where = f"{addr[0]}:{addr[1]}" if addr else "?"
+        try:
+            msg = heartbeat.decode(data)
+        except heartbeat.DecodeError as err:
+            self._count("undecodable")
+            out.append(self._event(now, "dropped", f"undecodable datagram from {where}: {err}",
+                                   reason="undecodable", addr=where))
+            return out
+        if not self._authentic(msg, data):
+            self._count("bad_auth")
+            out.append(self._event(now, "dropped",
+                                   f"authentication failed for a message from {msg.src} at {where}",
+                                   reason="auth", src=msg.src, addr=where, type=msg.type))
+            return out
+        if "_compressed_payload" in msg:
+            inner = heartbeat.decompress(msg)
+            if inner is None:
+                self._count("undecodable")
+                return out
+            msg = inner
+        src = msg.src
+        if src == self.name:
+            self._count("own")  # our own broadcast or multicast loop
+            return out
+        peer = self.peers.get(src or "")
+        if peer is None:
+            self._count("unknown_node")
+            key = src or "?"
+            if key not in self._unknown_logged:
+                self._unknown_logged.add(key)
+                out.append(self._event(now, "dropped", f"message from unknown node {src!r} at {where}",
+                                       reason="unknown_node", src=src, addr=where))
+            return out
+        try:
+            self._accept(peer, msg, now, where, out)
+        except heartbeat.DecodeError as err:
+            self._count("undecodable")
+            out.append(self._event(now, "dropped", f"bad field from {src} at {where}: {err.problem}",
+                                   reason="bad_field", src=src, addr=where))
+        return out
+
+    def ping_reply(self, address: str, now: float) -> list[Output]:
+        """An ICMP echo reply came back from a ping node."""
+        out: list[Output] = []
+        if address in self.ping_last:
+            self.ping_last[address] = now
+            self._ping_tick(now, out)
+            self._plan(now, out)
+        return out
+
+    def fence_result(self, node: str, ok: bool, now: float, detail: str = "") -> list[Output]:
+        """The fence command for ``node`` finished; only success lets resources move."""
+        out: list[Output] = []
+        peer = self.peers.get(node)
+        if peer is None or peer.fence is not FenceState.PENDING:
+            return out
+        if ok:
+            peer.fence = FenceState.DONE
+            out.append(self._event(now, "fence", f"node {node}: fenced", node=node, ok=True,
+                                   detail=detail))
+        else:
+            peer.fence = FenceState.FAILED
+            out.append(self._event(now, "fence_failed",
+                                   f"node {node}: fence FAILED ({detail or 'no detail'}); "
+                                   "not taking over its resources", node=node, ok=False, detail=detail))
+        self._plan(now, out)
+        return out
+
+    def shutdown(self, now: float) -> list[Output]:
+        """Clean stop: ``resource info=shutdown``, release everything, then ``shutdone``."""
+        out: list[Output] = []
+        if self.status is LocalStatus.DEAD:
+            return out
+        out.append(self._event(now, "shutdown", "shutting down: handing resources over"))
+        if self.status is LocalStatus.ACTIVE:
+            out.append(self._send(now, [("t", "resource"), ("rsc_hold", "none"), ("rtype", "full"),
+                                        ("isstable", "0"), ("info", "shutdown")]))
+        for index in sorted(self.held):
+            out.append(ReleaseResource(self.groups[index]))
+            out.append(self._event(now, "resource_released",
+                                   f"released {self.groups[index].name} (shutdown)",
+                                   group=self.groups[index].name, reason="shutdown"))
+        self.held.clear()
+        self.phase = transition(RESOURCE_TRANSITIONS, self.phase, ResourceEvent.SHUTDOWN)
+        self._set_local(LocalEvent.SHUTDOWN, now, out)
+        out.append(self._send(now, [("t", "shutdone"), ("st", "dead")]))
+        return out
+
+    @property
+    def rsc_hold(self) -> str:
+        """What we hold in Heartbeat's words: none, local (our home groups), foreign, all."""
+        local = any(self.groups[i].home == self.name for i in self.held)
+        foreign = any(self.groups[i].home != self.name for i in self.held)
+        return {(False, False): "none", (True, False): "local", (False, True): "foreign",
+                (True, True): "all"}[(local, foreign)]
+
+    # ------------------------------------------------------------------ receiving
+
+    def _authentic(self, msg: Message, data: bytes) -> bool:
+        """As a real node checks: the trailer of a netstring datagram, ``auth=`` of a classic one."""
+        keys = self.config.keys
+        if msg.wire_format == "netstring":
+            region = heartbeat.trailer_signed_region(data, msg)
+            return region is not None and msg.trailer is not None and keys.matches(msg.trailer, region)
+        signature = msg.get(heartbeat.AUTH_FIELD)
+        return isinstance(signature, str) and keys.matches(signature, heartbeat.inline_signed_text(msg))
+
+    def _accept(self, peer: Peer, msg: Message, now: float, where: str, out: list[Output]) -> None:
+        generation = msg.generation
+        if generation is not None:
+            if peer.generation is not None and generation < peer.generation:
+                self._count("replay")
+                out.append(self._event(now, "dropped",
+                                       f"node {peer.name}: generation {generation} older than "
+                                       f"{peer.generation} (replay?) from {where}",
+                                       reason="old_generation", src=peer.name, addr=where,
+                                       generation=generation, known=peer.generation))
+                return
+            if peer.generation is not None and generation > peer.generation:
+                out.append(self._event(now, "restart", f"node {peer.name} restarted "
+                                       f"(generation {peer.generation} -> {generation})",
+                                       node=peer.name, generation=generation))
+                peer.reset_stream()
+                peer.rsc_hold = None
+                peer.ping_count = None
+                peer.shutting_down = False
+            peer.generation = generation
+        raw_uuid = msg.get("srcuuid")
+        if isinstance(raw_uuid, bytes) and len(raw_uuid) == 16:
+            peer.uuid = raw_uuid
+        mtype = msg.type or ""
+        seq = msg.seq
+        if seq is not None:
+            if not self._track_seq(peer, seq, now, out):
+                self._count("duplicate")
+                return
+        if mtype == "status":
+            self._on_status(peer, msg, now, out)
+        elif mtype == "NS_rexmit":
+            self._on_rexmit(peer, msg, now, out)
+        elif mtype == "NS_nak_rexmit":
+            self._on_nak(peer, msg, now, out)
+        elif mtype == "NS_ackmsg":
+            self._count("ack")
+        elif mtype == "starting":
+            # It (re)starts resource negotiation: tell it what we hold.
+            peer.rsc_hold = None
+            if self.status is LocalStatus.ACTIVE:
+                out.append(self._resource_message(now, None))
+                if self.ping_count is not None:
+                    out.append(self._ping_count_message(now))
+        elif mtype == "resource":
+            self._on_resource(peer, msg, now, out)
+        elif mtype == "shutdone":
+            self._peer_event(peer, PeerEvent.SHUTDONE, now, out, clean=True)
+        elif mtype == "reqnodes" and msg.dest == self.name:
+            out.append(self._send(now, [("dest", peer.name), ("t", "repnodes"),
+                                        ("nodelist", " ".join(self.config.ha.nodes) + " "),
+                                        ("delnodelist", " "), *self._destuuid(peer)]))
+        elif mtype == "num_ping_nodes":
+            count = msg.get("num_ping")
+            if isinstance(count, str) and count.isdigit():
+                peer.ping_count = int(count)
+                out.append(self._event(now, "peer_ping_count",
+                                       f"node {peer.name} reaches {count} ping node(s)",
+                                       node=peer.name, count=int(count)))
+        else:
+            self._count(f"ignored:{mtype}")
+        self._plan(now, out)
+
+    def _track_seq(self, peer: Peer, seq: int, now: float, out: list[Output]) -> bool:
+        """Record ``seq``; False for a duplicate. Gaps are scheduled for NS_rexmit requests."""
+        if peer.last_seq == 0 and not peer.above:
+            peer.last_seq = seq
+            peer.last_acked = seq - 1 if seq > 1 else 0
+            return True
+        if seq <= peer.last_seq or seq in peer.above:
+            return False
+        if seq - peer.last_seq > MAX_SEQ_GAP:
+            out.append(self._event(now, "seq_reset",
+                                   f"node {peer.name}: seq jumped {peer.last_seq} -> {seq}; tracking reset",
+                                   node=peer.name, seq=seq, last=peer.last_seq))
+            peer.reset_stream()
+            peer.last_seq = seq
+            return True
+        if seq == peer.last_seq + 1:
+            peer.last_seq = seq
+        else:
+            peer.above.add(seq)
+            for missing in range(peer.last_seq + 1, seq):
+                if missing not in peer.above and missing not in peer.missing:
+                    delay = self.rng.uniform(REXMIT_MIN_DELAY, REXMIT_MAX_DELAY)
+                    peer.missing[missing] = _Rexmit(now + delay)
+        peer.missing.pop(seq, None)
+        while peer.last_seq + 1 in peer.above:
+            peer.last_seq += 1
+            peer.above.discard(peer.last_seq)
+        if peer.last_seq - peer.last_acked >= ACK_EVERY:
+            peer.last_acked = peer.last_seq
+            out.append(self._send(now, [("t", "NS_ackmsg"), ("dest", peer.name),
+                                        ("ackseq", format(peer.last_seq, "x")), *self._destuuid(peer)],
+                                  sequenced=False))
+        return True
+
+    def _on_status(self, peer: Peer, msg: Message, now: float, out: list[Output]) -> None:
+        if peer.last_heard is not None and peer.status in ALIVE:
+            interval = now - peer.last_heard
+            if interval > self.warntime:
+                out.append(self._event(now, "late_heartbeat",
+                                       f"Late heartbeat: Node {peer.name}: interval {interval * 1000:.0f} ms",
+                                       node=peer.name, interval_ms=round(interval * 1000)))
+        peer.last_heard = now
+        peer.late_warned = False
+        dt = msg.deadtime_ms
+        if dt is not None and dt > 0:
+            peer.deadtime_ms = dt
+        event = heard(msg.status)
+        if event is not None:
+            self._peer_event(peer, event, now, out)
+        if self.status is LocalStatus.UP and all(
+            p.status is not PeerStatus.UNKNOWN for p in self.peers.values()
+        ):
+            self._set_local(LocalEvent.ALL_PEERS_HEARD, now, out)
+
+    def _on_resource(self, peer: Peer, msg: Message, now: float, out: list[Output]) -> None:
+        hold = msg.get("rsc_hold")
+        info = msg.get("info")
+        if info == "shutdown":
+            peer.shutting_down = True
+        if isinstance(hold, str) and hold in ("none", "local", "foreign", "all"):
+            if hold != peer.rsc_hold:
+                out.append(self._event(now, "peer_resources", f"node {peer.name} holds {hold} resources"
+                                       + (f" ({info})" if isinstance(info, str) else ""),
+                                       node=peer.name, rsc_hold=hold, info=info))
+            peer.rsc_hold = hold
+
+    def _on_rexmit(self, peer: Peer, msg: Message, now: float, out: list[Output]) -> None:
+        if msg.dest not in (None, self.name):
+            return
+        first, last = msg.firstseq, msg.lastseq
+        if first is None:
+            return
+        last = first if last is None else last
+        for seq in range(first, min(last, first + HISTORY_SIZE - 1) + 1):
+            copy = self.history.get(seq)
+            if copy is not None:
+                self._count("rexmit_served")
+                out.append(Send(copy, "rexmit"))
+                out.append(self._event(now, "rexmit_served", f"resent seq {seq} for {peer.name}",
+                                       node=peer.name, seq=seq))
+            else:
+                self._count("nak")
+                out.append(self._send(now, [("t", "NS_nak_rexmit"), ("firstseq", format(seq, "x")),
+                                            ("info", "seqno not found"), ("dest", peer.name),
+                                            *self._destuuid(peer)], sequenced=False))
+                out.append(self._event(now, "rexmit_nak", f"seq {seq} asked by {peer.name} is too old",
+                                       node=peer.name, seq=seq))
+
+    def _on_nak(self, peer: Peer, msg: Message, now: float, out: list[Output]) -> None:
+        if msg.dest not in (None, self.name):
+            return
+        seq = msg.firstseq
+        if seq is not None and seq in peer.missing:
+            del peer.missing[seq]
+            self._give_up_seq(peer, seq)
+            out.append(self._event(now, "rexmit_gave_up", f"node {peer.name} no longer has seq {seq}",
+                                   node=peer.name, seq=seq, reason="nak"))
+
+    def _give_up_seq(self, peer: Peer, seq: int) -> None:
+        """Count a lost message as seen so the stream moves on."""
+        peer.above.add(seq)
+        while peer.last_seq + 1 in peer.above:
+            peer.last_seq += 1
+            peer.above.discard(peer.last_seq)
+
+    # ------------------------------------------------------------------ timers
+
+    def _peer_deadtime(self, peer: Peer) -> float:
+        """The peer's OWN deadtime (its ``dt``), as Heartbeat uses it; ours until it says."""
+        return (peer.deadtime_ms or self.deadtime_ms) / 1000
+
+    def _check_peer_timers(self, peer: Peer, now: float, out: list[Output]) -> None:
+        if peer.status in ALIVE and peer.last_heard is not None:
+            silent = now - peer.last_heard
+            if silent >= self._peer_deadtime(peer):
+                self._peer_event(peer, PeerEvent.DEADTIME_EXPIRED, now, out)
+            elif silent >= self.warntime and not peer.late_warned:
+                peer.late_warned = True
+                out.append(self._event(now, "warntime", f"node {peer.name}: no heartbeat for "
+                                       f"{silent * 1000:.0f} ms (warntime)", node=peer.name,
+                                       silent_ms=round(silent * 1000)))
+        for seq in sorted(peer.missing):
+            request = peer.missing[seq]
+            if request.due > now:
+                continue
+            if request.tries >= REXMIT_MAX_TRIES:
+                del peer.missing[seq]
+                self._give_up_seq(peer, seq)
+                out.append(self._event(now, "rexmit_gave_up", f"node {peer.name}: seq {seq} never came",
+                                       node=peer.name, seq=seq, reason="tries"))
+                continue
+            request.tries += 1
+            request.due = now + REXMIT_MAX_DELAY
+            self._count("rexmit_request")
+            out.append(self._send(now, [("t", "NS_rexmit"), ("firstseq", str(seq)), ("lastseq", str(seq)),
+                                        ("dest", peer.name), *self._destuuid(peer)], sequenced=False))
+            out.append(self._event(now, "rexmit_request", f"asked {peer.name} for seq {seq}",
+                                   node=peer.name, seq=seq, attempt=request.tries))
+
+    def _initdead_expired(self, now: float, out: list[Output]) -> None:
+        for peer in self.peers.values():
+            if peer.status is PeerStatus.UNKNOWN:
+                self._peer_event(peer, PeerEvent.INITDEAD_EXPIRED, now, out)
+        if self.status is LocalStatus.UP:
+            self._set_local(LocalEvent.INITDEAD_EXPIRED, now, out)
+        if self.phase is ResourcePhase.WAITING:
+            self._set_phase(ResourceEvent.INITDEAD_EXPIRED, now, out)
+
+    def _ping_tick(self, now: float, out: list[Output]) -> None:
+        if not self.ping_last:
+            return
+        if self.next_ping is not None and now >= self.next_ping:
+            out.extend(SendPing(a) for a in self.ping_last)
+            self.next_ping += self.keepalive
+            if self.next_ping <= now:
+                self.next_ping = now + self.keepalive
+        if self.ping_ready_at is not None:
+            if now < self.ping_ready_at:
+                return
+            self.ping_ready_at = None
+        window = self.deadtime_ms / 1000
+        count = sum(1 for t in self.ping_last.values() if t is not None and now - t < window)
+        if count != self.ping_count:
+            old, self.ping_count = self.ping_count, count
+            out.append(self._event(now, "ping_count", f"{count} of {len(self.ping_last)} ping node(s) "
+                                   "reachable", count=count, previous=old))
+            if self.status is LocalStatus.ACTIVE:
+                out.append(self._ping_count_message(now))
+
+    # ------------------------------------------------------------------ state changes
+
+    def _set_local(self, event: LocalEvent, now: float, out: list[Output]) -> None:
+        old = self.status
+        self.status = transition(LOCAL_TRANSITIONS, old, event)
+        if self.status is old:
+            return
+        out.append(self._event(now, "local_status", f"local status now {self.status.value} ({event.value})",
+                               status=self.status.value, previous=old.value))
+        if self.status is LocalStatus.ACTIVE:
+            out.append(self._status_message(now))
+            out.append(self._send(now, [("t", "starting")]))
+            out.append(self._resource_message(now, None, stable=False))
+            if self.ping_count is not None:
+                out.append(self._ping_count_message(now))
+
+    def _set_phase(self, event: ResourceEvent, now: float, out: list[Output]) -> None:
+        old = self.phase
+        self.phase = transition(RESOURCE_TRANSITIONS, old, event)
+        if self.phase is not old:
+            out.append(self._event(now, "resource_phase", f"resources {self.phase.value} ({event.value})",
+                                   phase=self.phase.value))
+
+    def _peer_event(self, peer: Peer, event: PeerEvent, now: float, out: list[Output],
+                    clean: bool = False) -> None:
+        old = peer.status
+        peer.status = transition(PEER_TRANSITIONS, old, event)
+        if peer.status is old:
+            return
+        if peer.status is PeerStatus.DEAD:
+            silent = None if peer.last_heard is None else round((now - peer.last_heard) * 1000)
+            how = "stopped cleanly" if clean else "is dead"
+            out.append(self._event(now, "dead", f"node {peer.name}: {how}", node=peer.name,
+                                   reason=event.name.lower(), silent_ms=silent))
+            peer.rsc_hold = None
+            peer.shutting_down = False
+            peer.ping_count = None
+            peer.missing.clear()
+            if self.fencing and not clean:
+                peer.fence = FenceState.PENDING
+                out.append(self._event(now, "fence_start", f"node {peer.name}: fencing", node=peer.name))
+                out.append(Fence(peer.name))
+            else:
+                peer.fence = FenceState.NOT_NEEDED
+        else:
+            if old is PeerStatus.DEAD:
+                peer.fence = FenceState.NOT_NEEDED
+            out.append(self._event(now, "peer_status", f"node {peer.name}: status {peer.status.value}",
+                                   node=peer.name, status=peer.status.value, previous=old.value))
+
+    # ------------------------------------------------------------------ resources
+
+    def _plan(self, now: float, out: list[Output]) -> None:
+        """Take or release groups so that each is held by the node that should hold it."""
+        if self.status is not LocalStatus.ACTIVE or not self.groups:
+            return
+        if self.phase is ResourcePhase.WAITING:
+            if all(p.rsc_hold is not None or p.status not in ALIVE for p in self.peers.values()):
+                self._set_phase(ResourceEvent.PEERS_KNOWN, now, out)
+            else:
+                return
+        if self.phase is not ResourcePhase.STABLE:
+            return
+        peer = next(iter(self.peers.values()), None)
+        want = {i for i, g in enumerate(self.groups) if self._should_hold(i, g, peer)}
+        release, take = sorted(self.held - want), sorted(want - self.held)
+        if not release and not take:
+            return
+        for i in release:
+            self.held.discard(i)
+            out.append(ReleaseResource(self.groups[i]))
+            out.append(self._event(now, "resource_released", f"released {self.groups[i].name}",
+                                   group=self.groups[i].name, reason=self._reason(peer)))
+        for i in take:
+            self.held.add(i)
+            out.append(TakeResource(self.groups[i]))
+            out.append(self._event(now, "resource_taken", f"took {self.groups[i].name}",
+                                   group=self.groups[i].name, reason=self._reason(peer)))
+        info = "mach_down" if peer is not None and peer.status is PeerStatus.DEAD else None
+        out.append(self._resource_message(now, info))
+
+    def _reason(self, peer: Peer | None) -> str:
+        if peer is None:
+            return "single node"
+        if peer.status is PeerStatus.DEAD:
+            return f"{peer.name} dead"
+        if self._ping_preferred() is not None:
+            return "ping nodes"
+        return "auto_failback" if self.config.ha.auto_failback else "initial"
+
+    def _ping_preferred(self) -> str | None:
+        """The node that should hold everything because it reaches more ping nodes (ipfail)."""
+        peer = next(iter(self.peers.values()), None)
+        if peer is None or self.ping_count is None or peer.ping_count is None:
+            return None
+        if self.ping_count > peer.ping_count:
+            return self.name
+        if self.ping_count < peer.ping_count:
+            return peer.name
+        return None
+
+    def _should_hold(self, index: int, group: ResourceGroup, peer: Peer | None) -> bool:
+        holding = index in self.held
+        if peer is None:
+            return True
+        if peer.status not in ALIVE:
+            if peer.fence in (FenceState.PENDING, FenceState.FAILED):
+                return holding
+            return True
+        if peer.shutting_down:
+            return holding  # it is handing over: take at shutdone
+        if peer.rsc_hold is None:
+            return holding  # not told yet (it restarted): change nothing
+        peer_home = group.home == peer.name
+        peer_holds = peer.rsc_hold == "all" or peer.rsc_hold == ("local" if peer_home else "foreign")
+        by_ping = self._ping_preferred()
+        preferred = by_ping or group.home
+        if holding:
+            if peer_holds:
+                return preferred == self.name  # both hold it: the preferred node keeps it
+            if preferred == peer.name and (by_ping is not None or self.config.ha.auto_failback):
+                # Hand it over only to a peer that is up and has told us its state.
+                return peer.status is not PeerStatus.ACTIVE
+            return True
+        if peer_holds:
+            return False
+        return preferred == self.name
+
+    # ------------------------------------------------------------------ sending
+
+    def _destuuid(self, peer: Peer) -> list[tuple[str, Any]]:
+        return [("destuuid", peer.uuid)] if peer.uuid is not None else []
+
+    def _status_message(self, now: float) -> Send:
+        dt = self.deadtime_ms + (STARTUP_EXTRA_DT_MS if self.startup_dt_until is not None else 0)
+        return self._send(now, [("t", "status"), ("st", self.status.value), ("dt", format(dt, "x")),
+                                ("protocol", PROTOCOL_VERSION)])
+
+    def _resource_message(self, now: float, info: str | None, stable: bool = True) -> Send:
+        fields: list[tuple[str, Any]] = [("t", "resource"), ("rsc_hold", self.rsc_hold), ("rtype", "full"),
+                                         ("isstable", "1" if stable else "0")]
+        if info:
+            fields.append(("info", info))
+        return self._send(now, fields)
+
+    def _ping_count_message(self, now: float) -> Send:
+        return self._send(now, [("t", "num_ping_nodes"), ("num_ping", str(self.ping_count or 0))])
+
+    def _send(self, now: float, head: list[tuple[str, Any]], *, sequenced: bool = True) -> Send:
+        """Append the common tail in 3.0.6's order and sign; sequenced messages enter the history."""
+        msg = Message.build(head)
+        msg.add("src", self.name)
+        msg.add("srcuuid", self.uuid)
+        if sequenced:
+            self.seq += 1
+            msg.add("seq", format(self.seq, "x"))
+        msg.add("hg", format(self.generation, "x"))
+        msg.add("ts", format(int(now + self.wall_offset), "x"))
+        if sequenced:
+            msg.add("ld", self.loadavg())
+        msg.add("ttl", self.ttl)
+        data = heartbeat.encode(msg, self.config.keys, inline_auth=self.inline_auth)
+        if sequenced:
+            self.history[self.seq] = data
+            while len(self.history) > HISTORY_SIZE:
+                self.history.popitem(last=False)
+        return Send(data, msg.type or "")
+
+    def _event(self, now: float, kind: str, text: str, **data: Any) -> Event:
+        return Event(now, kind, text, data)
+
+    def _count(self, what: str) -> None:
+        self.counters[what] = self.counters.get(what, 0) + 1

@@ -1,0 +1,546 @@
+"""The thin I/O shell around `hbtools.node.core.Node`: sockets, clock, addresses, ARP, fencing.
+
+One loop: wait on the sockets until the core's next timer (or a pending ARP round, or a running
+fence command), feed what arrived to the core, carry out what it returns, in order. All protocol
+decisions stay in the core; this module only knows how to talk to Linux.
+
+* Media: one receiving socket on the UDP port (broadcast, unicast, and the multicast groups
+  joined on their interfaces) and one sending socket per medium, bound to its interface, so
+  several media work at once. A message that arrives on two media is the same seq twice; the
+  core drops the second copy.
+* Resources: ``ip addr add/del``; then gratuitous ARP from an AF_PACKET socket: an unsolicited
+  ARP reply broadcast and an ARP request for the address itself, ``arp_count`` rounds
+  ``arp_interval`` apart (the first round at once).
+* Fencing: an external command (``{node}`` is replaced by the node name); the core takes over
+  only after it exits 0.
+* Ping nodes: ICMP echo from a raw socket.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import json
+import os
+import random
+import selectors
+import shlex
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import time
+import uuid as uuidlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from hbtools.node.config import ClusterConfig, IPAddrResource, Medium
+from hbtools.node.core import (
+    Event,
+    Fence,
+    Node,
+    Output,
+    ReleaseResource,
+    Send,
+    SendPing,
+    TakeResource,
+)
+
+SO_BINDTODEVICE = getattr(socket, "SO_BINDTODEVICE", 25)
+ETH_P_ARP = 0x0806
+RECV_SIZE = 65535
+MAX_BATCH = 256  # datagrams read per wake-up, so timers are never starved
+
+
+class RunnerError(RuntimeError):
+    """Something the host would not let us do; one line naming the cause."""
+
+
+# ----------------------------------------------------------------------------- persisted identity
+
+
+def load_identity(state_dir: Path, now_wall: float) -> tuple[bytes, int]:
+    """The node's uuid (stable) and generation (epoch seconds at first start, +1 per start).
+
+    Same files as Heartbeat (``hb_uuid``: 16 raw bytes, ``hb_generation``: decimal text), written
+    before the first message goes out so a crash right after start still counts as a start.
+    """
+    try:
+        state_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RunnerError(f"cannot create state directory {state_dir}: {exc.strerror}") from None
+    uuid_path, gen_path = state_dir / "hb_uuid", state_dir / "hb_generation"
+    try:
+        raw = uuid_path.read_bytes() if uuid_path.exists() else b""
+        if len(raw) != 16:
+            raw = uuidlib.uuid4().bytes
+            _atomic_write(uuid_path, raw)
+        generation = int(now_wall)
+        if gen_path.exists():
+            text = gen_path.read_text().strip()
+            if not text.isdigit():
+                raise RunnerError(f"{gen_path}: not a generation number: {text[:20]!r}")
+            generation = int(text) + 1
+        _atomic_write(gen_path, f"{generation}\n".encode())
+    except OSError as exc:
+        raise RunnerError(f"state directory {state_dir}: {exc.strerror}") from None
+    return raw, generation
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def read_loadavg() -> str:
+    try:
+        return Path("/proc/loadavg").read_text().strip()
+    except OSError:
+        return "0.00 0.00 0.00 1/1 1"
+
+
+# ----------------------------------------------------------------------------- event log
+
+
+class EventLog:
+    """JSON lines with monotonic and wall times, plus a human line on stderr."""
+
+    def __init__(self, node: str, path: Path | None, stderr: IO[str] | None, wall_offset: float) -> None:
+        self.node = node
+        self.stderr = stderr
+        self.wall_offset = wall_offset
+        self.file: IO[str] | None = None
+        if path is not None:
+            try:
+                self.file = open(path, "a", buffering=1)  # noqa: SIM115 - lives as long as the runner
+            except OSError as exc:
+                raise RunnerError(f"cannot open event log {path}: {exc.strerror}") from None
+
+    def write(self, event: Event) -> None:
+        wall = event.at + self.wall_offset
+        if self.file is not None:
+            record = {"mono": round(event.at, 6), "wall": round(wall, 6), "daemon": self.node,
+                      "kind": event.kind, "text": event.text, **event.data}
+            self.file.write(json.dumps(record, default=str) + "\n")
+        if self.stderr is not None:
+            stamp = time.strftime("%H:%M:%S", time.localtime(wall)) + f".{int(wall * 1000) % 1000:03d}"
+            self.stderr.write(f"{stamp} hbtool daemon[{self.node}]: {event.text}\n")
+            self.stderr.flush()
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+
+
+# ----------------------------------------------------------------------------- interfaces
+
+
+def _ip_json(args: list[str]) -> Any:
+    res = subprocess.run(["ip", "-j", *args], capture_output=True, text=True, timeout=10)
+    if res.returncode != 0:
+        raise RunnerError(f"`ip {' '.join(args)}` failed: {res.stderr.strip()}")
+    return json.loads(res.stdout or "[]")
+
+
+@dataclass
+class Interface:
+    name: str
+    address: str
+    prefixlen: int
+    broadcast: str
+
+
+def interface_info(name: str) -> Interface:
+    try:
+        links = _ip_json(["-4", "addr", "show", "dev", name])
+    except RunnerError:
+        raise RunnerError(f"interface {name} does not exist") from None
+    for link in links:
+        for a in link.get("addr_info", []):
+            if a.get("family") == "inet":
+                net = ipaddress.IPv4Interface(f"{a['local']}/{a['prefixlen']}").network
+                return Interface(name, a["local"], int(a["prefixlen"]),
+                                 a.get("broadcast") or str(net.broadcast_address))
+    raise RunnerError(f"interface {name} has no IPv4 address")
+
+
+def own_addresses() -> set[str]:
+    out: set[str] = set()
+    for link in _ip_json(["-4", "addr", "show"]):
+        for a in link.get("addr_info", []):
+            out.add(a["local"])
+    return out
+
+
+def resolve_resource(res: IPAddrResource) -> tuple[str, int, str]:
+    """Address, prefix length and interface; missing parts come from the interface whose
+    network holds the address (what Heartbeat's IPaddr does)."""
+    address = ipaddress.IPv4Address(res.address)
+    for link in _ip_json(["-4", "addr", "show"]):
+        for a in link.get("addr_info", []):
+            if a.get("family") != "inet" or a["local"] == res.address:
+                continue
+            net = ipaddress.IPv4Interface(f"{a['local']}/{a['prefixlen']}").network
+            if (res.interface is None or res.interface == link["ifname"]) and address in net:
+                return res.address, res.prefixlen or int(a["prefixlen"]), res.interface or link["ifname"]
+    if res.interface is not None:
+        return res.address, res.prefixlen or 32, res.interface
+    raise RunnerError(
+        f"no interface has a network holding {res.address}; write IPaddr::{res.address}/LEN/IFACE"
+    )
+
+
+# ----------------------------------------------------------------------------- ARP
+
+
+def arp_frames(mac: bytes, ip: str) -> tuple[bytes, bytes]:
+    """(unsolicited ARP reply, ARP request for our own address), both broadcast, sender = target = ip."""
+    ipb = socket.inet_aton(ip)
+    broadcast = b"\xff" * 6
+    eth = broadcast + mac + struct.pack("!H", ETH_P_ARP)
+
+    def arp(op: int, target_mac: bytes) -> bytes:
+        return eth + struct.pack("!HHBBH", 1, 0x0800, 6, 4, op) + mac + ipb + target_mac + ipb
+
+    return arp(2, broadcast), arp(1, b"\x00" * 6)
+
+
+@dataclass(order=True)
+class _ArpRound:
+    due: float
+    remaining: int = field(compare=False)
+    interface: str = field(compare=False)
+    address: str = field(compare=False)
+
+
+# ----------------------------------------------------------------------------- the runner
+
+
+@dataclass
+class RunnerOptions:
+    node_name: str
+    state_dir: Path
+    events: Path | None = None
+    quiet: bool = False
+    fence_command: str | None = None
+    fence_timeout: float = 60.0
+    arp_count: int = 10
+    arp_interval: float = 0.25
+    seed: int | None = None
+    release_stale: bool = True
+
+
+class Runner:
+    def __init__(self, config: ClusterConfig, options: RunnerOptions) -> None:
+        self.config = config
+        self.options = options
+        self.mono = time.monotonic
+        wall_offset = time.time() - time.monotonic()
+        uuid, generation = load_identity(options.state_dir, time.time())
+        self.log = EventLog(options.node_name, options.events, None if options.quiet else sys.stderr,
+                            wall_offset)
+        self.node = Node(config, options.node_name, uuid=uuid, generation=generation,
+                         wall_offset=wall_offset, rng=random.Random(options.seed),
+                         loadavg=read_loadavg, fencing=options.fence_command is not None)
+        self.sel = selectors.DefaultSelector()
+        self.recv_sock: socket.socket | None = None
+        self.send_socks: list[tuple[socket.socket, list[tuple[str, int]]]] = []
+        self.ping_sock: socket.socket | None = None
+        self.ping_seq = 0
+        self.arp_socks: dict[str, tuple[socket.socket, bytes]] = {}
+        self.arp_rounds: list[_ArpRound] = []
+        self.fence_proc: tuple[subprocess.Popen[bytes], str, float] | None = None
+        self.fence_queue: list[str] = []
+        self.stopping = False
+        self._wake_r, self._wake_w = os.pipe()
+
+    # -- set-up
+
+    def open(self) -> None:
+        ha = self.config.ha
+        mine = own_addresses()
+        try:
+            recv = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            recv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            recv.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+            recv.bind(("0.0.0.0", ha.udpport))
+        except PermissionError:
+            raise RunnerError(f"binding UDP port {ha.udpport} needs root (CAP_NET_BIND_SERVICE)") from None
+        except OSError as exc:
+            raise RunnerError(f"cannot bind UDP port {ha.udpport}: {exc.strerror}") from None
+        recv.setblocking(False)
+        self.recv_sock = recv
+        self.sel.register(recv, selectors.EVENT_READ, "udp")
+        ports: set[int] = set()
+        for medium in ha.media:
+            iface = interface_info(medium.interface)
+            if medium.port != ha.udpport and medium.port not in ports:
+                extra = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                extra.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                extra.bind(("0.0.0.0", medium.port))
+                extra.setblocking(False)
+                self.sel.register(extra, selectors.EVENT_READ, "udp")
+                ports.add(medium.port)
+            self.send_socks.append(self._medium_socket(medium, iface, mine))
+        if ha.ping_nodes:
+            try:
+                self.ping_sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+            except PermissionError:
+                raise RunnerError("ping nodes need root (CAP_NET_RAW) for ICMP") from None
+            self.ping_sock.setblocking(False)
+            self.sel.register(self.ping_sock, selectors.EVENT_READ, "icmp")
+        os.set_blocking(self._wake_r, False)
+        self.sel.register(self._wake_r, selectors.EVENT_READ, "wake")
+        if self.options.release_stale:
+            self._release_stale()
+
+    def _medium_socket(self, medium: Medium, iface: Interface, mine: set[str]
+                       ) -> tuple[socket.socket, list[tuple[str, int]]]:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, SO_BINDTODEVICE, medium.interface.encode())
+        except PermissionError:
+            raise RunnerError(f"binding a socket to {medium.interface} needs root (CAP_NET_RAW)") from None
+        targets: list[tuple[str, int]]
+        if medium.kind == "bcast":
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+            targets = [(iface.broadcast, medium.port)]
+        elif medium.kind == "mcast":
+            assert medium.address is not None
+            sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton(iface.address))
+            sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, medium.ttl)
+            sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, int(medium.loop))
+            assert self.recv_sock is not None
+            mreq = socket.inet_aton(medium.address) + socket.inet_aton(iface.address)
+            with contextlib.suppress(OSError):  # already joined by an earlier medium
+                self.recv_sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreq)
+            targets = [(medium.address, medium.port)]
+        else:
+            assert medium.address is not None
+            # A shared ha.cf lists every node's address; Heartbeat skips its own.
+            targets = [] if medium.address in mine else [(medium.address, medium.port)]
+        sock.bind((iface.address if medium.kind == "ucast" else "0.0.0.0", 0))
+        sock.setblocking(False)
+        return sock, targets
+
+    def _release_stale(self) -> None:
+        """A crashed earlier run may have left our addresses behind: remove them before starting,
+        so the cluster has one owner (the real 3.0.6 leaves them, see the notes)."""
+        mine = own_addresses()
+        for group in self.config.groups:
+            for res in group.resources:
+                if res.address in mine:
+                    address, prefixlen, iface = resolve_resource(res)
+                    self._ip(["addr", "del", f"{address}/{prefixlen}", "dev", iface], check=False)
+                    self.log.write(Event(self.mono(), "stale_address",
+                                         f"removed {address} left on {iface} by an earlier run",
+                                         {"address": address, "interface": iface}))
+
+    # -- main loop
+
+    def request_stop(self, *_: object) -> None:
+        self.stopping = True
+        with contextlib.suppress(OSError):
+            os.write(self._wake_w, b"x")
+
+    def run(self) -> int:
+        self.open()
+        signal.signal(signal.SIGTERM, self.request_stop)
+        signal.signal(signal.SIGINT, self.request_stop)
+        self.execute(self.node.start(self.mono()))
+        while not self.stopping:
+            now = self.mono()
+            deadlines = [t for t in (self.node.next_timer(),) if t is not None]
+            if self.arp_rounds:
+                deadlines.append(min(self.arp_rounds).due)
+            if self.fence_proc is not None:
+                deadlines.append(now + 0.02)
+            timeout = max(0.0, min(deadlines) - now) if deadlines else 1.0
+            for key, _ in self.sel.select(min(timeout, 1.0)):
+                if key.data == "udp":
+                    self._read_udp(key.fileobj)  # type: ignore[arg-type]
+                elif key.data == "icmp":
+                    self._read_icmp()
+                else:
+                    with contextlib.suppress(OSError):
+                        os.read(self._wake_r, 64)
+            now = self.mono()
+            self._poll_fence(now)
+            self._arp_due(now)
+            nt = self.node.next_timer()
+            if nt is not None and nt <= now:
+                self.execute(self.node.tick(now))
+        self.execute(self.node.shutdown(self.mono()))
+        self.close()
+        return 0
+
+    def _read_udp(self, sock: socket.socket) -> None:
+        for _ in range(MAX_BATCH):
+            try:
+                data, addr = sock.recvfrom(RECV_SIZE)
+            except (BlockingIOError, InterruptedError):
+                return
+            self.execute(self.node.receive(data, addr, self.mono()))
+
+    def _read_icmp(self) -> None:
+        assert self.ping_sock is not None
+        for _ in range(MAX_BATCH):
+            try:
+                data, addr = self.ping_sock.recvfrom(RECV_SIZE)
+            except (BlockingIOError, InterruptedError):
+                return
+            ihl = (data[0] & 0x0F) * 4
+            if len(data) >= ihl + 8 and data[ihl] == 0:  # echo reply
+                ident = struct.unpack("!H", data[ihl + 4: ihl + 6])[0]
+                if ident == os.getpid() & 0xFFFF:
+                    self.execute(self.node.ping_reply(addr[0], self.mono()))
+
+    # -- outputs
+
+    def execute(self, outputs: list[Output]) -> None:
+        for item in outputs:
+            if isinstance(item, Send):
+                self._send(item.data)
+            elif isinstance(item, Event):
+                self.log.write(item)
+            elif isinstance(item, TakeResource):
+                for res in item.group.resources:
+                    self._take(res)
+            elif isinstance(item, ReleaseResource):
+                for res in item.group.resources:
+                    self._release(res)
+            elif isinstance(item, Fence):
+                self._start_fence(item.node)
+            elif isinstance(item, SendPing):
+                self._ping(item.address)
+
+    def _send(self, data: bytes) -> None:
+        for sock, targets in self.send_socks:
+            for target in targets:
+                try:
+                    sock.sendto(data, target)
+                except OSError as exc:
+                    self.log.write(Event(self.mono(), "send_error", f"send to {target[0]} failed: {exc}",
+                                         {"target": target[0]}))
+
+    def _ip(self, args: list[str], check: bool = True) -> bool:
+        res = subprocess.run(["ip", *args], capture_output=True, text=True, timeout=10)
+        if res.returncode != 0 and check:
+            problem = f"`ip {' '.join(args)}` failed: {res.stderr.strip()}"
+            self.log.write(Event(self.mono(), "ip_error", problem, {"args": args}))
+        return res.returncode == 0
+
+    def _take(self, res: IPAddrResource) -> None:
+        address, prefixlen, iface = resolve_resource(res)
+        self._ip(["addr", "replace", f"{address}/{prefixlen}", "dev", iface])
+        if self.options.arp_count > 0:
+            self._arp_round(iface, address)
+            if self.options.arp_count > 1:
+                self.arp_rounds.append(_ArpRound(self.mono() + self.options.arp_interval,
+                                                 self.options.arp_count - 1, iface, address))
+
+    def _release(self, res: IPAddrResource) -> None:
+        address, prefixlen, iface = resolve_resource(res)
+        self.arp_rounds = [r for r in self.arp_rounds if r.address != address]
+        self._ip(["addr", "del", f"{address}/{prefixlen}", "dev", iface], check=False)
+
+    def _arp_round(self, iface: str, address: str) -> None:
+        entry = self.arp_socks.get(iface)
+        if entry is None:
+            try:
+                sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ARP))
+                sock.bind((iface, ETH_P_ARP))
+            except PermissionError:
+                raise RunnerError("gratuitous ARP needs root (CAP_NET_RAW)") from None
+            mac = sock.getsockname()[4][:6]
+            entry = (sock, mac)
+            self.arp_socks[iface] = entry
+        sock, mac = entry
+        for frame in arp_frames(mac, address):
+            try:
+                sock.send(frame)
+            except OSError as exc:
+                self.log.write(Event(self.mono(), "arp_error", f"ARP on {iface} failed: {exc}", {}))
+
+    def _arp_due(self, now: float) -> None:
+        for r in [r for r in self.arp_rounds if r.due <= now]:
+            self._arp_round(r.interface, r.address)
+            r.remaining -= 1
+            r.due += self.options.arp_interval
+            if r.remaining <= 0:
+                self.arp_rounds.remove(r)
+
+    def _ping(self, address: str) -> None:
+        if self.ping_sock is None:
+            return
+        self.ping_seq = (self.ping_seq + 1) & 0xFFFF
+        header = struct.pack("!BBHHH", 8, 0, 0, os.getpid() & 0xFFFF, self.ping_seq)
+        payload = b"hbtools-ping"
+        checksum = _icmp_checksum(header + payload)
+        packet = struct.pack("!BBHHH", 8, 0, checksum, os.getpid() & 0xFFFF, self.ping_seq) + payload
+        with contextlib.suppress(OSError):  # unreachable is exactly what ping nodes detect
+            self.ping_sock.sendto(packet, (address, 0))
+
+    def _start_fence(self, node: str) -> None:
+        if self.fence_proc is not None:
+            self.fence_queue.append(node)
+            return
+        assert self.options.fence_command is not None
+        cmd = [part.replace("{node}", node) for part in shlex.split(self.options.fence_command)]
+        try:
+            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.PIPE)
+        except OSError as exc:
+            detail = f"cannot run {cmd[0]}: {exc.strerror}"
+            self.execute(self.node.fence_result(node, False, self.mono(), detail))
+            return
+        self.fence_proc = (proc, node, self.mono() + self.options.fence_timeout)
+
+    def _poll_fence(self, now: float) -> None:
+        if self.fence_proc is None:
+            return
+        proc, node, deadline = self.fence_proc
+        code = proc.poll()
+        if code is None and now < deadline:
+            return
+        if code is None:
+            proc.kill()
+            proc.wait(timeout=5)
+            detail = f"timed out after {self.options.fence_timeout:g} s"
+            ok = False
+        else:
+            err = proc.stderr.read().decode(errors="replace").strip() if proc.stderr else ""
+            ok = code == 0
+            detail = f"exit {code}" + (f": {err.splitlines()[-1]}" if err else "")
+        if proc.stderr:
+            proc.stderr.close()
+        self.fence_proc = None
+        self.execute(self.node.fence_result(node, ok, now, detail))
+        if self.fence_queue:
+            self._start_fence(self.fence_queue.pop(0))
+
+    def close(self) -> None:
+        # ARP rounds still pending are dropped: the addresses are gone after shutdown.
+        for sock in [self.recv_sock, self.ping_sock, *(s for s, _ in self.send_socks),
+                     *(s for s, _ in self.arp_socks.values())]:
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.close()
+        if self.fence_proc is not None:
+            self.fence_proc[0].kill()
+        with contextlib.suppress(OSError):
+            os.close(self._wake_r)
+            os.close(self._wake_w)
+        self.log.close()
+
+
+def _icmp_checksum(data: bytes) -> int:
+    if len(data) % 2:
+        data += b"\x00"
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    total = (total >> 16) + (total & 0xFFFF)
+    total += total >> 16
+    return ~total & 0xFFFF
