@@ -142,13 +142,14 @@ def stop_all(rec: Recording) -> None:
     """
     for hb in reversed(rec.hbs):
         rec.event(f"heartbeat -k on {hb.name}")
+        seen = len(hb.log_text().splitlines())
         try:
             hb.stop(timeout=STOP_TIMEOUT)
         except LabError:
-            warns = [line for line in hb.log_text().splitlines() if "WARN" in line]
+            since = hb.log_text().splitlines()[seen:]
             rec.event(f"heartbeat -k on {hb.name} had not finished after {STOP_TIMEOUT:g} s; "
                       "SIGSTOP then SIGKILL of its processes",
-                      last_warning=warns[-1] if warns else None)
+                      log_warnings_since_stop=[ln for ln in since if "WARN" in ln or "ERROR" in ln])
             hb.kill()
         rec.event(f"heartbeat on {hb.name} has exited")
 
