@@ -167,6 +167,9 @@ local function hb_digest(method, secret, data)
   return nil
 end
 
+-- Lets the test suite run the digests on a plain Lua interpreter (nil inside Wireshark).
+if HBTOOLS_TEST then HBTOOLS_TEST(hb_digest) end
+
 local B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 local B64_INDEX = {}
 for i = 1, 64 do B64_INDEX[B64:byte(i)] = i - 1 end
@@ -297,7 +300,7 @@ p_hb.prefs.keys = Pref.string("Keys", "",
 local hb_keys = {}
 local function hb_parse_keys(text, into)
   for line in (text .. "\n"):gmatch("([^\n;]*)[\n;]") do
-    local n, method, secret = line:match("^%s*(%d+)%s+(%a+)%s*(.-)%s*$")
+    local n, method, secret = line:match("^%s*(%d+)%s+(%w+)%s*(.-)%s*$")
     if n then into[tonumber(n)] = {method = method:lower(), secret = secret} end
   end
 end
@@ -1164,6 +1167,43 @@ local function knet_looks_clear(tvb)
   return n >= KNET_HEADER_SIZE + 3
 end
 
+-- Fragments of knet data packets, joined as libknet does (hbtools.knet.Reassembler): by
+-- sender address and port, node, channel and seq_num. On the first pass the whole user
+-- data is stored under the frame that completed it, so a re-dissection (the GUI) finds it.
+local KNET_MAX_PENDING = 64
+local knet_pending, knet_pending_order, knet_whole = {}, {}, {}
+local function knet_reset()
+  knet_pending, knet_pending_order, knet_whole = {}, {}, {}
+end
+p_knet.init = knet_reset
+
+local function knet_reassemble(pinfo, res, data)
+  local frame = pinfo.number
+  if pinfo.visited then return knet_whole[frame] end
+  local frag_num, frag_seq = num(res.frag_num), num(res.frag_seq)
+  if frag_seq < 1 or frag_seq > frag_num then return nil end
+  local key = table.concat({tostring(pinfo.src), tostring(pinfo.src_port), tostring(res.node),
+                            tostring(res.channel), tostring(res.seq_num)}, "|")
+  local entry = knet_pending[key]
+  if entry == nil or entry.frag_num ~= frag_num then
+    entry = {frag_num = frag_num, parts = {}, count = 0}
+    knet_pending_order[#knet_pending_order + 1] = key
+  end
+  if entry.parts[frag_seq] == nil then entry.count = entry.count + 1 end
+  entry.parts[frag_seq] = data
+  knet_pending[key] = entry
+  if entry.count == frag_num then
+    knet_pending[key] = nil
+    local whole = table.concat(entry.parts, "", 1, frag_num)
+    knet_whole[frame] = whole
+    return whole
+  end
+  while #knet_pending_order > KNET_MAX_PENDING do
+    knet_pending[table.remove(knet_pending_order, 1)] = nil
+  end
+  return nil
+end
+
 local function knet_dissect(tvb, pinfo, tree)
   local sub = tree:add(p_knet, tvb())
   if not knet_looks_clear(tvb) then
@@ -1190,10 +1230,21 @@ local function knet_dissect(tvb, pinfo, tree)
         if t then return info .. ": " .. t, true end
         sub:add_proto_expert_info(KNET_EX.malformed, "user data is not a Corosync 3 Totem message")
       end
-    else
-      sub:add_proto_expert_info(KNET_EX.fragment, "frag " .. tostring(res.frag_seq) .. "/" .. tostring(res.frag_num)
-        .. ", compress " .. tostring(res.compress))
+    elseif num(res.frag_num) > 1 then
       info = info .. " frag " .. tostring(res.frag_seq) .. "/" .. tostring(res.frag_num)
+      local whole = knet_reassemble(pinfo, res, tvb(userdata_off, res.userdata):raw())
+      if whole then
+        local joined = ByteArray.new(whole, true):tvb("Reassembled knet data")
+        local t = totem_dissect(joined, pinfo, tree)
+        if t then return info .. " reassembled: " .. t, true end
+        sub:add_proto_expert_info(KNET_EX.malformed, "reassembled user data is not a Corosync 3 Totem message")
+      else
+        sub:add_proto_expert_info(KNET_EX.fragment, "fragment " .. tostring(res.frag_seq) .. "/"
+          .. tostring(res.frag_num) .. " of seq_num " .. tostring(res.seq_num))
+      end
+    else
+      sub:add_proto_expert_info(KNET_EX.fragment, "compressed user data (compress "
+        .. tostring(res.compress) .. ") is not dissected")
     end
   elseif layout.name == "pmtud" or layout.name == "pmtud_reply" then
     info = info .. " size=" .. tostring(res.size)
