@@ -889,3 +889,116 @@ def run_schedule(
         emit(index)
         done += 1
     return done
+
+
+# ===========================================================================
+# Totem (pure): a Corosync 3 message from -f specs, bare or in a knet data packet
+# ===========================================================================
+
+TOTEM_PORT = 5405
+#: Sent to one node (the next on the ring), so knet marks them unicast; the rest are
+#: broadcast (bcast 1), as seen on the wire from corosync 3.1.7 with knet.
+_TOTEM_UNICAST = frozenset({"orf_token", "memb_commit_token"})
+_KNET_PREFIX = "knet."
+
+
+def build_totem(message_type: str, specs: Sequence[str], *, knet: bool = False) -> bytes:
+    """Bytes of one Totem message built from ``name=value`` specs (codec field names).
+
+    Scalars take decimal or ``0x`` hex; node lists ``1,2,3``; a ring id ``rep.seq`` with
+    seq in hex, as ``corosync-quorumtool`` prints it (``1.d``); bytes ``hex:…``.
+    ``endian=big`` writes the other byte order. What a real node would put and the
+    caller left out: ``system_from`` = ``nodeid``, and a ``memb_join`` lists its sender
+    in ``proc_list``. With `knet` the message goes in an unfragmented knet data packet
+    (``knet.node`` defaults to ``nodeid``, ``knet.seq_num`` to 1, ``knet.bcast`` by type);
+    ``knet.<field>`` sets any knet header field.
+    """
+    from hbtools import knet as knet_codec
+    from hbtools import totem
+
+    layout = totem.LAYOUTS.get(message_type)
+    if layout is None:
+        raise InjectError(f"unknown Totem message type {message_type!r} "
+                          f"({', '.join(totem.TYPES.values())})")
+    endian = "little"
+    values: dict[str, Any] = {}
+    knet_specs: list[tuple[str, str]] = []
+    for spec in specs:
+        name, sep, text = spec.partition("=")
+        if not sep or not name:
+            raise FieldSpecError(f"bad field spec {spec!r}: expected name=value")
+        if name == "endian":
+            if text not in ("little", "big"):
+                raise FieldSpecError(f"bad field spec {spec!r}: endian is little or big")
+            endian = text
+            continue
+        if name.startswith(_KNET_PREFIX):
+            knet_specs.append((name[len(_KNET_PREFIX):], text))
+            continue
+        settable = [f.name for f in layout.stored]
+        if name not in settable:
+            raise FieldSpecError(f"bad field spec {spec!r}: {message_type} has no settable field "
+                                 f"{name!r} ({', '.join(settable)})")
+        values[name] = _totem_value(layout.field(name), text, spec, totem.RingId)
+    nodeid = values.get("nodeid", 0)
+    if "system_from" in settable_names(layout) and "system_from" not in values:
+        values["system_from"] = nodeid
+    if message_type == "memb_join" and "proc_list" not in values:
+        values["proc_list"] = (nodeid,)
+    try:
+        message = totem.Message(message_type, endian=endian, **values)
+        data = totem.encode(message)
+    except (ValueError, TypeError) as exc:
+        raise InjectError(f"cannot build {message_type}: {exc}") from None
+    if not knet:
+        if knet_specs:
+            raise InjectError("knet.* fields need --knet")
+        return data
+    header: dict[str, Any] = {"node": nodeid & 0xFFFF, "seq_num": 1,
+                              "bcast": 0 if message_type in _TOTEM_UNICAST else 1}
+    data_layout = knet_codec.LAYOUTS["data"]
+    for name, text in knet_specs:
+        known = [f.name for f in data_layout.stored if f.name != "userdata"]
+        if name not in known:
+            raise FieldSpecError(f"bad field spec 'knet.{name}={text}': knet data packets have "
+                                 f"{', '.join(known)}")
+        header[name] = _totem_value(data_layout.field(name), text, f"knet.{name}={text}", None)
+    try:
+        return knet_codec.encode(knet_codec.Packet("data", totem=message, **header))
+    except (ValueError, TypeError) as exc:
+        raise InjectError(f"cannot build the knet packet: {exc}") from None
+
+
+def settable_names(layout: Any) -> list[str]:
+    return [f.name for f in layout.stored]
+
+
+def _totem_value(field_def: Any, text: str, spec: str, ring_id_type: Any) -> Any:
+    """One -f value converted to what the codec's field holds."""
+    nested = field_def.nested
+    if nested is not None and nested.name == "memb_ring_id" and ring_id_type is not None:
+        if field_def.is_array:
+            raise FieldSpecError(f"bad field spec {spec!r}: arrays of ring ids cannot be given here")
+        rep, dot, seq = text.partition(".")
+        try:
+            return ring_id_type(rep=int(rep, 0), seq=int(seq, 16))
+        except ValueError:
+            raise FieldSpecError(f"bad field spec {spec!r}: a ring id is rep.seq, seq in hex "
+                                 f"(e.g. 1.d)") from None
+    if nested is not None:
+        raise FieldSpecError(f"bad field spec {spec!r}: {field_def.name} cannot be set from "
+                             f"the command line")
+    if field_def.is_bytes():
+        if text.startswith("hex:"):
+            try:
+                return bytes.fromhex(text[4:])
+            except ValueError:
+                raise FieldSpecError(f"bad field spec {spec!r}: not hex after 'hex:'") from None
+        return text.encode()
+    try:
+        if field_def.is_array:
+            return tuple(int(x, 0) for x in text.split(",") if x.strip())
+        return int(text, 0)
+    except ValueError:
+        raise FieldSpecError(f"bad field spec {spec!r}: expected a number"
+                             f"{' list (1,2,3)' if field_def.is_array else ''}") from None

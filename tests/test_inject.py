@@ -470,3 +470,56 @@ def test_replay_sends_over_loopback(tmp_path: Path) -> None:
         code, _, err = hbtool("replay", str(pcap), "--to", "127.0.0.1", "--port", str(rx.getsockname()[1]))
         assert code == 0, err
         assert [rx.recv(65535), rx.recv(65535)] == [REAL_STATUS_CRC, REAL_ACK_CRC]
+
+
+# ---------------------------------------------------------------------------
+# Totem: the bytes corosync 3.1.7 sent (captures/totem-*), rebuilt from -f specs
+# ---------------------------------------------------------------------------
+
+# captures/totem-knet frame 18: node 1's memb_join in knet data packet seq 1 (broadcast)
+REAL_KNET_JOIN = bytes.fromhex(
+    "0100000100000001000001010000"
+    "70c0030300010000000000000001000000020000000000000005000000000000000100000002000000")
+# captures/totem-udpu-3node frame 1: node 1's first memb_join, bare
+REAL_UDPU_JOIN = bytes.fromhex(
+    "70c00303000100000000000000010000000100000000000000010000000000000001000000")
+# captures/totem-knet frame 24: the first orf_token of ring 1.9, unicast to node 2
+REAL_KNET_TOKEN = bytes.fromhex(
+    "0100000100000004000000010000"
+    "70c003000001000000020000000000000000000000ffffffff0100000001000000090000000000000000"
+    "000000000000000000000000000000")
+
+
+def test_totem_memb_join_bare_and_in_knet() -> None:
+    assert inj.build_totem("memb_join", ["nodeid=1", "ring_seq=1"]) == REAL_UDPU_JOIN
+    assert inj.build_totem("memb_join", ["nodeid=1", "proc_list=1,2", "ring_seq=5"],
+                           knet=True) == REAL_KNET_JOIN
+    token = inj.build_totem("orf_token", ["nodeid=1", "target_nodeid=2", "aru=0xffffffff",
+                                          "aru_addr=1", "ring_id=1.9", "knet.seq_num=4"], knet=True)
+    assert token == REAL_KNET_TOKEN
+
+
+def test_totem_big_endian_and_errors() -> None:
+    big = inj.build_totem("memb_merge_detect", ["nodeid=1", "ring_id=1.d", "endian=big"])
+    assert big[:2] == b"\xc0\x70" and big[5:9] == b"\x00\x00\x00\x01" and len(big) == 29
+    for spec, problem in [("nope=1", "has no settable field 'nope'"), ("ring_id=1", "rep.seq"),
+                          ("nodeid=x", "expected a number"), ("nodeid=99999999999", "cannot build")]:
+        with pytest.raises(inj.InjectError, match=problem):
+            inj.build_totem("memb_merge_detect", [spec])
+    with pytest.raises(inj.InjectError, match="unknown Totem message type"):
+        inj.build_totem("memb_leave", [])
+    with pytest.raises(inj.InjectError, match="need --knet"):
+        inj.build_totem("memb_join", ["knet.seq_num=2"])
+
+
+def test_totem_cli_sends_over_loopback() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as rx:
+        rx.bind(("127.0.0.1", 0))
+        rx.settimeout(5)
+        code, _, err = hbtool("inject", "--proto", "totem", "-t", "memb_join", "-f", "nodeid=1",
+                              "-f", "ring_seq=1", "--to", "127.0.0.1", "--port",
+                              str(rx.getsockname()[1]), "--count", "2", "--interval", "0")
+        assert code == 0, err
+        assert [rx.recv(65535), rx.recv(65535)] == [REAL_UDPU_JOIN, REAL_UDPU_JOIN]
+    code, _, err = hbtool("inject", "--proto", "totem", "--authkeys", "x", "--dry-run")
+    assert code == 2 and "--proto totem takes" in err

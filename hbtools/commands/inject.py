@@ -261,14 +261,14 @@ def _inject_heartbeat(o: dict[str, Any]) -> None:
 
 
 def _inject_totem(o: dict[str, Any]) -> None:
-    from hbtools import inject_totem
-
+    if o["bad_auth"] or o["no_auth"] or o["authkeys"] or o["state_file"] or o["template"] or o["from_pcap"]:
+        raise inj.InjectError("--proto totem takes -t, -f, --knet and the sending options only")
     if not o["dry_run"] and not o["to"]:
         raise inj.InjectError("give --to ADDRESS (or --dry-run to print the message)")
-    data = inject_totem.build(o["message_type"] or "memb_join", list(o["field_specs"]), knet=o["knet"])
+    data = inj.build_totem(o["message_type"] or "memb_join", list(o["field_specs"]), knet=o["knet"])
     interval = _interval(o["count"], o["interval"], o["rate"])
     delays = inj.send_times(o["count"], interval)
-    port = o["port"] or inject_totem.TOTEM_PORT
+    port = o["port"] or inj.TOTEM_PORT
     where = f"{o['to']}:{port}" if o["to"] else "nowhere"
     if o["dry_run"]:
         for i, delay in enumerate(delays):
