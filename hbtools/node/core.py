@@ -670,6 +670,10 @@ class Node:
         else:
             if old is PeerStatus.DEAD:
                 peer.fence = FenceState.NOT_NEEDED
+                if self.status is LocalStatus.ACTIVE:
+                    # Back from the dead without a restart (a healed partition): it forgot what
+                    # we hold, and both may hold the same group now. Tell it, so one gives up.
+                    out.append(self._resource_message(now, None))
             out.append(self._event(now, "peer_status", f"node {peer.name}: status {peer.status.value}",
                                    node=peer.name, status=peer.status.value, previous=old.value))
 
