@@ -1087,10 +1087,14 @@ class Heartbeat:
         return self.node.run(["cl_status", *args], check=False, timeout=timeout)
 
     def nodestatus(self, peer: str) -> str | None:
-        """What this node thinks of ``peer`` (``active``, ``up``, ``init``, ``dead``…)."""
+        """What this node thinks of ``peer`` (``active``, ``up``, ``init``, ``dead``…).
+
+        cl_status exits non-zero for a dead node but still prints ``dead``, so its output is
+        the answer; None means it gave none (API not up yet, unknown node).
+        """
         res = self.cl_status("nodestatus", peer)
         out = res.stdout.strip()
-        return out if res.returncode == 0 and out else None
+        return out or None
 
     def wait_nodestatus(self, peer: str, status: str, *, timeout: float = 30.0) -> None:
         wait_until(lambda: self.nodestatus(peer) == status, timeout=timeout, interval=0.25,
