@@ -159,18 +159,28 @@ def test_signed_status_makes_ghost_active_and_bad_signature_is_ignored(tmp_path:
         check = keys.check(p)
         expected = heartbeat.decode(p).src == "ghost1"
         assert (check.trailer, check.inline) == (expected, expected)
-    _decode_cli_agrees(pcap, tmp_path, keyfile)
+    _decode_cli_agrees(pcap, keyfile, saved)
 
 
-def _decode_cli_agrees(pcap: Path, tmp_path: Path, keyfile: Path) -> None:
-    """`hbtool decode --authkeys --format json` shows the same fields, once that verb exists."""
-    if not (ROOT / "hbtools" / "commands" / "decode.py").exists():
-        return
-    res = subprocess.run(_hbtool("decode", str(pcap), "--authkeys", str(keyfile), "--format", "json"),
-                         capture_output=True, text=True, timeout=60, env={"PYTHONPATH": str(ROOT)})
-    assert res.returncode in (0, 1), res.stderr
-    text = res.stdout
-    assert '"ghost1"' in text and '"7d0"' not in text or '"dt": 2000' in text
+def _decode_cli_agrees(pcap: Path, keyfile: Path, saved: dict) -> None:
+    """`hbtool decode --authkeys --format json` shows exactly the fields that were asked for."""
+    res = subprocess.run(_hbtool("decode", str(pcap), "--authkeys", str(keyfile), "--format", "json",
+                                 "--filter", f"ip.src={CLIENT_IP}"),
+                         capture_output=True, text=True, timeout=60, env=_env(), cwd="/")
+    assert res.returncode in (0, 1), res.stderr  # 1: it found the bad signatures
+    rows = [json.loads(line) for line in res.stdout.splitlines()]
+    ghost1 = [r for r in rows if r["node"] == "ghost1"]
+    ghost2 = [r for r in rows if r["node"] == "ghost2"]
+    assert len(ghost1) == 16 and len(ghost2) == 6
+    for n, row in enumerate(ghost1, start=1):
+        fields = row["fields"]
+        assert list(fields) == HB_FIELDS
+        asked = ("t", "st", "dt", "protocol", "src", "srcuuid", "seq", "hg", "ttl")
+        assert {k: fields[k] for k in asked} == {
+            "t": "status", "st": "active", "dt": 2000, "protocol": 1, "src": "ghost1",
+            "srcuuid": saved["uuid"], "seq": n, "hg": saved["generation"], "ttl": 3}
+        assert row["auth"] == "ok"
+    assert all(r["auth"] == "bad" and r["fields"]["st"] == "active" for r in ghost2)
 
 
 def test_replayed_older_generation_is_dropped_and_refresh_makes_it_fresh(tmp_path: Path) -> None:
