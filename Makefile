@@ -17,7 +17,7 @@ demo: setup
 	$(HBTOOL) decode $(DEMO)/capture.pcap --authkeys $(DEMO)/authkeys --stats
 
 test: setup
-	$(PY) -m ruff check hbtools dissectors faults tests benchmarks captures
+	$(PY) -m ruff check hbtools dissectors faults tests benchmarks captures fuzz
 	$(PY) -m pytest -ra
 
 setup: system venv
@@ -43,7 +43,7 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 	touch $@
 
 lint: venv
-	$(PY) -m ruff check hbtools dissectors faults tests benchmarks captures
+	$(PY) -m ruff check hbtools dissectors faults tests benchmarks captures fuzz
 
 bench: setup
 	$(PY) benchmarks/run.py
