@@ -461,8 +461,7 @@ class Node:
             "sh", "-c", spec.script(reaper),
         ]
         proc = self.lab._popen(cmd, env=_clean_env(), stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
-                               die_with_parent=True)
+                               stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
         line = _read_line(proc, timeout)
         if line.strip() != "ready":
             proc.kill()
@@ -691,14 +690,13 @@ class Lab:
         return name
 
     def _popen(self, cmd: list[str], *, env: dict[str, str], stdout: int | None,
-               stderr: int | None, stdin: int | None, text: bool,
-               die_with_parent: bool = False) -> subprocess.Popen[str]:
+               stderr: int | None, stdin: int | None, text: bool) -> subprocess.Popen[str]:
+        """Every long-lived lab process dies with us, even if we are SIGKILLed (no cleanup)."""
         if not self._started or self._closed:
             raise LabError("the lab is not running")
         try:
             proc = subprocess.Popen(cmd, env=env, stdout=stdout, stderr=stderr, stdin=stdin,
-                                    text=text, cwd="/",
-                                    preexec_fn=_die_with_parent if die_with_parent else None)
+                                    text=text, cwd="/", preexec_fn=_die_with_parent)
         except FileNotFoundError as exc:
             raise LabError(f"program not found: {cmd[0]}") from exc
         self._procs.append(proc)
