@@ -1,0 +1,7 @@
+"""The NFQUEUE fault proxy behind ``hbtool fault``.
+
+Pure parts (no sockets, no clocks): `faults.packet` (IPv4/UDP framing and checksums),
+`faults.rules` (the rule language), `faults.scenario` (TOML timelines), `faults.engine`
+(packet in, verdicts out, held packets released by a caller-supplied ``now``). The thin
+I/O shell is `faults.nfq` (netfilter rules, the queue, raw sockets for copies).
+"""

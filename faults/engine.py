@@ -1,0 +1,525 @@
+"""The verdict engine: a queued packet in, verdicts out; time is always the caller's ``now``.
+
+Why sans-I/O: delay, reorder and timelines are all about time, and a test with a fake clock
+can prove "released exactly 200 ms later" where a real clock could only prove "roughly".
+The NFQUEUE shell (`faults.nfq`) feeds `Engine.receive` with each packet and calls
+`Engine.tick` when `Engine.next_timer` is due; it turns `Verdict` into an accept/drop of
+the kernel's packet and `Copy` into a raw send.
+
+Rules are tried in order and compose: rewrite and corrupt change the bytes and go on,
+delays add up, duplicate adds copies, reorder puts the packet in that rule's window
+(reorder wins over delay), and drop, a partition cut or an exceeded rate limit end it.
+"""
+
+from __future__ import annotations
+
+import heapq
+import ipaddress
+import random
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+from faults import packet as ipv4
+from faults.rules import (
+    Condition,
+    Corrupt,
+    Delay,
+    Drop,
+    Duplicate,
+    Partition,
+    RateLimit,
+    Reorder,
+    Rewrite,
+    Rule,
+    RuleError,
+)
+from hbtools import heartbeat
+from hbtools.fields import spec_for
+
+HEARTBEAT_STARTS = (heartbeat.NETSTRING_START, heartbeat.CLASSIC_START)
+
+
+class Signer(Protocol):
+    def sign(self, data: bytes) -> str: ...
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Accept (with new bytes when ``payload`` is set: the whole IP datagram) or drop."""
+
+    packet_id: int
+    accept: bool
+    payload: bytes | None = None
+
+
+@dataclass(frozen=True)
+class Copy:
+    """An extra copy to send (a whole IP datagram); it must bypass the queue."""
+
+    payload: bytes
+    direction: str
+
+
+Output = Verdict | Copy
+
+
+@dataclass
+class RuleStats:
+    rule: str
+    seen: int = 0
+    matched: int = 0
+    dropped: int = 0
+    delayed: int = 0
+    duplicated: int = 0
+    reordered: int = 0
+    rewritten: int = 0
+    corrupted: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+COUNTERS = ("seen", "matched", "dropped", "delayed", "duplicated", "reordered", "rewritten",
+            "corrupted")
+
+
+# ----------------------------------------------------------------------------- the packet
+
+
+class PacketView:
+    """A queued datagram and, decoded only when a rule asks, what its payload says."""
+
+    __slots__ = ("dgram", "direction", "_proto", "_hb", "_totem", "_knet")
+
+    def __init__(self, dgram: ipv4.Datagram, direction: str) -> None:
+        self.dgram = dgram
+        self.direction = direction
+        self._proto: str | None = None
+        self._hb: heartbeat.Message | None = None
+        self._totem: Any = None
+        self._knet: Any = None
+
+    @property
+    def payload(self) -> bytes:
+        return self.dgram.payload
+
+    @property
+    def proto(self) -> str:
+        if self._proto is None:
+            self._proto = self._detect()
+        return self._proto
+
+    def _detect(self) -> str:
+        data = self.dgram.payload
+        if not self.dgram.is_udp:
+            return "other"
+        if data[:4] in HEARTBEAT_STARTS:
+            try:
+                self._hb = heartbeat.decode(data)
+                return "heartbeat"
+            except heartbeat.DecodeError:
+                return "udp"
+        ports = {self.dgram.sport, self.dgram.dport}
+        totem_mod, knet_mod = _corosync_codecs()
+        looks_totem = data[:2] in (b"\x70\xc0", b"\xc0\x70") or data[2:4] in (b"\x22\xff",
+                                                                               b"\xff\x22")
+        if totem_mod is not None and looks_totem:
+            try:
+                self._totem = totem_mod.decode(data)
+                return "totem"
+            except totem_mod.DecodeError:
+                pass
+        if knet_mod is not None and ports & {5404, 5405}:
+            try:
+                self._knet = knet_mod.decode(data)
+                self._totem = self._knet.totem
+                return "knet"
+            except knet_mod.DecodeError:
+                pass
+        return "udp"
+
+    @property
+    def heartbeat(self) -> heartbeat.Message | None:
+        return self._hb if self.proto == "heartbeat" else None
+
+    @property
+    def totem(self) -> Any:
+        return self._totem if self.proto in ("totem", "knet") else None
+
+    @property
+    def knet(self) -> Any:
+        return self._knet if self.proto == "knet" else None
+
+    @property
+    def type_name(self) -> str | None:
+        if self.heartbeat is not None:
+            return self.heartbeat.type
+        if self.knet is not None:
+            return str(self.knet.type_name)
+        if self.totem is not None:
+            return str(self.totem.type_name)
+        return None
+
+
+def _corosync_codecs() -> tuple[Any, Any]:
+    """The Totem and knet codecs, or None for one that is not in this tree yet."""
+    global _COROSYNC
+    if _COROSYNC is None:
+        try:
+            from hbtools import totem as totem_mod
+        except ImportError:
+            totem_mod = None  # type: ignore[assignment]
+        try:
+            from hbtools import knet as knet_mod
+        except ImportError:
+            knet_mod = None  # type: ignore[assignment]
+        _COROSYNC = (totem_mod, knet_mod)
+    return _COROSYNC
+
+
+_COROSYNC: tuple[Any, Any] | None = None
+
+
+# ----------------------------------------------------------------------------- matching
+
+Predicate = Callable[[PacketView], bool]
+
+
+def _field_text(value: object) -> str:
+    if isinstance(value, bytes):
+        return value.hex()
+    return str(value)
+
+
+def compile_condition(cond: Condition, nodes: Mapping[str, str]) -> Predicate:
+    """A predicate for one match term; node names in from/to become their addresses."""
+    values = cond.values
+    key = cond.key
+    test: Predicate
+    if key == "dir":
+        test = lambda v: v.direction in values  # noqa: E731
+    elif key in ("from", "to"):
+        nets = [ipaddress.IPv4Network(nodes.get(x, x), strict=False) for x in values]
+        attr = "src" if key == "from" else "dst"
+
+        def test(v: PacketView) -> bool:
+            addr = ipaddress.IPv4Address(getattr(v.dgram, attr))
+            return any(addr in n for n in nets)
+    elif key in ("sport", "dport", "port"):
+        ports = {int(x, 0) for x in values}
+        if key == "port":
+            test = lambda v: v.dgram.sport in ports or v.dgram.dport in ports  # noqa: E731
+        else:
+            test = lambda v: getattr(v.dgram, key) in ports  # noqa: E731
+    elif key == "proto":
+        test = lambda v: v.proto in values  # noqa: E731
+    elif key == "type":
+        test = lambda v: v.type_name in values  # noqa: E731
+    elif key == "totem.type":
+        test = lambda v: v.totem is not None and v.totem.type_name in values  # noqa: E731
+    elif key == "totem.nodeid":
+        ids = {int(x, 0) for x in values}
+        test = lambda v: v.totem is not None and v.totem.nodeid in ids  # noqa: E731
+    elif key == "knet.type":
+        test = lambda v: v.knet is not None and v.knet.type_name in values  # noqa: E731
+    elif key == "knet.node":
+        ids = {int(x, 0) for x in values}
+        test = lambda v: (v.knet is not None and not v.knet.encrypted  # noqa: E731
+                          and v.knet.node in ids)
+    else:
+        def test(v: PacketView) -> bool:
+            msg = v.heartbeat
+            if msg is None or key not in msg:
+                return False
+            return _field_text(msg[key]) in values
+
+    if cond.negate:
+        return lambda v: not test(v)
+    return test
+
+
+# ----------------------------------------------------------------------------- held packets
+
+
+@dataclass(order=True)
+class _Held:
+    release_at: float
+    order: int
+    packet_id: int = field(compare=False)
+    payload: bytes | None = field(compare=False)
+    copies: tuple[bytes, ...] = field(compare=False, default=())
+    direction: str = field(compare=False, default="out")
+
+    def outputs(self) -> list[Output]:
+        out: list[Output] = [Verdict(self.packet_id, True, self.payload)]
+        out.extend(Copy(c, self.direction) for c in self.copies)
+        return out
+
+
+@dataclass
+class _Window:
+    timeout_at: float
+    packets: list[_Held]
+
+
+# ----------------------------------------------------------------------------- the engine
+
+
+class Engine:
+    """Applies rules to queued packets; holds delayed and reordered ones until their time."""
+
+    def __init__(
+        self,
+        rules: Sequence[Rule],
+        *,
+        seed: int | None = None,
+        keys: Signer | None = None,
+        nodes: Mapping[str, str] | None = None,
+        local_addresses: Iterable[str] = (),
+        start: float = 0.0,
+    ) -> None:
+        self.rules = list(rules)
+        self.nodes = dict(nodes or {})
+        self.keys = keys
+        self.start = start
+        self.local_addresses = set(local_addresses)
+        self._by_address = {addr: name for name, addr in self.nodes.items()}
+        self.stats = [RuleStats(r.label or r.text) for r in self.rules]
+        self.passed = 0
+        self.total = 0
+        base = random.Random(seed).getrandbits(64) if seed is not None else None
+        # One generator per rule, so adding a rule does not change another rule's draws.
+        self._rngs = [random.Random(f"{base}:{i}") if base is not None else random.Random()
+                      for i in range(len(self.rules))]
+        self._predicates: list[list[Predicate]] = []
+        for rule in self.rules:
+            for cond in rule.match.conditions:
+                if cond.key in ("from", "to"):
+                    for x in cond.values:
+                        try:
+                            ipaddress.IPv4Network(self.nodes.get(x, x), strict=False)
+                        except ValueError:
+                            raise RuleError(f"{rule.text!r}: {cond.key}={x} is neither an IPv4 "
+                                            "address/network nor a declared node") from None
+            if isinstance(rule.action, Rewrite) and rule.action.sign == "resign" and keys is None:
+                raise RuleError(f"{rule.text!r}: sign=resign needs --authkeys "
+                                "(or say sign=stale to keep the old signature)")
+            self._predicates.append([compile_condition(c, self.nodes)
+                                     for c in rule.match.conditions])
+        self._tokens: dict[int, tuple[float, float]] = {}
+        self._held: list[_Held] = []
+        self._windows: dict[int, _Window] = {}
+        self._order = 0
+
+    # -- what the shell calls
+
+    def receive(self, packet_id: int, data: bytes, direction: str, now: float) -> list[Output]:
+        """Decide about one queued packet; [] means it is held (see `tick`)."""
+        self.total += 1
+        try:
+            dgram = ipv4.parse(data)
+        except ipv4.PacketError:
+            self.passed += 1
+            return [Verdict(packet_id, True)]
+        view = PacketView(dgram, direction)
+        elapsed = now - self.start
+        delay = 0.0
+        copies = 0
+        changed = False
+        reorder_at: int | None = None
+        for index, rule in enumerate(self.rules):
+            if not rule.active(elapsed) or direction not in rule.directions:
+                continue
+            stats = self.stats[index]
+            stats.seen += 1
+            if not all(pred(view) for pred in self._predicates[index]):
+                continue
+            action = rule.action
+            if isinstance(action, Partition) and not self._cut(action, view):
+                continue
+            if isinstance(action, Rewrite) and view.heartbeat is None:
+                continue
+            stats.matched += 1
+            rng = self._rngs[index]
+            if rule.probability < 1.0 and rng.random() >= rule.probability:
+                continue
+            if isinstance(action, (Drop, Partition)):
+                stats.dropped += 1
+                return [Verdict(packet_id, False)]
+            if isinstance(action, RateLimit):
+                if self._over_rate(index, action, now):
+                    stats.dropped += 1
+                    return [Verdict(packet_id, False)]
+            elif isinstance(action, Delay):
+                delay += self._sample_delay(action, rng)
+                stats.delayed += 1
+            elif isinstance(action, Duplicate):
+                copies += action.copies
+                stats.duplicated += action.copies
+            elif isinstance(action, Reorder):
+                if reorder_at is None:
+                    reorder_at = index
+                    stats.reordered += 1
+            elif isinstance(action, Corrupt):
+                new = _corrupt(view.dgram.payload, action, rng)
+                if new != view.dgram.payload:
+                    view = _reframe(view, new)
+                    changed = True
+                    stats.corrupted += 1
+            elif isinstance(action, Rewrite):
+                new = self._rewrite(view, action)
+                if new is not None:
+                    view = _reframe(view, new)
+                    changed = True
+                    stats.rewritten += 1
+        payload = view.dgram.raw if changed else None
+        copy_bytes = (payload or data,) * copies
+        held = _Held(now + delay, self._next_order(), packet_id, payload, copy_bytes, direction)
+        if reorder_at is not None:
+            return self._into_window(reorder_at, held, now)
+        if delay > 0:
+            heapq.heappush(self._held, held)
+            return []
+        self.passed += 1
+        return held.outputs()
+
+    def next_timer(self) -> float | None:
+        """When `tick` next has something to release (None: nothing held)."""
+        times = [w.timeout_at for w in self._windows.values()]
+        if self._held:
+            times.append(self._held[0].release_at)
+        return min(times) if times else None
+
+    def tick(self, now: float) -> list[Output]:
+        """Release every held packet whose time has come, in release order."""
+        out: list[Output] = []
+        for index in [i for i, w in self._windows.items() if w.timeout_at <= now]:
+            out.extend(self._flush_window(index))
+        while self._held and self._held[0].release_at <= now:
+            out.extend(heapq.heappop(self._held).outputs())
+        return out
+
+    def flush(self) -> list[Output]:
+        """Release everything still held (at shutdown: a held packet must not be lost)."""
+        out: list[Output] = []
+        for index in list(self._windows):
+            out.extend(self._flush_window(index))
+        while self._held:
+            out.extend(heapq.heappop(self._held).outputs())
+        return out
+
+    @property
+    def held(self) -> int:
+        return len(self._held) + sum(len(w.packets) for w in self._windows.values())
+
+    # -- actions
+
+    def _next_order(self) -> int:
+        self._order += 1
+        return self._order
+
+    def _sample_delay(self, action: Delay, rng: random.Random) -> float:
+        if action.jitter <= 0:
+            return action.delay
+        if action.distribution == "normal":
+            value = rng.gauss(action.delay, action.jitter)
+        elif action.distribution == "exponential":
+            value = action.delay + rng.expovariate(1.0 / action.jitter)
+        else:
+            value = action.delay + rng.uniform(-action.jitter, action.jitter)
+        return max(0.0, value)
+
+    def _over_rate(self, index: int, action: RateLimit, now: float) -> bool:
+        """Token bucket: ``burst`` tokens, refilled at ``rate`` per second."""
+        tokens, last = self._tokens.get(index, (float(action.burst), now))
+        tokens = min(float(action.burst), tokens + (now - last) * action.rate)
+        if tokens >= 1.0:
+            self._tokens[index] = (tokens - 1.0, now)
+            return False
+        self._tokens[index] = (tokens, now)
+        return True
+
+    def _into_window(self, index: int, held: _Held, now: float) -> list[Output]:
+        action = self.rules[index].action
+        assert isinstance(action, Reorder)
+        window = self._windows.get(index)
+        if window is None:
+            window = self._windows[index] = _Window(now + action.timeout, [])
+        window.packets.append(held)
+        if len(window.packets) >= action.window:
+            return self._flush_window(index)
+        return []
+
+    def _flush_window(self, index: int) -> list[Output]:
+        """Release a reorder window shuffled, never in the order the packets came."""
+        window = self._windows.pop(index)
+        packets = list(window.packets)
+        if len(packets) > 1:
+            original = list(packets)
+            self._rngs[index].shuffle(packets)
+            if packets == original:
+                packets.reverse()
+        out: list[Output] = []
+        for held in packets:
+            out.extend(held.outputs())
+        return out
+
+    def _rewrite(self, view: PacketView, action: Rewrite) -> bytes | None:
+        msg = view.heartbeat
+        if msg is None or "_compressed_payload" in msg:
+            return None
+        for a in action.assignments:
+            value = a.value
+            if a.relative is not None:
+                kind = spec_for(a.name).kind_in(msg.type).value
+                current = msg.number(a.name) if a.name in msg else 0
+                number = max(0, (current or 0) + a.relative)
+                value = f"{number:x}" if kind == "hex" else str(number)
+            msg.set(a.name, value)
+        keys = self.keys if action.sign == "resign" else None
+        return heartbeat.encode(msg, keys)
+
+    def _cut(self, action: Partition, view: PacketView) -> bool:
+        """Whether this packet crosses a cut link (every receiver it is for is cut off)."""
+        sender = self._sender(view)
+        if sender is None:
+            return False
+        receivers = self._receivers(view, sender)
+        return bool(receivers) and all(action.blocks(sender, r) for r in receivers)
+
+    def _sender(self, view: PacketView) -> str | None:
+        msg = view.heartbeat
+        if msg is not None and msg.src in self.nodes:
+            return msg.src
+        return self._by_address.get(view.dgram.src)
+
+    def _receivers(self, view: PacketView, sender: str) -> list[str]:
+        msg = view.heartbeat
+        if msg is not None and msg.dest in self.nodes:
+            return [msg.dest]  # type: ignore[list-item]
+        if view.dgram.dst in self._by_address:
+            return [self._by_address[view.dgram.dst]]
+        if view.direction == "in":
+            return [n for n, a in self.nodes.items() if a in self.local_addresses]
+        return [n for n in self.nodes if n != sender]
+
+
+def _reframe(view: PacketView, payload: bytes) -> PacketView:
+    """A view of the same datagram with a new payload (lengths and checksums fixed)."""
+    raw = ipv4.with_payload(view.dgram, payload)
+    return PacketView(ipv4.parse(raw), view.direction)
+
+
+def _corrupt(payload: bytes, action: Corrupt, rng: random.Random) -> bytes:
+    """Flip ``bits`` random bits and replace ``bytes`` random bytes with different values."""
+    if not payload:
+        return payload
+    data = bytearray(payload)
+    for _ in range(action.bits):
+        bit = rng.randrange(len(data) * 8)
+        data[bit // 8] ^= 0x80 >> (bit % 8)
+    for _ in range(action.bytes):
+        pos = rng.randrange(len(data))
+        data[pos] ^= rng.randrange(1, 256)
+    return bytes(data)

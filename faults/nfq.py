@@ -1,0 +1,561 @@
+"""The thin I/O shell of the fault proxy: netfilter rules, the NFQUEUE loop, raw copies.
+
+Everything that decides lives in `faults.engine`; this module only moves packets between the
+kernel and the engine, keeps time, and puts the host back the way it found it.
+
+Rules live in a table (nftables) or chains (iptables) of their own, named after the queue
+number, so that removing them can never touch anything else and ``hbtool fault cleanup``
+finds leftovers of a crashed proxy by name alone. Every queue rule has ``bypass``: when no
+process listens on the queue, the kernel lets the packets through, so a dead proxy never
+black-holes the cluster. Copies made by ``duplicate`` leave through a raw socket whose
+packets carry `BYPASS_MARK`, which the rules let pass without queueing them again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import os
+import selectors
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any, TextIO
+
+from faults.engine import COUNTERS, Copy, Engine, Output, Verdict
+
+TABLE_PREFIX = "hbtools_fault"
+CHAIN_PREFIX = "HBTFAULT"
+BYPASS_MARK = 0x4842  # "HB": our own copies, never queued again
+DEFAULT_QUEUE = 6940
+DEFAULT_PORTS = (694, 5404, 5405)
+NF_INET_LOCAL_IN = 1
+NF_INET_LOCAL_OUT = 3
+CAP_NET_ADMIN = 12
+CLONE_NEWNET = 0x40000000
+SO_MARK = 36
+
+
+class FaultError(RuntimeError):
+    """Something the proxy cannot do here; one line that names the cause and the fix."""
+
+
+# ----------------------------------------------------------------------------- preconditions
+
+
+def has_cap_net_admin() -> bool:
+    """Whether this process holds CAP_NET_ADMIN (root usually does; a container may not)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("CapEff:"):
+                    return bool(int(line.split()[1], 16) >> CAP_NET_ADMIN & 1)
+    except OSError:
+        pass
+    return os.geteuid() == 0
+
+
+def require_privilege() -> None:
+    if not has_cap_net_admin():
+        raise FaultError("hbtool fault needs CAP_NET_ADMIN (run it as root) to install "
+                         "netfilter rules and bind an NFQUEUE")
+
+
+def enter_netns(name: str) -> None:
+    """Move this process into the named network namespace (``ip netns`` style)."""
+    path = Path("/run/netns") / name
+    if not path.exists():
+        raise FaultError(f"no network namespace {name!r} (not in /run/netns; see `ip netns list`)")
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        if libc.setns(fd, CLONE_NEWNET) != 0:
+            err = ctypes.get_errno()
+            raise FaultError(f"cannot enter network namespace {name!r}: {os.strerror(err)} "
+                             "(needs CAP_SYS_ADMIN)")
+    finally:
+        os.close(fd)
+
+
+def _run(cmd: Sequence[str], *, input: str | None = None, check: bool = True,
+         ) -> subprocess.CompletedProcess[str]:
+    try:
+        res = subprocess.run(list(cmd), input=input, capture_output=True, text=True, timeout=20)
+    except FileNotFoundError:
+        raise FaultError(f"program not found: {cmd[0]}") from None
+    except subprocess.TimeoutExpired:
+        raise FaultError(f"`{' '.join(cmd)}` did not finish in 20 s") from None
+    if check and res.returncode != 0:
+        msg = (res.stderr or res.stdout).strip().replace("\n", " | ")
+        raise FaultError(f"`{' '.join(cmd)}` failed: {msg}")
+    return res
+
+
+def local_addresses() -> list[str]:
+    """IPv4 addresses of this (network namespace's) host, for partitions on input."""
+    res = _run(["ip", "-j", "-4", "addr", "show"], check=False)
+    try:
+        links = json.loads(res.stdout or "[]")
+    except ValueError:
+        return []
+    return [a["local"] for link in links for a in link.get("addr_info", []) if "local" in a]
+
+
+# ----------------------------------------------------------------------------- rule installers
+
+
+class Backend:
+    """Installs and removes exactly our own rules."""
+
+    name = ""
+
+    def install(self, queue: int, ports: Sequence[int], directions: Iterable[str]) -> str:
+        raise NotImplementedError
+
+    def remove(self, queue: int) -> None:
+        raise NotImplementedError
+
+    def cleanup(self) -> list[str]:
+        raise NotImplementedError
+
+
+class NftBackend(Backend):
+    name = "nft"
+
+    @staticmethod
+    def table(queue: int) -> str:
+        return f"{TABLE_PREFIX}_q{queue}"
+
+    def _tables(self) -> list[str]:
+        res = _run(["nft", "list", "tables"])
+        return [line.split()[2] for line in res.stdout.splitlines()
+                if line.startswith("table inet ") and line.split()[2].startswith(TABLE_PREFIX)]
+
+    def install(self, queue: int, ports: Sequence[int], directions: Iterable[str]) -> str:
+        table = self.table(queue)
+        if table in self._tables():
+            raise FaultError(f"table inet {table} exists: another fault proxy uses queue {queue} "
+                             "here (use --queue, or `hbtool fault cleanup` after a crash)")
+        port_set = ", ".join(str(p) for p in sorted(set(ports)))
+        lines = [f"add table inet {table}"]
+        for direction in directions:
+            hook = "input" if direction == "in" else "output"
+            lines += [
+                f"add chain inet {table} {hook} {{ type filter hook {hook} priority -150; "
+                "policy accept; }",
+                f"add rule inet {table} {hook} meta mark {BYPASS_MARK:#x} return",
+                f"add rule inet {table} {hook} meta l4proto udp udp dport {{ {port_set} }} "
+                f"queue num {queue} bypass",
+            ]
+        res = _run(["nft", "-f", "-"], input="\n".join(lines) + "\n", check=False)
+        if res.returncode != 0:
+            with contextlib.suppress(FaultError):
+                _run(["nft", "delete", "table", "inet", table], check=False)
+            err = res.stderr.strip().replace("\n", " | ")
+            if "queue" in err.lower() or "No such file" in err or "not supported" in err.lower():
+                raise FaultError("the kernel refused the NFQUEUE rule (no nft_queue / "
+                                 f"nfnetlink_queue support?): {err}")
+            raise FaultError(f"nft could not install table inet {table}: {err}")
+        return f"nft table inet {table}"
+
+    def remove(self, queue: int) -> None:
+        table = self.table(queue)
+        if table in self._tables():
+            _run(["nft", "delete", "table", "inet", table])
+
+    def cleanup(self) -> list[str]:
+        removed = []
+        for table in self._tables():
+            _run(["nft", "delete", "table", "inet", table])
+            removed.append(f"nft table inet {table}")
+        return removed
+
+
+class IptablesBackend(Backend):
+    """A chain per hook, jumped to from INPUT/OUTPUT of the filter table.
+
+    Used when nft's own ``queue`` expression is missing (kernels without CONFIG_NFT_QUEUE,
+    like this project's CI, still have the xtables NFQUEUE target that iptables-nft uses).
+    iptables-nft creates ``table ip filter`` on first use; when it was our doing (recorded in
+    a state file, so that ``cleanup`` after a crash knows too) and nothing else has put a
+    rule in it, it is deleted again, so the ruleset ends exactly as it was.
+    """
+
+    name = "iptables"
+
+    def __init__(self, binary: str = "iptables") -> None:
+        self.binary = binary
+
+    @staticmethod
+    def chain(queue: int, hook: str) -> str:
+        return f"{CHAIN_PREFIX}-{hook[:3].upper()}-{queue}"
+
+    def _ipt(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return _run([self.binary, "-w", "5", *args], check=check)
+
+    def _save(self) -> str:
+        return _run([f"{self.binary}-save", "-t", "filter"], check=False).stdout
+
+    def _chains(self) -> list[str]:
+        return [line[1:].split()[0] for line in self._save().splitlines()
+                if line.startswith(f":{CHAIN_PREFIX}-")]
+
+    def _filter_table_exists(self) -> bool:
+        if shutil.which("nft"):
+            res = _run(["nft", "list", "tables"], check=False)
+            return "table ip filter" in res.stdout.splitlines()
+        return bool(self._save().strip())
+
+    def install(self, queue: int, ports: Sequence[int], directions: Iterable[str]) -> str:
+        created = not self._filter_table_exists() and not _state_queues()
+        existing = self._chains()
+        made: list[str] = []
+        for direction in directions:
+            chain = self.chain(queue, "INPUT" if direction == "in" else "OUTPUT")
+            if chain in existing:
+                raise FaultError(f"iptables chain {chain} exists: another fault proxy uses "
+                                 f"queue {queue} here (`hbtool fault cleanup` after a crash)")
+        _write_state(queue, {"backend": self.name, "created_filter_table": created})
+        try:
+            for direction in directions:
+                hook = "INPUT" if direction == "in" else "OUTPUT"
+                chain = self.chain(queue, hook)
+                self._ipt("-N", chain)
+                made.append(chain)
+                self._ipt("-A", chain, "-m", "mark", "--mark", str(BYPASS_MARK), "-j", "RETURN")
+                plist = ",".join(str(p) for p in sorted(set(ports)))
+                res = self._ipt("-A", chain, "-p", "udp", "-m", "multiport", "--dports", plist,
+                                "-j", "NFQUEUE", "--queue-num", str(queue), "--queue-bypass",
+                                check=False)
+                if res.returncode != 0:
+                    raise FaultError("iptables refused the NFQUEUE rule (no NFQUEUE target in "
+                                     f"this kernel?): {res.stderr.strip()}")
+                self._ipt("-I", hook, "1", "-j", chain)
+        except FaultError:
+            self.remove(queue, only=made)
+            raise
+        return "iptables chains " + ", ".join(made)
+
+    def _drop_chain(self, chain: str) -> None:
+        hook = "INPUT" if "-INP-" in chain else "OUTPUT"
+        for _ in range(10):
+            if self._ipt("-D", hook, "-j", chain, check=False).returncode != 0:
+                break
+        self._ipt("-F", chain, check=False)
+        self._ipt("-X", chain, check=False)
+
+    def _drop_filter_table_if_ours(self, queue: int) -> None:
+        state = _read_state(queue)
+        _remove_state(queue)
+        if not state.get("created_filter_table") or not shutil.which("nft") or _state_queues():
+            return
+        saved = self._save().splitlines()
+        chains = [line[1:].split() for line in saved if line.startswith(":")]
+        untouched = (
+            not any(line.startswith("-A ") for line in saved)
+            and all(c[0] in ("INPUT", "FORWARD", "OUTPUT") and c[1] == "ACCEPT" for c in chains)
+        )
+        if untouched:
+            _run(["nft", "delete", "table", "ip", "filter"], check=False)
+
+    def remove(self, queue: int, only: Sequence[str] | None = None) -> None:
+        for chain in self._chains():
+            if (only is None and chain.endswith(f"-{queue}")) or (only and chain in only):
+                self._drop_chain(chain)
+        self._drop_filter_table_if_ours(queue)
+
+    def cleanup(self) -> list[str]:
+        removed = []
+        queues = set()
+        for chain in self._chains():
+            self._drop_chain(chain)
+            removed.append(f"iptables chain {chain}")
+            queues.add(int(chain.rsplit("-", 1)[1]))
+        for queue in sorted(queues | set(_state_queues())):
+            self._drop_filter_table_if_ours(queue)
+        return removed
+
+
+#: Where the iptables backend remembers what it created, per network namespace and queue.
+STATE_DIR = Path("/run/hbtools-fault")
+
+
+def _state_path(queue: int) -> Path:
+    return STATE_DIR / f"net{os.stat('/proc/self/ns/net').st_ino}-q{queue}.json"
+
+
+def _write_state(queue: int, state: dict[str, Any]) -> None:
+    STATE_DIR.mkdir(parents=True, exist_ok=True)
+    _state_path(queue).write_text(json.dumps(state))
+
+
+def _read_state(queue: int) -> dict[str, Any]:
+    try:
+        return dict(json.loads(_state_path(queue).read_text()))
+    except (OSError, ValueError):
+        return {}
+
+
+def _remove_state(queue: int) -> None:
+    with contextlib.suppress(OSError):
+        _state_path(queue).unlink()
+
+
+def _state_queues() -> list[int]:
+    """Queues of proxies in this network namespace that have recorded state."""
+    prefix = f"net{os.stat('/proc/self/ns/net').st_ino}-q"
+    if not STATE_DIR.is_dir():
+        return []
+    return [int(p.stem[len(prefix):]) for p in STATE_DIR.glob(f"{prefix}*.json")
+            if p.stem[len(prefix):].isdigit()]
+
+
+class AutoBackend(Backend):
+    """nft's own queue expression where the kernel has it, else iptables' NFQUEUE target."""
+
+    name = "auto"
+
+    def __init__(self) -> None:
+        self.chosen: Backend | None = None
+
+    def install(self, queue: int, ports: Sequence[int], directions: Iterable[str]) -> str:
+        directions = list(directions)
+        first_error: FaultError | None = None
+        if shutil.which("nft"):
+            try:
+                self.chosen = NftBackend()
+                return self.chosen.install(queue, ports, directions)
+            except FaultError as exc:
+                if "exists" in str(exc):
+                    raise
+                first_error = exc
+        if shutil.which("iptables"):
+            self.chosen = IptablesBackend()
+            return self.chosen.install(queue, ports, directions)
+        raise first_error or FaultError("neither nft nor iptables is installed "
+                                        "(Debian packages nftables, iptables)")
+
+    def remove(self, queue: int) -> None:
+        if self.chosen is not None:
+            self.chosen.remove(queue)
+
+    def cleanup(self) -> list[str]:
+        return cleanup()
+
+
+def choose_backend(name: str = "auto") -> Backend:
+    """``auto``: nft's queue if the kernel has it, else iptables (-nft or legacy)."""
+    if name == "nft":
+        if not shutil.which("nft"):
+            raise FaultError("the nft program is not installed (Debian package nftables)")
+        return NftBackend()
+    if name == "auto":
+        return AutoBackend()
+    if shutil.which("iptables"):
+        return IptablesBackend()
+    raise FaultError("iptables is not installed (Debian package iptables)")
+
+
+def cleanup(backend: Backend | None = None) -> list[str]:
+    """Remove every rule any fault proxy left behind here (by our names only)."""
+    if backend is not None:
+        return backend.cleanup()
+    removed: list[str] = []
+    if shutil.which("nft"):
+        removed += NftBackend().cleanup()
+    if shutil.which("iptables-save"):
+        with contextlib.suppress(FaultError):
+            removed += IptablesBackend().cleanup()
+    return removed
+
+
+# ----------------------------------------------------------------------------- the loop
+
+
+@dataclass
+class RunResult:
+    total: int
+    elapsed: float
+    reason: str
+
+
+class Proxy:
+    """Binds the queue and runs the engine until the deadline or a signal."""
+
+    def __init__(self, engine: Engine, queue: int, *, clock: Callable[[], float] = time.monotonic
+                 ) -> None:
+        self.engine = engine
+        self.queue = queue
+        self.clock = clock
+        self._pending: dict[int, Any] = {}
+        self._raw: socket.socket | None = None
+        self._stop: str | None = None
+        self.copy_errors = 0
+
+    def _on_packet(self, pkt: Any) -> None:
+        direction = "in" if pkt.hook == NF_INET_LOCAL_IN else "out"
+        outputs = self.engine.receive(pkt.id, pkt.get_payload(), direction, self.clock())
+        if not any(isinstance(o, Verdict) and o.packet_id == pkt.id for o in outputs):
+            pkt.retain()
+        self._pending[pkt.id] = pkt
+        self._apply(outputs)
+
+    def _apply(self, outputs: list[Output]) -> None:
+        for out in outputs:
+            if isinstance(out, Verdict):
+                pkt = self._pending.pop(out.packet_id, None)
+                if pkt is None:
+                    continue
+                if not out.accept:
+                    pkt.drop()
+                    continue
+                if out.payload is not None:
+                    pkt.set_payload(out.payload)
+                pkt.accept()
+            elif isinstance(out, Copy):
+                self._send_copy(out.payload)
+
+    def _send_copy(self, datagram: bytes) -> None:
+        if self._raw is None:
+            s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+            s.setsockopt(socket.SOL_SOCKET, SO_MARK, BYPASS_MARK)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+            self._raw = s
+        dst = socket.inet_ntoa(datagram[16:20])
+        try:
+            self._raw.sendto(datagram, (dst, 0))
+        except OSError:
+            self.copy_errors += 1
+
+    def stop(self, reason: str) -> None:
+        self._stop = reason
+
+    def run(self, *, duration: float | None, status: Callable[[float], None] | None = None,
+            status_interval: float = 1.0, on_ready: Callable[[], None] | None = None,
+            ) -> RunResult:
+        from netfilterqueue import NetfilterQueue
+
+        nfq = NetfilterQueue()
+        try:
+            nfq.bind(self.queue, self._on_packet, max_len=8192)
+        except OSError as exc:
+            raise FaultError(f"cannot bind NFQUEUE {self.queue} ({exc}): is another process "
+                             "bound to it, or is nfnetlink_queue missing from the kernel?"
+                             ) from None
+        start = self.clock()
+        self.engine.start = start
+        deadline = start + duration if duration is not None else None
+        next_status = start + status_interval if status and status_interval > 0 else None
+        sel = selectors.DefaultSelector()
+        sel.register(nfq.get_fd(), selectors.EVENT_READ)
+        if on_ready:
+            on_ready()
+        reason = "interrupted"
+        try:
+            while self._stop is None:
+                now = self.clock()
+                if deadline is not None and now >= deadline:
+                    reason = "end of run"
+                    break
+                wake = [t for t in (self.engine.next_timer(), next_status, deadline)
+                        if t is not None]
+                timeout = min(0.25, max(0.0, min(wake) - now)) if wake else 0.25
+                try:
+                    if sel.select(timeout):
+                        nfq.run(block=False)
+                except InterruptedError:
+                    pass
+                now = self.clock()
+                self._apply(self.engine.tick(now))
+                if next_status is not None and now >= next_status:
+                    status(now - start)  # type: ignore[misc]
+                    next_status = now + status_interval
+            else:
+                reason = self._stop
+            self._apply(self.engine.flush())
+        finally:
+            for pkt in list(self._pending.values()):
+                with contextlib.suppress(RuntimeError):
+                    pkt.accept()
+            self._pending.clear()
+            sel.close()
+            if self._raw is not None:
+                self._raw.close()
+        self._nfq = nfq
+        return RunResult(self.engine.total, self.clock() - start, reason)
+
+    def drain_and_unbind(self) -> None:
+        """After the rules are gone: pass whatever is still queued, then let the queue go."""
+        nfq = getattr(self, "_nfq", None)
+        if nfq is None:
+            return
+        self.engine.rules = []
+        with contextlib.suppress(OSError):
+            nfq.run(block=False)
+        for pkt in list(self._pending.values()):
+            with contextlib.suppress(RuntimeError):
+                pkt.accept()
+        self._pending.clear()
+        nfq.unbind()
+
+
+def install_signal_handlers(proxy: Proxy) -> None:
+    def handler(signum: int, frame: FrameType | None) -> None:
+        proxy.stop(signal.Signals(signum).name)
+
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, handler)
+
+
+# ----------------------------------------------------------------------------- reporting
+
+
+def status_line(engine: Engine, elapsed: float) -> str:
+    parts = [f"{elapsed:6.1f}s pkts {engine.total} held {engine.held}"]
+    for index, st in enumerate(engine.stats, start=1):
+        acted = {k: getattr(st, k) for k in COUNTERS[2:] if getattr(st, k)}
+        what = " ".join(f"{k} {v}" for k, v in acted.items())
+        parts.append(f"#{index} matched {st.matched}" + (f" {what}" if what else ""))
+    return " | ".join(parts)
+
+
+def final_table(engine: Engine) -> str:
+    from tabulate import tabulate
+
+    rows = [[i, st.rule, *(getattr(st, k) for k in COUNTERS)]
+            for i, st in enumerate(engine.stats, start=1)]
+    return tabulate(rows, headers=["#", "rule", *COUNTERS], tablefmt="simple")
+
+
+def stats_document(engine: Engine, result: RunResult, extra: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "packets": engine.total,
+        "passed_untouched": engine.passed,
+        "elapsed_s": round(result.elapsed, 3),
+        "stopped_by": result.reason,
+        **extra,
+        "rules": [st.as_dict() for st in engine.stats],
+    }
+
+
+def write_status(stream: TextIO, text: str) -> None:
+    if stream.isatty():
+        stream.write("\r\x1b[K" + text)
+    else:
+        stream.write(text + "\n")
+    stream.flush()
+
+
+__all__ = [
+    "BYPASS_MARK", "DEFAULT_PORTS", "DEFAULT_QUEUE", "Backend", "FaultError", "IptablesBackend",
+    "NftBackend", "Proxy", "choose_backend", "cleanup", "enter_netns", "final_table",
+    "has_cap_net_admin", "install_signal_handlers", "local_addresses", "require_privilege",
+    "stats_document", "status_line", "write_status",
+]

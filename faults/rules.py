@@ -1,0 +1,466 @@
+"""The rule language of ``hbtool fault``: one line = an action, its options, and a match.
+
+    ACTION [ARGS…] [MATCH…] [p=PROBABILITY]
+
+Examples::
+
+    drop type=NS_ackmsg p=0.5
+    delay 200ms jitter=50ms dist=normal out src=node1 t=status
+    duplicate 2 out
+    reorder window=4 timeout=300ms
+    corrupt bytes=3 type=status
+    rewrite st:=dead seq:=+5 sign=stale src=node2
+    ratelimit 5/s burst=2 t=status
+    partition node1>node2          (one way: node1's messages never reach node2)
+    partition node1<>node2         (two way)
+    isolate node2 | halves | bridge node2     (Jepsen's presets over the --node list)
+
+A match is a conjunction of ``key=v1,v2`` (any of the values) and ``key!=v`` terms, plus the
+bare words ``in``/``out`` for the direction. Keys: ``dir``, ``from``/``to`` (source and
+destination IPv4 address, network or node name), ``sport``, ``dport``, ``port``, ``proto``
+(heartbeat, totem, knet, udp), ``type`` (the message type in whichever protocol: Heartbeat
+``t``, Totem or knet type name), ``totem.type``, ``totem.nodeid``, ``knet.type``,
+``knet.node``, and every Heartbeat field of `hbtools.fields.FIELDS` by its wire name
+(``t``, ``src``, ``st``, ``dest``, ``seq``…, compared as the text on the wire);
+``field.NAME`` reaches a field the table does not know. An unknown key is an error, so a
+typo cannot silently turn a rule into "match everything".
+
+Pure: parsing builds frozen objects, nothing here reads a clock or touches the network.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import shlex
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from hbtools.fields import FIELDS
+
+DIRECTIONS = ("in", "out")
+PROTOCOLS = ("heartbeat", "totem", "knet", "udp")
+DISTRIBUTIONS = ("uniform", "normal", "exponential")
+SIGNING = ("resign", "stale")
+
+#: Heartbeat fields whose rewrite value may be relative (``seq:=+5``), with their radix.
+_RADIX = {"hex": 16, "decimal": 10}
+
+#: Match keys that are not Heartbeat fields.
+MATCH_KEYS = (
+    "dir", "from", "to", "sport", "dport", "port", "proto", "type",
+    "totem.type", "totem.nodeid", "knet.type", "knet.node",
+)
+
+
+class RuleError(ValueError):
+    """A rule that cannot be understood; the message says which word and why."""
+
+
+# ----------------------------------------------------------------------------- values
+
+
+_DURATION = re.compile(r"^(\d+(?:\.\d*)?|\.\d+)(us|µs|ms|s|m)?$")
+_UNITS = {"us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, None: 1.0}
+
+
+def parse_duration(text: str, what: str = "duration") -> float:
+    """Seconds from ``200ms``, ``1.5s``, ``500us``, ``2m`` or a bare number of seconds."""
+    m = _DURATION.match(text.strip())
+    if not m:
+        raise RuleError(f"bad {what} {text!r} (write e.g. 200ms, 1.5s, 500us, 2m)")
+    return float(m.group(1)) * _UNITS[m.group(2)]
+
+
+def _parse_int(text: str, what: str, minimum: int = 0) -> int:
+    try:
+        value = int(text, 0)
+    except ValueError:
+        raise RuleError(f"bad {what} {text!r}: not an integer") from None
+    if value < minimum:
+        raise RuleError(f"bad {what} {text!r}: must be at least {minimum}")
+    return value
+
+
+def _parse_rate(text: str) -> float:
+    """Packets per second from ``10/s``, ``600/m``, ``100ms`` (one per interval) or ``10``."""
+    num, slash, unit = text.partition("/")
+    try:
+        if slash:
+            return float(num) / parse_duration("1" + unit if unit in ("s", "m", "ms") else unit,
+                                               "rate unit")
+        return float(num)
+    except (ValueError, RuleError):
+        raise RuleError(f"bad rate {text!r} (write e.g. 10/s or 600/m)") from None
+
+
+# ----------------------------------------------------------------------------- match
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One term of a match: ``key`` has (or, negated, has not) one of ``values``."""
+
+    key: str
+    values: tuple[str, ...]
+    negate: bool = False
+
+    def __str__(self) -> str:
+        return f"{self.key}{'!=' if self.negate else '='}{','.join(self.values)}"
+
+
+@dataclass(frozen=True)
+class Match:
+    conditions: tuple[Condition, ...] = ()
+
+    @property
+    def directions(self) -> tuple[str, ...]:
+        """The hooks this match can fire on (both unless a ``dir`` term narrows it)."""
+        allowed = set(DIRECTIONS)
+        for c in self.conditions:
+            if c.key == "dir":
+                allowed = allowed - set(c.values) if c.negate else allowed & set(c.values)
+        return tuple(d for d in DIRECTIONS if d in allowed)
+
+    def keys(self) -> set[str]:
+        return {c.key for c in self.conditions}
+
+    def __str__(self) -> str:
+        return " ".join(str(c) for c in self.conditions)
+
+
+# ----------------------------------------------------------------------------- actions
+
+
+@dataclass(frozen=True)
+class Drop:
+    pass
+
+
+@dataclass(frozen=True)
+class Delay:
+    delay: float
+    jitter: float = 0.0
+    distribution: str = "uniform"
+
+
+@dataclass(frozen=True)
+class Duplicate:
+    copies: int = 1
+
+
+@dataclass(frozen=True)
+class Reorder:
+    window: int = 4
+    timeout: float = 0.5
+
+
+@dataclass(frozen=True)
+class Corrupt:
+    bits: int = 0
+    bytes: int = 0
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """``name:=value``: literal wire text, or ``+N``/``-N`` added in the field's own radix."""
+
+    name: str
+    value: str
+    relative: int | None = None
+
+
+@dataclass(frozen=True)
+class Rewrite:
+    assignments: tuple[Assignment, ...]
+    sign: str = "resign"
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    rate: float
+    burst: int = 1
+
+
+@dataclass(frozen=True)
+class Partition:
+    """Messages whose sender is in ``cut[receiver]`` never reach that receiver."""
+
+    cut: tuple[tuple[str, str], ...]  # (sender, receiver) pairs
+    label: str = ""
+
+    def blocks(self, sender: str, receiver: str) -> bool:
+        return (sender, receiver) in self.cut
+
+
+Action = Drop | Delay | Duplicate | Reorder | Corrupt | Rewrite | RateLimit | Partition
+
+
+@dataclass(frozen=True)
+class Rule:
+    text: str
+    action: Action
+    match: Match = field(default_factory=Match)
+    probability: float = 1.0
+    #: Activation windows in seconds since the run started; None means always.
+    windows: tuple[tuple[float, float], ...] | None = None
+    label: str = ""
+
+    @property
+    def verb(self) -> str:
+        return self.text.split(None, 1)[0] if self.text else type(self.action).__name__.lower()
+
+    def active(self, elapsed: float) -> bool:
+        if self.windows is None:
+            return True
+        return any(start <= elapsed < end for start, end in self.windows)
+
+    @property
+    def directions(self) -> tuple[str, ...]:
+        return self.match.directions
+
+
+# ----------------------------------------------------------------------------- parsing
+
+_ACTION_OPTIONS: Mapping[str, tuple[str, ...]] = {
+    "drop": (),
+    "delay": ("delay", "jitter", "dist"),
+    "duplicate": ("copies",),
+    "reorder": ("window", "timeout"),
+    "corrupt": ("bits", "bytes"),
+    "rewrite": ("sign",),
+    "ratelimit": ("rate", "burst"),
+    "partition": (),
+    "isolate": (),
+    "halves": (),
+    "bridge": (),
+}
+_ALIASES = {"dup": "duplicate", "rate-limit": "ratelimit", "rate": "ratelimit", "delete": "drop"}
+_PRESETS = ("partition", "isolate", "halves", "bridge")
+
+
+def parse_rule(text: str, *, nodes: Sequence[str] = (), label: str = "") -> Rule:
+    """Parse one rule line; ``nodes`` is the cluster's node list (needed by partitions)."""
+    try:
+        words = shlex.split(text, comments=True)
+    except ValueError as exc:
+        raise RuleError(f"cannot split rule {text!r}: {exc}") from None
+    if not words:
+        raise RuleError("empty rule")
+    verb = _ALIASES.get(words[0].lower(), words[0].lower())
+    if verb not in _ACTION_OPTIONS:
+        raise RuleError(
+            f"unknown action {words[0]!r} (one of {', '.join(sorted(_ACTION_OPTIONS))})"
+        )
+    options: dict[str, str] = {}
+    assignments: list[Assignment] = []
+    positional: list[str] = []
+    conditions: list[Condition] = []
+    probability = 1.0
+    for word in words[1:]:
+        if word in DIRECTIONS:
+            conditions.append(Condition("dir", (word,)))
+            continue
+        if ":=" in word:
+            if verb != "rewrite":
+                raise RuleError(f"{word!r}: an assignment NAME:=VALUE belongs to a rewrite rule")
+            assignments.append(_parse_assignment(word))
+            continue
+        m = re.match(r"^([A-Za-z_][\w.\-]*)(!=|=)(.*)$", word)
+        if not m:
+            if conditions or options:
+                raise RuleError(f"{word!r}: expected KEY=VALUE after the options")
+            positional.append(word)
+            continue
+        key, op, value = m.group(1), m.group(2), m.group(3)
+        if key == "p" and op == "=":
+            probability = _parse_probability(value)
+        elif key in _ACTION_OPTIONS[verb] and op == "=":
+            options[key] = value
+        else:
+            conditions.append(_parse_condition(key, op, value))
+    action = _build_action(verb, positional, options, assignments, nodes)
+    match = Match(tuple(conditions))
+    if isinstance(action, Duplicate):
+        dirs = match.directions
+        if "out" not in dirs:
+            raise RuleError("duplicate works on outgoing packets only: NFQUEUE cannot clone a "
+                            "received packet (run the proxy on the sender, with `out`)")
+        if "in" in dirs:
+            match = Match((*match.conditions, Condition("dir", ("out",))))
+    if not match.directions:
+        raise RuleError(f"rule {text!r} can never match: its dir terms exclude both in and out")
+    return Rule(text.strip(), action, match, probability, label=label)
+
+
+def _parse_probability(value: str) -> float:
+    try:
+        p = float(value)
+    except ValueError:
+        raise RuleError(f"bad probability p={value!r}: not a number") from None
+    if not 0.0 <= p <= 1.0:
+        raise RuleError(f"bad probability p={value}: must be between 0 and 1")
+    return p
+
+
+def _parse_condition(key: str, op: str, value: str) -> Condition:
+    if key == "t":
+        key = "t"
+    elif key.startswith("field."):
+        key = key[len("field."):]
+        if not key:
+            raise RuleError("field. needs a field name (field.NAME=VALUE)")
+    elif key not in MATCH_KEYS and key not in FIELDS:
+        raise RuleError(
+            f"unknown field {key!r} in match (a Heartbeat field of hbtools.fields, one of "
+            f"{', '.join(MATCH_KEYS)}, or field.NAME for a field the table does not know)"
+        )
+    values = tuple(v for v in value.split(",")) if value else ("",)
+    if key == "dir":
+        bad = [v for v in values if v not in DIRECTIONS]
+        if bad:
+            raise RuleError(f"bad direction {bad[0]!r} (in or out)")
+    if key == "proto":
+        bad = [v for v in values if v not in PROTOCOLS]
+        if bad:
+            raise RuleError(f"bad protocol {bad[0]!r} (one of {', '.join(PROTOCOLS)})")
+    if key in ("sport", "dport", "port", "totem.nodeid", "knet.node"):
+        for v in values:
+            _parse_int(v, key)
+    return Condition(key, values, op == "!=")
+
+
+def _parse_assignment(word: str) -> Assignment:
+    name, _, value = word.partition(":=")
+    if not name:
+        raise RuleError(f"{word!r}: no field name before :=")
+    if name in ("auth",):
+        raise RuleError("auth cannot be rewritten: use sign=resign or sign=stale")
+    spec = FIELDS.get(name)
+    relative: int | None = None
+    if re.fullmatch(r"[+-]\d+", value):
+        if spec is None or spec.kind.value not in _RADIX:
+            raise RuleError(f"{word!r}: a relative value needs a numeric field (seq, hg, ts, ttl…)")
+        relative = int(value)
+    return Assignment(name, value, relative)
+
+
+def _build_action(verb: str, positional: list[str], options: dict[str, str],
+                  assignments: list[Assignment], nodes: Sequence[str]) -> Action:
+    if verb in _PRESETS:
+        return _partition(verb, positional, nodes)
+    extra = 1 if verb in ("delay", "duplicate", "reorder", "ratelimit") else 0
+    if len(positional) > extra:
+        raise RuleError(f"{verb}: unexpected word {positional[extra]!r} "
+                        f"(matches are KEY=VALUE, options {', '.join(_ACTION_OPTIONS[verb])})")
+    first = positional[0] if positional else None
+    if verb == "drop":
+        return Drop()
+    if verb == "delay":
+        amount = first or options.get("delay")
+        if amount is None:
+            raise RuleError("delay needs an amount (delay 200ms)")
+        dist = options.get("dist", "uniform")
+        if dist not in DISTRIBUTIONS:
+            raise RuleError(f"bad dist={dist!r} (one of {', '.join(DISTRIBUTIONS)})")
+        return Delay(parse_duration(amount, "delay"),
+                     parse_duration(options.get("jitter", "0"), "jitter"), dist)
+    if verb == "duplicate":
+        return Duplicate(_parse_int(first or options.get("copies", "1"), "copies", 1))
+    if verb == "reorder":
+        window = _parse_int(first or options.get("window", "4"), "window", 2)
+        return Reorder(window, parse_duration(options.get("timeout", "500ms"), "timeout"))
+    if verb == "corrupt":
+        bits = _parse_int(options.get("bits", "0"), "bits")
+        nbytes = _parse_int(options.get("bytes", "0"), "bytes")
+        if not bits and not nbytes:
+            bits = 1
+        return Corrupt(bits, nbytes)
+    if verb == "rewrite":
+        if not assignments:
+            raise RuleError("rewrite needs at least one NAME:=VALUE (e.g. st:=dead, seq:=+5)")
+        sign = options.get("sign", "resign")
+        if sign not in SIGNING:
+            raise RuleError(f"bad sign={sign!r} (resign: with --authkeys; stale: keep the old one)")
+        return Rewrite(tuple(assignments), sign)
+    if verb == "ratelimit":
+        rate_text = first or options.get("rate")
+        if rate_text is None:
+            raise RuleError("ratelimit needs a rate (ratelimit 10/s)")
+        rate = _parse_rate(rate_text)
+        if rate <= 0:
+            raise RuleError(f"bad rate {rate_text!r}: must be positive")
+        return RateLimit(rate, _parse_int(options.get("burst", "1"), "burst", 1))
+    raise AssertionError(verb)
+
+
+def _partition(verb: str, args: list[str], nodes: Sequence[str]) -> Partition:
+    """Turn a partition or a Jepsen preset into the set of cut (sender, receiver) links."""
+    known = list(nodes)
+
+    def need(name: str) -> str:
+        if name not in known:
+            listed = ", ".join(known) if known else "none declared"
+            raise RuleError(f"unknown node {name!r} (nodes: {listed}; declare them with "
+                            "--node NAME=ADDRESS or [nodes] in a scenario)")
+        return name
+
+    def group(text: str) -> list[str]:
+        return [need(n) for n in text.split(",") if n]
+
+    cut: set[tuple[str, str]] = set()
+    if verb == "partition":
+        spec = "".join(args)
+        m = re.fullmatch(r"([^<>]+)(<>|>|<)([^<>]+)", spec)
+        if not m:
+            raise RuleError("partition needs A>B (one way), A<B or A<>B (two way); "
+                            "A and B are node names or comma lists")
+        left, arrow, right = group(m.group(1)), m.group(2), group(m.group(3))
+        for a in left:
+            for b in right:
+                if arrow in (">", "<>"):
+                    cut.add((a, b))
+                if arrow in ("<", "<>"):
+                    cut.add((b, a))
+        label = spec
+    else:
+        if len(known) < 2:
+            raise RuleError(f"{verb} needs the node list (at least two --node NAME=ADDRESS)")
+        if verb == "halves":
+            if args:
+                raise RuleError("halves takes no argument")
+            half = len(known) // 2
+            sides = [known[:half], known[half:]]
+        else:
+            if len(args) != 1:
+                raise RuleError(f"{verb} needs one node name ({verb} NODE)")
+            node = need(args[0])
+            others = [n for n in known if n != node]
+            if verb == "isolate":
+                sides = [[node], others]
+            else:  # bridge: two halves, the bridge node in both (Jepsen's "bridge")
+                half = len(others) // 2
+                if half == 0:
+                    raise RuleError("bridge needs at least three nodes")
+                sides = [others[:half] + [node], others[half:] + [node]]
+        a_side, b_side = sides
+        shared = set(a_side) & set(b_side)
+        for a in a_side:
+            for b in b_side:
+                if a not in shared and b not in shared:
+                    cut.add((a, b))
+                    cut.add((b, a))
+        label = f"{verb} {' '.join(args)}".strip()
+    return Partition(tuple(sorted(cut)), label)
+
+
+def parse_node(text: str) -> tuple[str, str]:
+    """``NAME=ADDRESS`` for --node, the address checked as IPv4."""
+    name, eq, address = text.partition("=")
+    if not eq or not name:
+        raise RuleError(f"bad node {text!r} (write NAME=ADDRESS, e.g. node1=198.18.0.1)")
+    try:
+        ipaddress.IPv4Address(address)
+    except ValueError:
+        raise RuleError(f"bad node {text!r}: {address!r} is not an IPv4 address") from None
+    return name, address

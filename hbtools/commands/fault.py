@@ -1,0 +1,200 @@
+"""``hbtool fault``: a message-aware fault proxy on NFQUEUE (and ``hbtool fault cleanup``).
+
+Only option parsing, privilege checks and reporting live here: the rule language is in
+`faults.rules`, timelines in `faults.scenario`, the decisions in `faults.engine` and the
+kernel plumbing in `faults.nfq`. Every user error is one line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+import click
+
+EXIT_USAGE = 2
+
+_EPILOG = """\b
+Rules (repeatable --rule, tried in order, effects compose):
+  drop type=NS_ackmsg p=0.5        delay 200ms jitter=50ms dist=normal src=node1
+  duplicate 2 out                  reorder window=4 timeout=300ms
+  corrupt bits=3 t=status          rewrite st:=dead seq:=+5 sign=resign|stale
+  ratelimit 5/s burst=2            partition node1>node2 | node1<>node2
+  isolate node2 | halves | bridge node2   (need --node NAME=ADDRESS for every node)
+Match terms: in/out, from=, to=, sport=, dport=, port=, proto=, type=, totem.type=,
+totem.nodeid=, knet.type=, knet.node=, any Heartbeat field (t=, src=, st=, dest=…),
+KEY!=V to exclude, V1,V2 for either; p=0.3 applies a matched rule 30% of the time.
+
+\b
+Examples:
+  hbtool fault --netns lab-node1 --rule 'drop out t=status p=0.5' --duration 30s
+  hbtool fault --scenario flap.toml --stats-json stats.json
+  hbtool fault cleanup --netns lab-node1
+"""
+
+
+def _err(message: str) -> None:
+    click.echo(f"hbtool fault: {message}", err=True)
+
+
+def _fail(message: str) -> None:
+    _err(message)
+    sys.exit(EXIT_USAGE)
+
+
+def _load_keys(path: str) -> Any:
+    from hbtools.auth import AuthKeys, AuthKeysError
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            keys = AuthKeys.load(path)
+        except AuthKeysError as exc:
+            _fail(str(exc))
+    for warning in caught:
+        _err(f"warning: {warning.message}")
+    return keys
+
+
+@click.group(invoke_without_command=True, epilog=_EPILOG,
+             context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("-r", "--rule", "rules", multiple=True, metavar="RULE",
+              help="A fault rule (repeatable); see below.")
+@click.option("-s", "--scenario", type=click.Path(dir_okay=False), default=None,
+              help="TOML timeline of steps (at, for, repeat, every, rules); runs to its end.")
+@click.option("-p", "--port", "ports", multiple=True, type=click.IntRange(1, 65535),
+              help="UDP destination port to queue (repeatable; default 694, 5404, 5405).")
+@click.option("--netns", default=None, metavar="NAME", help="Run inside this network namespace.")
+@click.option("-q", "--queue", type=click.IntRange(0, 65535), default=None,
+              help="NFQUEUE number (default 6940).")
+@click.option("--seed", type=int, default=None, help="Seed for every random choice (reproducible).")
+@click.option("-a", "--authkeys", type=click.Path(dir_okay=False), default=None,
+              help="Heartbeat authkeys: rewrite ... sign=resign signs with its active key.")
+@click.option("-n", "--node", "nodes", multiple=True, metavar="NAME=ADDRESS",
+              help="A cluster node (repeatable): for partitions and from=/to= by name.")
+@click.option("-d", "--duration", default=None, metavar="TIME",
+              help="Stop after this long (e.g. 30s); default: until SIGINT/SIGTERM.")
+@click.option("--stats-json", type=click.Path(dir_okay=False), default=None,
+              help="Write the per-rule counts as JSON at the end.")
+@click.option("--status-interval", default="1s", show_default=True, metavar="TIME",
+              help="How often the live line of counts is printed (0: never).")
+@click.option("--backend", type=click.Choice(["auto", "nft", "iptables"]), default="auto",
+              show_default=True, help="How the queue rules are installed.")
+@click.pass_context
+def fault(ctx: click.Context, rules: tuple[str, ...], scenario: str | None,
+          ports: tuple[int, ...], netns: str | None, queue: int | None, seed: int | None,
+          authkeys: str | None, nodes: tuple[str, ...], duration: str | None,
+          stats_json: str | None, status_interval: str, backend: str) -> None:
+    """Break the wire on purpose: drop, delay, duplicate, reorder, corrupt, rewrite or
+    partition cluster messages chosen by what they say."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from faults import nfq
+    from faults.engine import Engine
+    from faults.rules import RuleError, parse_duration, parse_node, parse_rule
+    from faults.scenario import ScenarioError
+    from faults.scenario import load as load_scenario
+
+    if not rules and not scenario:
+        _fail("give at least one --rule or a --scenario (see --help)")
+    node_map: dict[str, str] = {}
+    try:
+        for text in nodes:
+            name, address = parse_node(text)
+            node_map[name] = address
+        run_for = parse_duration(duration, "--duration") if duration else None
+        interval = parse_duration(status_interval, "--status-interval")
+        rule_list = [parse_rule(text, nodes=list(node_map), label=text) for text in rules]
+    except RuleError as exc:
+        _fail(str(exc))
+    scenario_name = None
+    if scenario:
+        try:
+            sc = load_scenario(scenario, extra_nodes=node_map)
+        except ScenarioError as exc:
+            _fail(str(exc))
+        scenario_name = sc.name
+        rule_list += list(sc.rules)
+        node_map.update(sc.nodes)
+        seed = seed if seed is not None else sc.seed
+        ports = ports or sc.ports
+        run_for = run_for if run_for is not None else sc.duration
+    keys = _load_keys(authkeys) if authkeys else None
+    directions = sorted({d for r in rule_list for d in r.directions})
+    port_list = tuple(ports) or nfq.DEFAULT_PORTS
+    queue_num = nfq.DEFAULT_QUEUE if queue is None else queue
+    try:
+        nfq.require_privilege()
+        if netns:
+            nfq.enter_netns(netns)
+        engine = Engine(rule_list, seed=seed, keys=keys, nodes=node_map,
+                        local_addresses=nfq.local_addresses())
+        installer = nfq.choose_backend(backend)
+    except (nfq.FaultError, RuleError) as exc:
+        _fail(str(exc))
+
+    proxy = nfq.Proxy(engine, queue_num)
+    nfq.install_signal_handlers(proxy)
+    try:
+        where = installer.install(queue_num, port_list, directions)
+    except nfq.FaultError as exc:
+        _fail(str(exc))
+    try:
+        def ready() -> None:
+            _err(f"ready: queue {queue_num}, {where}, udp dport "
+                 f"{','.join(map(str, port_list))}, hooks {'+'.join(directions)}"
+                 + (f", seed {seed}" if seed is not None else "")
+                 + (f", scenario {scenario_name!r} for {run_for:g} s" if scenario_name else ""))
+
+        def status(elapsed: float) -> None:
+            nfq.write_status(sys.stderr, nfq.status_line(engine, elapsed))
+
+        result = proxy.run(duration=run_for, status=status, status_interval=interval,
+                           on_ready=ready)
+    except nfq.FaultError as exc:
+        installer.remove(queue_num)
+        _fail(str(exc))
+    finally:
+        try:
+            installer.remove(queue_num)
+        except nfq.FaultError as exc:
+            _err(f"could not remove my rules ({exc}); run `hbtool fault cleanup`")
+        proxy.drain_and_unbind()
+    if sys.stderr.isatty():
+        sys.stderr.write("\n")
+    click.echo(f"stopped ({result.reason}) after {result.elapsed:.1f} s, "
+               f"{engine.total} packets; rules removed")
+    click.echo(nfq.final_table(engine))
+    if proxy.copy_errors:
+        _err(f"warning: {proxy.copy_errors} duplicate copies could not be sent")
+    if stats_json:
+        doc = nfq.stats_document(engine, result, {"seed": seed, "queue": queue_num,
+                                                  "scenario": scenario_name})
+        try:
+            Path(stats_json).write_text(json.dumps(doc, indent=2) + "\n")
+        except OSError as exc:
+            _fail(f"cannot write {stats_json}: {exc.strerror}")
+
+
+@fault.command("cleanup")
+@click.option("--netns", default=None, metavar="NAME", help="Clean inside this network namespace.")
+@click.option("--backend", type=click.Choice(["auto", "nft", "iptables"]), default="auto",
+              show_default=True)
+def cleanup_command(netns: str | None, backend: str) -> None:
+    """Remove the rules a crashed fault proxy left behind (only ours, found by name)."""
+    from faults import nfq
+
+    try:
+        nfq.require_privilege()
+        if netns:
+            nfq.enter_netns(netns)
+        removed = nfq.cleanup(None if backend == "auto" else nfq.choose_backend(backend))
+    except nfq.FaultError as exc:
+        _fail(str(exc))
+    for item in removed:
+        click.echo(f"removed {item}")
+    if not removed:
+        click.echo("nothing to remove")
