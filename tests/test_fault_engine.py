@@ -99,7 +99,8 @@ def test_delays_add_up_and_packets_overtake():
     e.receive(1, ip(hb(seq=1)), "out", 0.0)
     e.receive(2, ip(hb(seq=2)), "out", 0.01)
     assert e.tick(0.0601) == [Verdict(2, True)]
-    assert e.tick(0.15) == [Verdict(1, True)]
+    assert e.tick(0.149) == []  # 100 ms + 50 ms: both rules matched seq=1
+    assert e.tick(0.1501) == [Verdict(1, True)]
 
 
 def test_duplicate_sends_identical_copies_on_out_only():
