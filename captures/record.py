@@ -225,7 +225,9 @@ def mcast(_: list[str]) -> list[str]:
 
 
 def ucast(addresses: list[str]) -> list[str]:
-    # One shared file lists every node; Heartbeat ignores the line that names its own address.
+    # One shared file lists every node. Heartbeat does not skip its own address: it opens a
+    # medium to it too (log: 'ucast: started on port 694 interface eth0 to 198.18.0.1'), but
+    # those copies are delivered locally and never reach the bridge.
     return [f"ucast eth0 {a}" for a in addresses]
 
 
