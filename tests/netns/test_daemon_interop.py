@@ -1,0 +1,162 @@
+"""`hbtool daemon` against the real Heartbeat 3.0.6, and against itself, in namespaces.
+
+The judge on the real side is the real daemon: ``cl_status nodestatus`` and its own log. The VIP
+checks look at the interfaces (``ip addr``) and at a client namespace's ARP cache, which only
+a gratuitous ARP from the new owner can change (arp_accept=0: the client talked to the VIP
+before, so it has an entry to update). Timers are short (keepalive 200 ms, deadtime 1 s).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from hbtools.lab import Heartbeat, Lab, Node, heartbeat_ha_cf
+from hbtools.node.labsupport import HbtoolsDaemon, wait_for
+
+pytestmark = pytest.mark.netns
+
+VIP = "198.18.0.100"
+AUTH = {
+    "crc": "auth 1\n1 crc\n",
+    "md5": "auth 2\n2 md5 hbtools-interop\n",
+    "sha1": "auth 3\n3 sha1 hbtools-interop\n",
+}
+FAST = dict(keepalive="200ms", warntime="600ms", deadtime="1", initdead="2")
+
+
+def ha_cf(**overrides: str) -> str:
+    return heartbeat_ha_cf(["node1", "node2"], ["bcast eth0"], **{**FAST, **overrides})
+
+
+def real_and_hbtools(lab: Lab, auth: str, vip_home: str | None, **cf: str) -> tuple[Heartbeat, HbtoolsDaemon]:
+    """node1 = real Heartbeat, node2 = hbtool daemon, same ha.d content."""
+    haresources = f"{vip_home} IPaddr::{VIP}/24/eth0\n" if vip_home else ""
+    real = lab.add_heartbeat("node1")
+    ours = HbtoolsDaemon(lab.add_node("node2"))
+    real.write_config(ha_cf(**cf), auth, haresources)
+    ours.write_config(ha_cf(**cf), auth, haresources)
+    return real, ours
+
+
+def both_active(real: Heartbeat, ours: HbtoolsDaemon) -> None:
+    real.start()
+    ours.start()
+    ours.wait_peer_status("node1", "active", timeout=20)
+    real.wait_nodestatus("node2", "active", timeout=20)
+
+
+def client_knows(client: Node, holder: Node) -> None:
+    """The client talks to the VIP, so its ARP cache holds the current owner's MAC."""
+    wait_for(lambda: client.ping(VIP, timeout=1), timeout=10, what=f"{VIP} to answer pings")
+    assert client.neighbour(VIP) == holder.mac
+
+
+def arp_moves_to(client: Node, new_owner: Node) -> None:
+    wait_for(lambda: client.neighbour(VIP) == new_owner.mac, timeout=10,
+             what=f"the client's ARP entry for {VIP} to move to {new_owner.name} ({new_owner.mac})")
+
+
+@pytest.mark.parametrize("method", ["crc", "md5", "sha1"])
+def test_real_and_hbtools_see_each_other_active(lab, method):
+    real, ours = real_and_hbtools(lab, AUTH[method], None)
+    both_active(real, ours)
+    log = real.log_text()
+    assert "failed authentication" not in log and "authtoken does not match" not in log
+    assert ours.events("dropped") == []
+    ours.stop()
+    wait_for(lambda: real.nodestatus("node2") == "dead", timeout=10, what="real node1 to see node2 dead")
+    assert "Received shutdown notice from 'node2'" in real.log_text()
+
+
+def test_kill_real_node_hbtools_takes_the_vip(lab):
+    real, ours = real_and_hbtools(lab, AUTH["sha1"], "node1")
+    client = lab.add_client()
+    both_active(real, ours)
+    wait_for(lambda: real.node.has_address(VIP), timeout=20, what="real node1 to take its VIP")
+    client_knows(client, real.node)
+    real.kill()
+    wait_for(lambda: ours.node.has_address(VIP), timeout=10, what="hbtools node2 to take the VIP")
+    arp_moves_to(client, ours.node)
+    dead = ours.events("dead")
+    assert [e["node"] for e in dead] == ["node1"] and dead[0]["reason"] == "deadtime_expired"
+    assert ours.events("resource_taken")[0]["reason"] == "node1 dead"
+
+
+def test_kill_hbtools_node_real_takes_the_vip(lab):
+    real, ours = real_and_hbtools(lab, AUTH["md5"], "node2")
+    client = lab.add_client()
+    both_active(real, ours)
+    wait_for(lambda: ours.node.has_address(VIP), timeout=20, what="hbtools node2 to take its VIP")
+    assert not real.node.has_address(VIP)
+    client_knows(client, ours.node)
+    ours.kill()
+    wait_for(lambda: real.nodestatus("node2") == "dead", timeout=10, what="real node1 to see node2 dead")
+    wait_for(lambda: real.node.has_address(VIP), timeout=15, what="real node1 to take the VIP")
+    arp_moves_to(client, real.node)
+
+
+def test_clean_stop_hbtools_hands_over_to_real(lab):
+    # deadtime 10 s: a hand-off well before that can only come from the shutdone message
+    real, ours = real_and_hbtools(lab, AUTH["crc"], "node2", keepalive="1", warntime="5",
+                                  deadtime="10", initdead="10")
+    client = lab.add_client()
+    both_active(real, ours)
+    wait_for(lambda: ours.node.has_address(VIP), timeout=20, what="hbtools node2 to take its VIP")
+    client_knows(client, ours.node)
+    ours.stop()
+    assert not ours.node.has_address(VIP)  # released before the daemon exited
+    wait_for(lambda: real.node.has_address(VIP), timeout=6, what="real node1 to take over at shutdone")
+    assert "Received shutdown notice from 'node2'" in real.log_text()
+    arp_moves_to(client, real.node)
+
+
+def test_clean_stop_real_hands_over_to_hbtools(lab):
+    real, ours = real_and_hbtools(lab, AUTH["sha1"], "node1", keepalive="1", warntime="5",
+                                  deadtime="10", initdead="10")
+    client = lab.add_client()
+    both_active(real, ours)
+    wait_for(lambda: real.node.has_address(VIP), timeout=25, what="real node1 to take its VIP")
+    client_knows(client, real.node)
+    real.stop()
+    wait_for(lambda: ours.node.has_address(VIP), timeout=6, what="hbtools node2 to take over at shutdone")
+    dead = ours.events("dead")
+    assert [(e["node"], e["reason"]) for e in dead] == [("node1", "shutdone")]
+    arp_moves_to(client, ours.node)
+
+
+def two_hbtools(lab: Lab, vip_home: str, **cf: str) -> tuple[HbtoolsDaemon, HbtoolsDaemon, Node]:
+    nodes = [HbtoolsDaemon(lab.add_node(n)) for n in ("node1", "node2")]
+    client = lab.add_client()
+    for d in nodes:
+        d.write_config(ha_cf(**cf), AUTH["sha1"], f"{vip_home} IPaddr::{VIP}/24/eth0\n")
+        d.start()
+    nodes[0].wait_peer_status("node2", "active", timeout=10)
+    nodes[1].wait_peer_status("node1", "active", timeout=10)
+    return nodes[0], nodes[1], client
+
+
+def test_two_hbtools_nodes_crash_failover(lab):
+    a, b, client = two_hbtools(lab, "node1")
+    wait_for(lambda: a.node.has_address(VIP), timeout=10, what="node1 to take its VIP")
+    assert not b.node.has_address(VIP)
+    client_knows(client, a.node)
+    a.kill()
+    wait_for(lambda: b.node.has_address(VIP), timeout=10, what="node2 to take the VIP")
+    arp_moves_to(client, b.node)
+    assert b.events("dead")[0]["reason"] == "deadtime_expired"
+    # the crashed node comes back (auto_failback off): it removes the stale VIP it was killed
+    # with and leaves the address where it is
+    a.start()
+    a.wait_peer_status("node2", "active", timeout=10)
+    wait_for(lambda: not a.node.has_address(VIP), timeout=5, what="node1 to drop its stale VIP")
+    assert b.node.has_address(VIP) and client.neighbour(VIP) == b.node.mac
+
+
+def test_two_hbtools_nodes_clean_stop(lab):
+    a, b, client = two_hbtools(lab, "node1", keepalive="1", warntime="5", deadtime="10", initdead="10")
+    wait_for(lambda: a.node.has_address(VIP), timeout=10, what="node1 to take its VIP")
+    client_knows(client, a.node)
+    a.stop()
+    wait_for(lambda: b.node.has_address(VIP), timeout=5, what="node2 to take over at shutdone")
+    assert [(e["node"], e["reason"]) for e in b.events("dead")] == [("node1", "shutdone")]
+    arp_moves_to(client, b.node)
