@@ -540,18 +540,25 @@ local function check_signature(signature, data)
   return expect == digest, n, method, nil
 end
 
-local function parse_number(text, kind)
-  local body = text:sub(1, 1) == "-" and text:sub(2) or text
-  if body == "" then return nil end
+-- The number in the radix the table gives for this message type, as the object the
+-- field's declared type takes (UInt64 for hex fields, Int64 for decimal ones).
+local function parse_number(text, kind, signed)
+  local negative = text:sub(1, 1) == "-"
+  local body = negative and text:sub(2) or text
+  if body == "" or (negative and not signed) then return nil end
+  local n
   if kind == "hex" then
-    if body:find("[^0-9a-fA-F]") or #body > 16 then return nil end
-    if text:sub(1, 1) == "-" then return nil end
-    return UInt64.fromhex(body)
+    if body:find("[^0-9a-fA-F]") or #body > 16 or (negative and #body > 13) then return nil end
+    if #body > 13 then return signed and Int64.fromhex(body) or UInt64.fromhex(body) end
+    n = tonumber(body, 16)
   elseif kind == "decimal" then
     if body:find("[^0-9]") or #body > 15 then return nil end
-    return Int64(tonumber(text))
+    n = tonumber(body)
+  else
+    return nil
   end
-  return nil
+  if negative then n = -n end
+  return signed and Int64(n) or UInt64(n)
 end
 
 local function add_generic(tree, tvb, f, text)
@@ -590,7 +597,7 @@ add_fields = function(tree, tvb, msg, mtype)
     else
       local kind = spec and (spec.kind_by_type[mtype or ""] or spec.kind)
       if kind == "hex" or kind == "decimal" then
-        local n = parse_number(f.value, kind)
+        local n = parse_number(f.value, kind, spec.kind == "decimal")
         if n ~= nil then
           tree:add(spec.pf, vrange, n)
         else
@@ -659,14 +666,19 @@ local function add_auth(tree, tvb, s, msg)
       results[#results + 1] = "unchecked"
     end
   end
-  local all, any_checked = true, false
+  return results
+end
+
+-- hbtools.auth.AuthCheck.valid: every signature carried is right, and there is one.
+local function auth_verdict(results)
+  local verdict = nil
   for _, r in ipairs(results) do
-    if r == "unchecked" then all = nil break end
-    any_checked = true
-    if r == false then all = false end
+    if r == false then return false end
+    if r == "unchecked" then verdict = "unchecked" end
+    if r == true and verdict == nil then verdict = true end
   end
-  if all ~= nil and any_checked then tree:add(HB_PF.auth_valid, all) end
-  return all
+  if verdict == "unchecked" then return nil end
+  return verdict
 end
 
 local function hb_dissect_string(tvb, tree, s, label)
@@ -677,11 +689,12 @@ local function hb_dissect_string(tvb, tree, s, label)
   if msg.format then sub:add(HB_PF.format, tvb(0, 4), msg.format) end
   add_fields(sub, tvb, msg, mtype)
   if msg.nul then sub:add(HB_PF.nul, tvb(tvb:len() - 1, 1), true) end
+  local results = {}
   if err then
     local off = math.max(0, math.min(err.off or 0, tvb:len() - 1))
     sub:add_tvb_expert_info(HB_EX.malformed, tvb(off, tvb:len() - off), "offset " .. (err.off or 0) .. ": " .. err.msg)
   else
-    add_auth(sub, tvb, s, msg)
+    results = add_auth(sub, tvb, s, msg)
   end
   local inner_msg = nil
   local payload = field_value(msg, "_compressed_payload")
@@ -695,15 +708,22 @@ local function hb_dissect_string(tvb, tree, s, label)
       end)
       if ok and inner then
         local inner_tree = sub:add(HB_PF.inner, inner())
-        inner_msg = hb_dissect_string(inner, inner_tree, inner:raw(), "Compressed message")
+        local inner_results
+        inner_msg, _, inner_results = hb_dissect_string(inner, inner_tree, inner:raw(), "Compressed message")
+        for _, r in ipairs(inner_results) do results[#results + 1] = r end
       else
         sub:add_proto_expert_info(HB_EX.malformed, "zlib stream does not decompress")
       end
+    elseif algo.value == "bz2" then
+      sub:add_proto_expert_info(HB_EX.auth_unchecked, "bz2 payload not decompressed (Wireshark Lua has zlib only)")
     else
-      sub:add_proto_expert_info(HB_EX.auth_unchecked, algo.value .. " payload not decompressed (Wireshark Lua has zlib only)")
+      sub:add_proto_expert_info(HB_EX.malformed, "unknown compression algorithm " .. algo.value)
     end
   end
-  return inner_msg or msg, err
+  -- The envelope's verdict covers the message inside it too (hbtools.auth.AuthCheck).
+  local verdict = auth_verdict(results)
+  if verdict ~= nil then sub:add(HB_PF.auth_valid, verdict) end
+  return inner_msg or msg, err, results
 end
 
 local function hb_dissect(tvb, pinfo, tree)
@@ -1122,6 +1142,8 @@ local function totem_dissect(tvb, pinfo, tree)
   if m == TOTEM_MAGIC then endian = "big"
   elseif m == (TOTEM_MAGIC % 256) * 256 + floor(TOTEM_MAGIC / 256) then endian = "little"
   else return nil end
+  -- Magic with another version is not Corosync 3 (as hbtool decode judges: knet ciphertext).
+  if tvb(2, 1):uint() ~= TOTEM_VERSION then return nil end
   local sub = tree:add(p_totem, tvb())
   sub:add(TOTEM_EXTRA.endian, tvb(0, 2), endian)
   local code = tvb(3, 1):uint()
