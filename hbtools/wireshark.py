@@ -34,7 +34,14 @@ from hbtools.fields import (
 )
 from hbtools.layout import REST, Field, Layout
 
-__all__ = ["HEARTBEAT_PORT", "TOTEM_PORTS", "GeneratorError", "generate", "totem_field_paths"]
+__all__ = [
+    "HEARTBEAT_PORT",
+    "TOTEM_PORTS",
+    "GeneratorError",
+    "generate",
+    "totem_field_paths",
+    "tshark_command",
+]
 
 HEARTBEAT_PORT = 694
 #: udp (5404 -> 5405), udpu and knet (5405 -> 5405).
@@ -333,6 +340,21 @@ def _md5_tables() -> str:
     s = [7, 12, 17, 22] * 4 + [5, 9, 14, 20] * 4 + [4, 11, 16, 23] * 4 + [6, 10, 15, 21] * 4
     return ("local MD5_K = {" + ", ".join(str(x) for x in k) + "}\n"
             "local MD5_S = {" + ", ".join(str(x) for x in s) + "}")
+
+
+# --------------------------------------------------------------------------- benchmark hook
+
+def tshark_command(capture: str, plugin: str = "wireshark/hbtools.lua",
+                   tshark: str = "tshark") -> list[str]:
+    """The tshark run that decodes a capture with the plugin, as the decode benchmark times it.
+
+    Every packet is fully dissected and its fields written (-T fields of the main keys),
+    so the figure compares like with like against `hbtool decode --format json`.
+    """
+    return [tshark, "-n", "-X", f"lua_script:{plugin}", "-r", capture,
+            "-Y", "heartbeat || totem || kronosnet", "-T", "fields",
+            "-e", "frame.number", "-e", "heartbeat.t", "-e", "heartbeat.src",
+            "-e", "totem.type", "-e", "totem.nodeid", "-e", "kronosnet.type"]
 
 
 # --------------------------------------------------------------------------- output
