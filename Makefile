@@ -8,7 +8,8 @@ DEMO        ?= captures/hb-bcast-crc
 # Debian packages: the real peers the tests talk to, the capture tools, and what
 # netfilterqueue needs to compile.
 APT_PACKAGES := heartbeat corosync tshark tcpdump arping iproute2 iptables nftables \
-                libnetfilter-queue-dev build-essential python3-dev python3-venv wireshark-common
+                libnetfilter-queue-dev build-essential python3-dev python3-venv wireshark-common \
+                lua5.3 lua5.4
 
 .PHONY: demo test setup system venv lint bench clean
 
