@@ -8,11 +8,12 @@ lines it writes to its log (quoted below, as Heartbeat 3.0.6 prints them):
 * accepted status:   ``Status update for node ghost1: status active``
 * wrong signature:   ``ERROR: authtoken does not match, authtoken=…``
                      ``ERROR: netstring authentication failed, s=###…src=ghost2…``
+* forged source IP (raw socket, correct signature): accepted, ghost2 becomes active
 * older generation:  ``ERROR: should_drop_message: attempted replay attack [ghost1]?
                      [gen = G, curgen = G+1]``
 
-Timers are short (keepalive 500 ms, deadtime 2 s, and the ghost's own dt=7d0, 2000 ms:
-the receiver uses the sender's dt) so that each test stays well under a minute.
+Timers are short (keepalive 500 ms, deadtime 2 s, and the ghosts' own dt=7d0 or bb8, 2 or
+3 s: the receiver uses the sender's dt) so that each test stays well under a minute.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ ROOT = Path(__file__).resolve().parents[2]
 AUTHKEYS = "auth 2\n1 crc\n2 sha1 hbtools-inject-test\n"
 BCAST = "198.18.0.255"
 CLIENT_IP = "198.18.0.250"
+SPOOFED_IP = "198.18.0.77"  # no node has it
 HB_FIELDS = ["t", "st", "dt", "protocol", "src", "srcuuid", "seq", "hg", "ts", "ld", "ttl", "auth"]
 
 
@@ -130,8 +132,18 @@ def test_signed_status_makes_ghost_active_and_bad_signature_is_ignored(tmp_path:
         assert bad.returncode == 0, bad.stderr
         time.sleep(0.5)
         assert _status(hb, "ghost2") == "dead"
-        _stop_capture(cap)
         log = hb.log_text()
+        # The same ghost2, now correctly signed and sent from a forged source address through
+        # a raw socket: the daemon does not check the source IP, so ghost2 comes alive.
+        spoofed = client.run(
+            _hbtool("inject", "--node", "ghost2", "-f", "st=active", "-f", "dt=7d0",
+                    "--authkeys", str(keyfile), "--to", BCAST, "--iface", "eth0",
+                    "--spoof-src", SPOOFED_IP, "--count", "8", "--interval", "0.25"),
+            env=_env(), check=False, timeout=20,
+        )
+        assert spoofed.returncode == 0, spoofed.stderr
+        _wait_status(labmod, hb, "ghost2", "active", timeout=3)
+        _stop_capture(cap)
 
     assert "Status update for node ghost1: status active" in log
     assert "Status update for node ghost2" not in log
@@ -159,6 +171,9 @@ def test_signed_status_makes_ghost_active_and_bad_signature_is_ignored(tmp_path:
         check = keys.check(p)
         expected = heartbeat.decode(p).src == "ghost1"
         assert (check.trailer, check.inline) == (expected, expected)
+    forged = [p for src, p in _heartbeat_datagrams(pcap) if src == SPOOFED_IP]
+    assert len(forged) == 8
+    assert all(heartbeat.decode(p).src == "ghost2" and keys.verify(p) for p in forged)
     _decode_cli_agrees(pcap, keyfile, saved)
 
 
@@ -189,26 +204,28 @@ def test_replayed_older_generation_is_dropped_and_refresh_makes_it_fresh(tmp_pat
     first_life = tmp_path / "first-life.pcap"
     with labmod.Lab() as lab:
         hb, client, keyfile = _start_cluster(lab, labmod, tmp_path)
-        common = ["--node", "ghost1", "-f", "dt=7d0", "--authkeys", str(keyfile),
+        # dt=bb8: ghost1 announces a 3 s deadtime, enough to cover stopping the capture.
+        common = ["--node", "ghost1", "-f", "dt=bb8", "--authkeys", str(keyfile),
                   "--state", str(state), "--to", BCAST, "--interval", "0.25"]
-        # First life of ghost1 (generation G), recorded.
+        # First life of ghost1 (generation G), recorded: 6 s of status messages.
         cap = lab.capture(first_life, "udp port 694")
-        client.run(_hbtool("inject", *common, "--count", "16"), env=_env(), timeout=20)
-        _stop_capture(cap)
+        client.run(_hbtool("inject", *common, "--count", "24"), env=_env(), timeout=20)
         assert _status(hb, "ghost1") == "active"
+        _stop_capture(cap)
         generation = json.loads(state.read_text())["nodes"]["ghost1"]["generation"]
         # ghost1 "restarts": generation G+1 is now what n1 holds for it.
         client.run(_hbtool("inject", *common, "--new-generation", "--count", "4"), env=_env(),
                    timeout=20)
+        assert _status(hb, "ghost1") == "active"
         assert json.loads(state.read_text())["nodes"]["ghost1"]["generation"] == generation + 1
-        # Replaying the first life (4 s of correctly signed status messages) must not keep
-        # ghost1 alive: n1 drops them, so ghost1 dies after its dt of 2 s.
+        # Replaying the first life (6 s of correctly signed status messages) must not keep
+        # ghost1 alive: n1 drops them, so ghost1 dies 3 s (its dt) after the last fresh one.
         replay = client.popen(
             _hbtool("replay", str(first_life), "--src", "ghost1", "--to", BCAST),
             env=_env(), stderr=subprocess.PIPE,
         )
         try:
-            _wait_status(labmod, hb, "ghost1", "dead", timeout=8)
+            _wait_status(labmod, hb, "ghost1", "dead", timeout=10)
             died_during_replay = replay.poll() is None
         finally:
             _, err = replay.communicate(timeout=15)
@@ -227,4 +244,4 @@ def test_replayed_older_generation_is_dropped_and_refresh_makes_it_fresh(tmp_pat
                 f"[gen = {generation}, curgen = {generation + 1}]")
     assert expected in log_after_replay
     assert "WARN: node ghost1: is dead" in log_after_replay
-    assert saved["generation"] == generation + 1 and saved["next_seq"] == 5 + 16
+    assert saved["generation"] == generation + 1 and saved["next_seq"] == 5 + 24
