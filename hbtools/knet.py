@@ -212,6 +212,9 @@ def _layouts() -> Mapping[str, Layout]:
 LAYOUTS: Mapping[str, Layout] = _layouts()
 
 _HEADER_SIZE = 6
+#: The smallest packet knet crypto can produce: a 16-byte IV and one 16-byte AES block
+#: (the HMAC, 32 bytes with sha256, comes on top; real ones were 64 bytes and up).
+MIN_ENCRYPTED_SIZE = 32
 _PING_SIZE = LAYOUTS["ping"].fixed_size
 
 
@@ -248,6 +251,9 @@ def decode(data: bytes | bytearray | memoryview, *, crypto: bool | None = None) 
     if crypto or (crypto is None and not _looks_clear(data)):
         if not data:
             raise DecodeError("empty packet")
+        if crypto is None and len(data) < MIN_ENCRYPTED_SIZE:
+            # Too short even for an IV and one cipher block: neither clear nor encrypted.
+            raise DecodeError(f"{len(data)} bytes: too short for a knet packet, clear or encrypted")
         packet = Packet._make(ENCRYPTED_LAYOUT, {"ciphertext": data})
         assert isinstance(packet, Packet)
         packet._attach_totem()

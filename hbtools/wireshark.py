@@ -327,6 +327,7 @@ def _layout_tables() -> str:
     out.append(f"local KNET_VERSION = {knet.VERSION}")
     out.append(f"local KNET_TYPES = {_valuestring(knet.TYPES)}")
     out.append(f"local KNET_COMPRESS_MAX = {knet.COMPRESS_MAX}")
+    out.append(f"local KNET_MIN_ENCRYPTED_SIZE = {knet.MIN_ENCRYPTED_SIZE}")
     ping = knet.LAYOUTS["ping"]
     out.append(f"local KNET_PING_SIZE = {ping.fixed_size}")
     header_size = sum(f.scalar_size() or 0 for f in knet.HEADER)
@@ -1312,6 +1313,11 @@ end
 local function knet_dissect(tvb, pinfo, tree)
   local sub = tree:add(p_knet, tvb())
   if not knet_looks_clear(tvb) then
+    if tvb:len() < KNET_MIN_ENCRYPTED_SIZE then
+      sub:add_tvb_expert_info(KNET_EX.malformed, tvb(),
+        tvb:len() .. " bytes: too short for a knet packet, clear or encrypted")
+      return "knet [malformed: too short]", false
+    end
     sub:add(KNET_EXTRA.encrypted, true)
     sub:add(KNET_EXTRA.ciphertext, tvb())
     return "knet encrypted len=" .. tvb:len(), false

@@ -208,3 +208,11 @@ def test_mutated_real_packets(name, flips, cut, tail):
         except knet.DecodeError:
             continue
         assert knet.encode(p) == mutated
+
+
+def test_runt_packet_is_neither_clear_nor_encrypted():
+    # An IV (16) plus one AES block (16) is the least knet crypto can send.
+    for size in (1, 2, 17, 31):
+        with pytest.raises(knet.DecodeError, match="too short"):
+            knet.decode(b"\xaa" * size)
+    assert knet.decode(b"\xaa" * 32).type_name == "encrypted"

@@ -1003,6 +1003,7 @@ local TOTEM_TYPES = {[0] = "orf_token", [1] = "mcast", [2] = "memb_merge_detect"
 local KNET_VERSION = 1
 local KNET_TYPES = {[0] = "data", [1] = "host_info", [129] = "ping", [130] = "pong", [131] = "pmtud", [132] = "pmtud_reply"}
 local KNET_COMPRESS_MAX = 7
+local KNET_MIN_ENCRYPTED_SIZE = 32
 local KNET_PING_SIZE = 26
 local KNET_HEADER_SIZE = 6
 local TOTEM_PORTS = {5404, 5405}
@@ -1229,6 +1230,11 @@ end
 local function knet_dissect(tvb, pinfo, tree)
   local sub = tree:add(p_knet, tvb())
   if not knet_looks_clear(tvb) then
+    if tvb:len() < KNET_MIN_ENCRYPTED_SIZE then
+      sub:add_tvb_expert_info(KNET_EX.malformed, tvb(),
+        tvb:len() .. " bytes: too short for a knet packet, clear or encrypted")
+      return "knet [malformed: too short]", false
+    end
     sub:add(KNET_EXTRA.encrypted, true)
     sub:add(KNET_EXTRA.ciphertext, tvb())
     return "knet encrypted len=" .. tvb:len(), false
