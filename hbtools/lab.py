@@ -790,7 +790,7 @@ class Lab:
         require_binary("tcpdump")
         path = Path(path).resolve()
         path.parent.mkdir(parents=True, exist_ok=True)
-        cmd = ["ip", "netns", "exec", self.bridge_ns, "tcpdump", "-i", BRIDGE, "-n", "-U",
+        cmd = ["ip", "netns", "exec", self.bridge_ns, "tcpdump", "-i", BRIDGE, "-n", "-U", "--immediate-mode",
                "-s", "0", "-Z", "root", "-w", str(path)]
         if bpf_filter:
             cmd.append(bpf_filter)
