@@ -119,6 +119,15 @@ class Backend:
     def install(self, queue: int, ports: Sequence[int], directions: Iterable[str]) -> str:
         raise NotImplementedError
 
+    def stop_queueing(self, queue: int) -> None:
+        """Stop sending packets to the queue but keep the hooks registered.
+
+        Unregistering a netfilter hook makes the kernel drop every packet still queued
+        from it, so the proxy first stops new packets, drains the queue, and only then
+        calls `remove`.
+        """
+        raise NotImplementedError
+
     def remove(self, queue: int) -> None:
         raise NotImplementedError
 
@@ -164,6 +173,12 @@ class NftBackend(Backend):
                                  f"nfnetlink_queue support?): {err}")
             raise FaultError(f"nft could not install table inet {table}: {err}")
         return f"nft table inet {table}"
+
+    def stop_queueing(self, queue: int) -> None:
+        table = self.table(queue)
+        if table in self._tables():
+            for hook in ("input", "output"):
+                _run(["nft", "flush", "chain", "inet", table, hook], check=False)
 
     def remove(self, queue: int) -> None:
         table = self.table(queue)
@@ -265,6 +280,14 @@ class IptablesBackend(Backend):
         if untouched:
             _run(["nft", "delete", "table", "ip", "filter"], check=False)
 
+    def stop_queueing(self, queue: int) -> None:
+        for chain in self._chains():
+            if chain.endswith(f"-{queue}"):
+                hook = "INPUT" if "-INP-" in chain else "OUTPUT"
+                for _ in range(10):
+                    if self._ipt("-D", hook, "-j", chain, check=False).returncode != 0:
+                        break
+
     def remove(self, queue: int, only: Sequence[str] | None = None) -> None:
         for chain in self._chains():
             if (only is None and chain.endswith(f"-{queue}")) or (only and chain in only):
@@ -342,6 +365,10 @@ class AutoBackend(Backend):
         raise first_error or FaultError("neither nft nor iptables is installed "
                                         "(Debian packages nftables, iptables)")
 
+    def stop_queueing(self, queue: int) -> None:
+        if self.chosen is not None:
+            self.chosen.stop_queueing(queue)
+
     def remove(self, queue: int) -> None:
         if self.chosen is not None:
             self.chosen.remove(queue)
@@ -397,9 +424,13 @@ class Proxy:
         self._pending: dict[int, Any] = {}
         self._raw: socket.socket | None = None
         self._stop: str | None = None
+        self._passthrough = False
         self.copy_errors = 0
 
     def _on_packet(self, pkt: Any) -> None:
+        if self._passthrough:
+            pkt.accept()
+            return
         direction = "in" if pkt.hook == NF_INET_LOCAL_IN else "out"
         outputs = self.engine.receive(pkt.id, pkt.get_payload(), direction, self.clock())
         if not any(isinstance(o, Verdict) and o.packet_id == pkt.id for o in outputs):
@@ -437,15 +468,20 @@ class Proxy:
     def stop(self, reason: str) -> None:
         self._stop = reason
 
-    def run(self, *, duration: float | None, status: Callable[[float], None] | None = None,
-            status_interval: float = 1.0, on_ready: Callable[[], None] | None = None,
-            ) -> RunResult:
+    def run(self, *, duration: float | None, stop_queueing: Callable[[], None],
+            remove_rules: Callable[[], None],
+            status: Callable[[float], None] | None = None, status_interval: float = 1.0,
+            on_ready: Callable[[], None] | None = None) -> RunResult:
+        """Serve the queue until ``duration`` ends or `stop`; then stop queueing, pass what
+        is still in flight, release what is held, remove the rules and unbind (in that
+        order: no packet is ever left in a queue nobody reads, or in a hook being removed)."""
         from netfilterqueue import NetfilterQueue
 
         nfq = NetfilterQueue()
         try:
             nfq.bind(self.queue, self._on_packet, max_len=8192)
         except OSError as exc:
+            remove_rules()
             raise FaultError(f"cannot bind NFQUEUE {self.queue} ({exc}): is another process "
                              "bound to it, or is nfnetlink_queue missing from the kernel?"
                              ) from None
@@ -455,10 +491,10 @@ class Proxy:
         next_status = start + status_interval if status and status_interval > 0 else None
         sel = selectors.DefaultSelector()
         sel.register(nfq.get_fd(), selectors.EVENT_READ)
-        if on_ready:
-            on_ready()
         reason = "interrupted"
         try:
+            if on_ready:
+                on_ready()
             while self._stop is None:
                 now = self.clock()
                 if deadline is not None and now >= deadline:
@@ -467,43 +503,59 @@ class Proxy:
                 wake = [t for t in (self.engine.next_timer(), next_status, deadline)
                         if t is not None]
                 timeout = min(0.25, max(0.0, min(wake) - now)) if wake else 0.25
-                try:
-                    if sel.select(timeout):
-                        nfq.run(block=False)
-                except InterruptedError:
-                    pass
+                self._serve(nfq, sel, timeout)
                 now = self.clock()
-                self._apply(self.engine.tick(now))
                 if next_status is not None and now >= next_status:
                     status(now - start)  # type: ignore[misc]
                     next_status = now + status_interval
             else:
                 reason = self._stop
+        finally:
+            elapsed = self.clock() - start
+            try:
+                stop_queueing()
+            finally:
+                try:
+                    self._shutdown(nfq, sel, remove_rules)
+                finally:
+                    nfq.unbind()
+        return RunResult(self.engine.total, elapsed, reason)
+
+    def _serve(self, nfq: Any, sel: selectors.BaseSelector, timeout: float) -> bool:
+        """Wait up to ``timeout`` for queued packets, handle them, release what is due."""
+        got = False
+        try:
+            if sel.select(timeout):
+                nfq.run(block=False)
+                got = True
+        except InterruptedError:
+            pass
+        self._apply(self.engine.tick(self.clock()))
+        return got
+
+    def _shutdown(self, nfq: Any, sel: selectors.BaseSelector,
+                  remove_rules: Callable[[], None]) -> None:
+        """Nothing new is queued: pass late arrivals untouched until the queue is quiet (at
+        most a second), release everything held, then remove the rules."""
+        self._passthrough = True
+        try:
+            for _ in range(20):
+                if not self._serve(nfq, sel, 0.05):
+                    break
             self._apply(self.engine.flush())
         finally:
             for pkt in list(self._pending.values()):
                 with contextlib.suppress(RuntimeError):
                     pkt.accept()
             self._pending.clear()
-            sel.close()
-            if self._raw is not None:
-                self._raw.close()
-        self._nfq = nfq
-        return RunResult(self.engine.total, self.clock() - start, reason)
-
-    def drain_and_unbind(self) -> None:
-        """After the rules are gone: pass whatever is still queued, then let the queue go."""
-        nfq = getattr(self, "_nfq", None)
-        if nfq is None:
-            return
-        self.engine.rules = []
-        with contextlib.suppress(OSError):
-            nfq.run(block=False)
-        for pkt in list(self._pending.values()):
-            with contextlib.suppress(RuntimeError):
-                pkt.accept()
-        self._pending.clear()
-        nfq.unbind()
+            try:
+                remove_rules()
+            finally:
+                with contextlib.suppress(OSError):
+                    nfq.run(block=False)  # anything queued in the last instant
+                sel.close()
+                if self._raw is not None:
+                    self._raw.close()
 
 
 def install_signal_handlers(proxy: Proxy) -> None:

@@ -142,27 +142,33 @@ def fault(ctx: click.Context, rules: tuple[str, ...], scenario: str | None,
         where = installer.install(queue_num, port_list, directions)
     except nfq.FaultError as exc:
         _fail(str(exc))
-    try:
-        def ready() -> None:
-            _err(f"ready: queue {queue_num}, {where}, udp dport "
-                 f"{','.join(map(str, port_list))}, hooks {'+'.join(directions)}"
-                 + (f", seed {seed}" if seed is not None else "")
-                 + (f", scenario {scenario_name!r} for {run_for:g} s" if scenario_name else ""))
+    def ready() -> None:
+        _err(f"ready: queue {queue_num}, {where}, udp dport "
+             f"{','.join(map(str, port_list))}, hooks {'+'.join(directions)}"
+             + (f", seed {seed}" if seed is not None else "")
+             + (f", scenario {scenario_name!r} for {run_for:g} s" if scenario_name else ""))
 
-        def status(elapsed: float) -> None:
-            nfq.write_status(sys.stderr, nfq.status_line(engine, elapsed))
+    def status(elapsed: float) -> None:
+        nfq.write_status(sys.stderr, nfq.status_line(engine, elapsed))
 
-        result = proxy.run(duration=run_for, status=status, status_interval=interval,
-                           on_ready=ready)
-    except nfq.FaultError as exc:
-        installer.remove(queue_num)
-        _fail(str(exc))
-    finally:
+    def stop_queueing() -> None:
+        try:
+            installer.stop_queueing(queue_num)
+        except nfq.FaultError as exc:
+            _err(f"could not stop queueing ({exc})")
+
+    def remove_rules() -> None:
         try:
             installer.remove(queue_num)
         except nfq.FaultError as exc:
             _err(f"could not remove my rules ({exc}); run `hbtool fault cleanup`")
-        proxy.drain_and_unbind()
+
+    try:
+        result = proxy.run(duration=run_for, stop_queueing=stop_queueing,
+                           remove_rules=remove_rules, status=status,
+                           status_interval=interval, on_ready=ready)
+    except nfq.FaultError as exc:
+        _fail(str(exc))
     if sys.stderr.isatty():
         sys.stderr.write("\n")
     click.echo(f"stopped ({result.reason}) after {result.elapsed:.1f} s, "
