@@ -181,7 +181,7 @@ class CaptureReader:
         spb_len = struct.Struct("<I").unpack_from
         blk = struct.Struct("<II").unpack_from
         # per interface: (link type, ticks per second, offset seconds, snaplen)
-        interfaces: list[tuple[int, float, int, int]] = []
+        interfaces: list[tuple[int, int, int, int]] = []
         count = 0
         seen_shb = False
         while True:
@@ -250,8 +250,11 @@ class CaptureReader:
                 linktype, tps, offset, _snap = interfaces[iface]
                 count += 1
                 pos = end
+                # seconds + fraction, like pcap: the same instant gives the same float
+                # whichever format it was stored in
+                sec, frac = divmod((ts_hi << 32) | ts_lo, tps)
                 yield (
-                    ((ts_hi << 32) | ts_lo) / tps + offset,
+                    sec + frac / tps + offset,
                     linktype,
                     buf[body + 20 : body + 20 + caplen],
                     origlen,
@@ -278,8 +281,9 @@ class CaptureReader:
                 linktype, tps, offset, _snap = interfaces[iface]
                 count += 1
                 pos = end
+                sec, frac = divmod((ts_hi << 32) | ts_lo, tps)
                 yield (
-                    ((ts_hi << 32) | ts_lo) / tps + offset,
+                    sec + frac / tps + offset,
                     linktype,
                     buf[body + 20 : body + 20 + caplen],
                     origlen,
@@ -287,10 +291,10 @@ class CaptureReader:
                 continue
             pos = end
 
-    def _idb(self, buf: bytes, body: int, end: int, endian: str) -> tuple[int, float, int, int]:
+    def _idb(self, buf: bytes, body: int, end: int, endian: str) -> tuple[int, int, int, int]:
         """Read the interface's link type and its clock (if_tsresol, if_tsoffset)."""
         linktype, _reserved, snaplen = struct.unpack_from(endian + "HHI", buf, body)
-        tps = 1e6
+        tps = 1_000_000
         offset = 0
         opt = body + 8
         while opt + 4 <= end:
@@ -300,7 +304,7 @@ class CaptureReader:
             value = buf[opt + 4 : opt + 4 + length]
             if code == 9 and length >= 1:
                 res = value[0]
-                tps = float(2 ** (res & 0x7F)) if res & 0x80 else float(10**res)
+                tps = 2 ** (res & 0x7F) if res & 0x80 else 10**res
             elif code == 14 and length == 8:
                 (offset,) = struct.unpack(endian + "q", value)
             opt += 4 + ((length + 3) & ~3)

@@ -74,6 +74,21 @@ def looks_knet(payload: bytes) -> bool:
     return kind in (0x83, 0x84) and len(payload) >= 9
 
 
+def corosync_kind(payload: bytes) -> str:
+    """Totem or kronosnet, for a datagram on a Corosync port.
+
+    Magic and version decide: a Totem message with a bad type or length is a malformed
+    Totem row, not an "encrypted" knet packet (ciphertext matches these three bytes once
+    in 2^23 packets).
+    """
+    if payload[:2] in _TOTEM_MAGICS and payload[2:3] == b"\x03":
+        return TOTEM
+    if payload[2:4] in (b"\x22\xff", b"\xff\x22") and payload[:1] < b"\x06" \
+            and payload[1:2] < b"\x03":
+        return TOTEM
+    return KNET
+
+
 def parse_port(text: str) -> tuple[int, str]:
     """``PORT`` or ``PORT=PROTO`` (PROTO: heartbeat, totem, knet, corosync, auto)."""
     port_text, _, proto = text.partition("=")
@@ -107,15 +122,7 @@ class Detector:
                 return None
             return self.by_content(payload)
         if hint == CLUSTER:
-            # On a Corosync port magic and version decide: a Totem message with a bad
-            # type or length is a malformed Totem row, not an "encrypted" knet packet
-            # (ciphertext matches these three bytes once in 2^23 packets).
-            if payload[:2] in _TOTEM_MAGICS and payload[2:3] == b"\x03":
-                return TOTEM
-            if payload[2:4] in (b"\x22\xff", b"\xff\x22") and payload[:1] < b"\x06" \
-                    and payload[1:2] < b"\x03":
-                return TOTEM
-            return KNET
+            return corosync_kind(payload)
         if hint == AUTO:
             return self.by_content(payload)
         return hint

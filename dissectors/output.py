@@ -242,9 +242,11 @@ def render_stats(summary: dict[str, Any], fmt: str) -> str:
                 events.append([_t(e["time"]), n["node"], "restart",
                                f"generation {e['old']:x} -> {e['new']:x}"])
             for e in n["gaps_over_deadtime"]["events"]:
+                tail = " (silent until the end of the capture)" if e.get(
+                    "until_capture_end") else ""
                 events.append([_t(e["time"]), n["node"], "over deadtime",
                                f"{e['interval_ms']} ms without a heartbeat "
-                               f"(deadtime {e['deadtime_ms']} ms)"])
+                               f"(deadtime {e['deadtime_ms']} ms){tail}"])
             for e in n["late_heartbeats"]["events"]:
                 events.append([_t(e["time"]), n["node"], "late",
                                f"{e['interval_ms']} ms (warntime {e['warntime_ms']} ms)"])

@@ -188,6 +188,20 @@ class HeartbeatNode:
             self.naks.add(time=now, dest=fields.get("dest"), firstseq=fields.get("firstseq"),
                           info=fields.get("info"))
 
+    def close(self, capture_end: float | None) -> None:
+        """A node silent from its last heartbeat to the end of the capture for longer than
+        its deadtime is what a cluster declares dead: report it like a gap."""
+        deadtime = self.deadtime_ms
+        last = self._last_status
+        if capture_end is None or last is None or deadtime is None:
+            return
+        silence = capture_end - last
+        if silence * 1000 > deadtime:
+            self.over_deadtime.add(time=capture_end, since=last,
+                                   interval_ms=round(silence * 1000, 1), deadtime_ms=deadtime,
+                                   until_capture_end=True)
+        self._last_status = None
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "node": self.name,
@@ -265,7 +279,10 @@ class TotemRing:
         kind = fields.get("type_name") or "?"
         self.by_type[kind] += 1
         if kind == "orf_token" and sender is not None:
-            token_seq = _int(fields.get("seq"))
+            # token_seq grows by one at every hop (seq is the ring's message sequence and
+            # stands still on an idle ring): the same token_seq again from the same sender
+            # is a retransmitted token.
+            token_seq = _int(fields.get("token_seq"))
             previous = self._last_token.get(sender)
             if previous is not None and token_seq is not None and previous[1] == token_seq:
                 self.token_repeats += 1  # the same token again: a token retransmission
@@ -412,6 +429,8 @@ class Stats:
                 node.rings.append(key)
 
     def to_dict(self) -> dict[str, Any]:
+        for node in self.hb_nodes.values():
+            node.close(self.last)
         return {
             "records": self.records,
             "by_proto": dict(self.by_proto),

@@ -56,11 +56,16 @@ def regex_field(regex: re.Pattern[bytes], payload: bytes) -> str | None:
     return (m.group(1) if m.group(1) is not None else m.group(2)).decode()
 
 
-def totem_token(nodeid: int, rep: int, ring_seq: int, seq: int, *, big: bool = False) -> bytes:
-    """A Corosync 3 orf_token laid out from PROTOCOL-NOTES with struct, no codec."""
+def totem_token(nodeid: int, rep: int, ring_seq: int, token_seq: int, *, big: bool = False
+                ) -> bytes:
+    """A Corosync 3 orf_token laid out from PROTOCOL-NOTES with struct, no codec.
+
+    The message seq (first body field) stands at 30 as on an idle ring; token_seq (the
+    second) is the one that grows at every hop.
+    """
     e = ">" if big else "<"
     head = struct.pack(e + "HBBBII", 0xC070, 3, 0, 0, nodeid, 0)
-    body = struct.pack(e + "IIIIIQIIii", seq, 7, 7, nodeid, rep, ring_seq, 0, 0, 0, 0)
+    body = struct.pack(e + "IIIIIQIIii", 30, token_seq, 30, nodeid, rep, ring_seq, 0, 0, 0, 0)
     return head + body
 
 

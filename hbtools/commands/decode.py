@@ -71,6 +71,9 @@ def _load_keys(path: str) -> object:
                    "each node announces in dt).")
 @click.option("--progress/--no-progress", default=None,
               help="Progress bar on stderr (default: when stderr is a terminal).")
+@click.option("-j", "--jobs", type=click.IntRange(min=0), default=None, metavar="N",
+              help="Worker processes for --format json without --filter/--stats "
+                   "(default: one per CPU; 1 decodes in this process).")
 @click.option("--codec-only", is_flag=True, hidden=True,
               help="Decode through the codecs only, without the fast paths (for checks).")
 def decode(
@@ -84,6 +87,7 @@ def decode(
     rows: bool,
     warntime: int | None,
     progress: bool | None,
+    jobs: int | None,
     codec_only: bool,
 ) -> None:
     """Decode Heartbeat, Totem and kronosnet messages in pcap/pcapng captures.
@@ -120,9 +124,16 @@ def decode(
     out = sys.stdout
     writer = writer_for(fmt, out, show_file=len(captures) > 1) if print_rows else None
     status = 0
+    hot = fmt == "json" and not flt and summary is None and not codec_only
     try:
         for path in captures:
             try:
+                if hot:
+                    out.flush()
+                    for block in _json_blocks(path, options, show_progress, jobs):
+                        out.buffer.write(block)
+                    out.buffer.flush()
+                    continue
                 records = _records(path, options, show_progress)
                 records = filtered(records, flt)
                 if summary is not None:
@@ -160,6 +171,26 @@ def _records(path: str, options: Options, show_progress: bool) -> Iterator[Recor
                 yield from decode_stream(stream, name, options, progress=bar.update)
         else:
             yield from decode_stream(stream, name, options)
+    finally:
+        if stream is not sys.stdin.buffer:
+            stream.close()
+
+
+def _json_blocks(path: str, options: Options, show_progress: bool, jobs: int | None
+                 ) -> Iterator[bytes]:
+    """The JSON hot path (``dissectors.hotpath``): text blocks, possibly from workers."""
+    from dissectors.hotpath import default_jobs, json_lines
+
+    stream, name, size = open_input(path)
+    workers = default_jobs() if jobs is None or jobs == 0 else jobs
+    try:
+        if show_progress and size:
+            with click.progressbar(length=size, label=os.path.basename(name),
+                                   file=_stderr()) as bar:
+                yield from json_lines(stream, name, options.detector, options.keys, workers,
+                                      progress=bar.update)
+        else:
+            yield from json_lines(stream, name, options.detector, options.keys, workers)
     finally:
         if stream is not sys.stdin.buffer:
             stream.close()

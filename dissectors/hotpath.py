@@ -1,0 +1,528 @@
+"""The JSON hot path: pcap records straight to JSON lines, and its parallel driver.
+
+``hbtool decode --format json`` with no filter and no statistics is the benchmark's
+job and the bulk-export use case, so it gets a path of its own. For the usual frame
+(Ethernet, IPv4 without options or fragmentation, UDP) the headers are read in place in
+the capture buffer, the flow's addresses and ports are rendered to JSON once and
+cached, the payload goes through the fast decoders (`dissectors.fast`) and the line is
+one string format. Every other frame takes the general path (`UdpLayers`, `Decoders`,
+`Record.to_json`), so the output is the same text either way; tests compare the two.
+
+Parallelism: per-packet work is stateless except IP and knet fragment reassembly. The
+main process cuts the capture into chunks at record boundaries and hands them to worker
+processes, which return their JSON text with fragments left out (deferred); the main
+process feeds those, in capture order, to its own reassemblers and splices the
+results in, so the output is identical to a single-process run.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import struct
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any, BinaryIO
+
+from dissectors.capture import (
+    MAX_RECORD,
+    PCAP_MAGIC_KUZNETZOV,
+    PCAP_MAGIC_NS,
+    CaptureError,
+    CaptureReader,
+    Frame,
+)
+from dissectors.detect import CLUSTER, HEARTBEAT, KNET, TOTEM, Detector, corosync_kind
+from dissectors.fast import FastDecoders, _Fallback
+from dissectors.layers import LINKTYPE_ETHERNET, UdpLayers
+from dissectors.records import Record
+
+__all__ = ["Deferred", "HotPath", "json_lines"]
+
+_jstr = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]
+_PROTO_INDEX = {HEARTBEAT: 1, TOTEM: 2, KNET: 3}
+
+#: Bytes of capture per chunk handed to a worker: big enough that the per-chunk cost
+#: (a pickle, a pipe write, a result) disappears, small enough to keep memory flat.
+PARALLEL_CHUNK = 2 << 20
+
+# A frame a worker leaves to the main process: (frame number, time, link type, bytes).
+Deferred = tuple[int, float, int, bytes]
+# What a chunk becomes: runs of JSON text (each ending in a newline) and deferred frames.
+Piece = str | Deferred
+
+
+class _Defer(Exception):
+    """The frame needs state kept across chunks (a fragment): the main process takes it."""
+
+
+class _DeferringLayers(UdpLayers):
+    """UdpLayers for a worker: a fragment is handed back instead of being buffered."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reasm.add = self._refuse  # type: ignore[method-assign]
+
+    @staticmethod
+    def _refuse(*_args: Any, **_kwargs: Any) -> bytes | None:
+        raise _Defer
+
+
+@dataclass
+class PcapContext:
+    """What a worker needs to read a chunk of pcap records."""
+
+    endian: str
+    divisor: float
+    header_length: int
+    linktype: int
+
+
+class HotPath:
+    """Turns frames into JSON text. One per process (and per capture file)."""
+
+    def __init__(self, detector: Detector, keys: Any, name: str, worker: bool) -> None:
+        self.detector = detector
+        self.ports = detector.ports
+        self.heuristics = detector.heuristics
+        self.name = name
+        self.worker = worker
+        self.layers: UdpLayers = _DeferringLayers() if worker else UdpLayers()
+        self.decoders = FastDecoders(keys)
+        self.keys = keys
+        self.hb_fast = self.decoders.hb_fast if keys is None else None
+        self.totem_fast = self.decoders.totem_fast
+        self.knet_fast = self.decoders.knet_fast
+        self.flows: dict[Any, list[Any]] = {}
+        self.type_node: dict[tuple[Any, Any], str] = {}
+
+    # -- one frame, general path ---------------------------------------------------------
+
+    def general(self, frame: int, ts: float, linktype: int, data: bytes, out: list[Piece]
+                ) -> None:
+        """Any frame: the layers, then the same decoding as the fast loop."""
+        layers = self.layers
+        try:
+            dg = layers.datagram(linktype, data, ts, frame)
+        except _Defer:
+            out.append((frame, ts, linktype, data))
+            return
+        if layers.reasm.given_up:
+            for record in self._incomplete():
+                out.append(record.to_json() + "\n")
+        if dg is None:
+            return
+        src, dst, sport, dport, payload, error = dg
+        proto = self.detector(sport, dport, payload)
+        if proto is None:
+            return
+        if error is not None:
+            record = Record(frame, ts, src, dst, sport, dport, proto, file=self.name)
+            record.error = error
+            record.fields = {}
+            out.append(record.to_json() + "\n")
+            return
+        if self.worker and proto == KNET and len(payload) > 12 and payload[1] == 0 \
+                and payload[11] > 1:
+            out.append((frame, ts, linktype, data))  # a knet fragment: stateful
+            return
+        key = (src, dst, sport, dport)
+        flow = self.flows.get(key)
+        if flow is None:
+            flow = self._flow(key, src, dst, sport, dport)
+        out.append(self._line(frame, ts, flow, proto, payload, src, dst, sport, dport))
+
+    def _incomplete(self) -> Iterator[Record]:
+        from dissectors.pipeline import _incomplete
+
+        return _incomplete(self.layers, self.detector, self.name)
+
+    def finish(self) -> list[Piece]:
+        """End of capture: datagrams still under reassembly are reported."""
+        self.layers.reasm.flush()
+        return [record.to_json() + "\n" for record in self._incomplete()]
+
+    # -- the fast loop -------------------------------------------------------------------
+
+    def _flow(self, key: Any, src: str, dst: str, sport: int, dport: int) -> list[Any]:
+        ports = self.ports
+        hint = ports.get(dport) or ports.get(sport)
+        head = (f'"src": {_jstr(src)}, "dst": {_jstr(dst)}, "sport": {sport}, '
+                f'"dport": {dport}, "proto": ')
+        flow = [hint, head + '"heartbeat", ', head + '"totem", ', head + '"knet", ',
+                src, dst, sport, dport]
+        if len(self.flows) >= 65536:
+            self.flows.clear()
+        self.flows[key] = flow
+        return flow
+
+    def _line(self, frame: int, ts: float, flow: list[Any], proto: str, payload: bytes,
+              src: str, dst: str, sport: int, dport: int) -> str:
+        """One JSON line for a datagram already known to be ``proto``."""
+        try:
+            if proto == HEARTBEAT:
+                if self.hb_fast is None:
+                    raise _Fallback("keys")
+                kind, node, fields = self.hb_fast(payload)
+            elif proto == TOTEM:
+                if self.totem_fast is None:
+                    raise _Fallback("no totem")
+                kind, node, fields = self.totem_fast(payload)
+            else:
+                if self.knet_fast is None or (payload[1:2] == b"\x00" and len(payload) > 12
+                                              and payload[11] > 1):
+                    raise _Fallback("knet fragment")
+                kind, node, fields = self.knet_fast(payload)
+        except Exception:  # noqa: BLE001 - any refusal: the codec decides
+            record = Record(frame, ts, src, dst, sport, dport, proto, file=self.name)
+            return self.decoders.decode(record, payload).to_json() + "\n"
+        tn = self.type_node.get((kind, node))
+        if tn is None:
+            tn = self._type_node(kind, node)
+        return (f'{{"frame": {frame}, "time": {ts!r}, {flow[_PROTO_INDEX[proto]]}{tn}, '
+                f'"fields": {fields}, "auth": "unchecked", "error": null}}\n')
+
+    def _type_node(self, kind: Any, node: Any) -> str:
+        text = (f'"type": {"null" if kind is None else _jstr(kind)}, '
+                f'"node": {json.dumps(node)}')
+        if len(self.type_node) >= 65536:
+            self.type_node.clear()
+        self.type_node[(kind, node)] = text
+        return text
+
+    def pcap_records(self, buf: bytes, pos: int, end: int, frame: int, ctx: PcapContext
+                     ) -> tuple[list[Piece], int]:
+        """Records in ``buf[pos:end]`` (whole records only); returns pieces, last frame."""
+        out: list[Piece] = []
+        append = out.append
+        unpack = struct.Struct(ctx.endian + "IIII").unpack_from
+        udp_head = struct.Struct("!HHH").unpack_from
+        divisor = ctx.divisor
+        hdr_len = ctx.header_length
+        linktype = ctx.linktype
+        ethernet = linktype == LINKTYPE_ETHERNET
+        flows = self.flows
+        type_node = self.type_node
+        hb_fast = self.hb_fast
+        totem_fast = self.totem_fast
+        knet_fast = self.knet_fast
+        detector = self.detector
+        general = self.general
+        addr = self.layers.addr
+        while pos < end:
+            sec, frac, incl, _orig = unpack(buf, pos)
+            start = pos + hdr_len
+            pos = start + incl
+            frame += 1
+            ts = sec + frac / divisor
+            # Ethernet II, IPv4 with a 20-byte header, not a fragment, UDP, all captured
+            if (
+                not ethernet
+                or incl < 42
+                or buf[start + 12 : start + 15] != b"\x08\x00\x45"
+                or buf[start + 23] != 17
+                or buf[start + 20] & 0x3F
+                or buf[start + 21]
+            ):
+                general(frame, ts, linktype, buf[start:pos], out)
+                continue
+            ip = start + 14
+            total = (buf[ip + 2] << 8) | buf[ip + 3]
+            udp = ip + 20
+            sport, dport, ulen = udp_head(buf, udp)
+            if ip + total > pos or ulen < 8 or ulen > total - 20:
+                general(frame, ts, linktype, buf[start:pos], out)
+                continue
+            key = buf[ip + 12 : ip + 24]
+            flow = flows.get(key)
+            if flow is None:
+                flow = self._flow(key, addr(buf[ip + 12 : ip + 16]), addr(buf[ip + 16 : ip + 20]),
+                                  sport, dport)
+            payload = buf[udp + 8 : udp + ulen]
+            hint = flow[0]
+            if hint == HEARTBEAT:
+                proto = HEARTBEAT
+            elif hint == CLUSTER:
+                proto = corosync_kind(payload)
+            elif hint is None and not self.heuristics:
+                continue
+            else:
+                proto = detector(sport, dport, payload)
+                if proto is None:
+                    continue
+            try:
+                if proto == HEARTBEAT:
+                    if hb_fast is None:
+                        raise _Fallback("keys")
+                    kind, node, fields = hb_fast(payload)
+                elif proto == TOTEM:
+                    if totem_fast is None:
+                        raise _Fallback("no totem")
+                    kind, node, fields = totem_fast(payload)
+                else:
+                    if knet_fast is None or (len(payload) > 12 and payload[1] == 0
+                                             and payload[11] > 1):
+                        raise _Fallback("knet fragment")
+                    kind, node, fields = knet_fast(payload)
+            except Exception:  # noqa: BLE001 - any refusal: the codec decides
+                general(frame, ts, linktype, buf[start:pos], out)
+                continue
+            tn = type_node.get((kind, node))
+            if tn is None:
+                tn = self._type_node(kind, node)
+            append(f'{{"frame": {frame}, "time": {ts!r}, {flow[_PROTO_INDEX[proto]]}{tn}, '
+                   f'"fields": {fields}, "auth": "unchecked", "error": null}}\n')
+        return out, frame
+
+    def frames(self, frames: Iterable[Frame], frame: int) -> tuple[list[Piece], int]:
+        """Any capture format: frames already read (pcapng, or a non-pcap fallback)."""
+        out: list[Piece] = []
+        general = self.general
+        for ts, linktype, data, _orig in frames:
+            frame += 1
+            general(frame, ts, linktype, data, out)
+        return out, frame
+
+
+def _squash(pieces: list[Piece]) -> list[bytes | Deferred]:
+    """Join runs of text into bytes, so a chunk crosses the process boundary as few objects.
+
+    The text is ASCII (json escapes everything else), so encoding is a copy; doing it in
+    the worker spares the main process.
+    """
+    out: list[bytes | Deferred] = []
+    run: list[str] = []
+    for piece in pieces:
+        if isinstance(piece, str):
+            run.append(piece)
+        else:
+            if run:
+                out.append("".join(run).encode("ascii"))
+                run = []
+            out.append(piece)
+    if run:
+        out.append("".join(run).encode("ascii"))
+    return out
+
+
+def _text(pieces: list[Piece]) -> bytes:
+    return "".join(p for p in pieces if isinstance(p, str)).encode("ascii")
+
+
+# -- chunking --------------------------------------------------------------------------
+
+
+@dataclass
+class _Chunk:
+    buf: bytes
+    end: int
+    first_frame: int  # frame number before the first record of the chunk
+    records: int
+
+
+def _pcap_chunks(reader: CaptureReader, chunk_size: int = PARALLEL_CHUNK
+                 ) -> Iterator[tuple[PcapContext, _Chunk, int]]:
+    """Cut a pcap stream into chunks of whole records, without decoding them.
+
+    Mirrors CaptureReader._pcap's checks (corrupt length, cut short) so errors read the
+    same; raises CaptureError after the last whole chunk.
+    """
+    name = reader.name
+    stream = reader.stream
+    rest = reader._read_exact_or_short(20)
+    if len(rest) < 20:
+        raise CaptureError(name, "pcap global header cut short")
+    head = reader._head + rest
+    (magic,) = struct.unpack("<I", head[:4])
+    endian = "<"
+    if magic not in (0xA1B2C3D4, PCAP_MAGIC_NS, PCAP_MAGIC_KUZNETZOV):
+        endian = ">"
+        (magic,) = struct.unpack(">I", head[:4])
+    _major, _minor, _zone, _sigfigs, snaplen, network = struct.unpack(endian + "HHiIII", head[4:])
+    ctx = PcapContext(endian, 1e9 if magic == PCAP_MAGIC_NS else 1e6,
+                      24 if magic == PCAP_MAGIC_KUZNETZOV else 16, network & 0x0FFFFFFF)
+    limit = max(snaplen, 65536) if snaplen < MAX_RECORD else MAX_RECORD
+    incl_at = 8
+    u32 = struct.Struct(endian + "I").unpack_from
+    hdr_len = ctx.header_length
+    carry = b""
+    frame = 0
+    while True:
+        chunk = stream.read(chunk_size)
+        if chunk:
+            reader.bytes_read += len(chunk)
+        buf = carry + chunk if carry else chunk
+        pos = 0
+        size = len(buf)
+        records = 0
+        while pos + hdr_len <= size:
+            (incl,) = u32(buf, pos + incl_at)
+            if incl > limit:
+                if records:
+                    yield ctx, _Chunk(buf, pos, frame, records), frame
+                raise CaptureError(name, f"record {frame + records + 1} claims {incl} bytes "
+                                         f"(snaplen {snaplen}): corrupt capture")
+            nxt = pos + hdr_len + incl
+            if nxt > size:
+                break
+            pos = nxt
+            records += 1
+        if records:
+            yield ctx, _Chunk(buf, pos, frame, records), frame
+            frame += records
+        carry = buf[pos:]
+        if not chunk:
+            if carry:
+                if len(carry) < hdr_len:
+                    problem = (f"cut short in the header of record {frame + 1} "
+                               f"({len(carry)} of {hdr_len} bytes)")
+                else:
+                    (incl,) = u32(carry, incl_at)
+                    problem = (f"cut short in the middle of record {frame + 1} "
+                               f"({len(carry) - hdr_len} of {incl} bytes)")
+                raise CaptureError(name, problem)
+            return
+
+
+def _frame_batches(reader: CaptureReader, size: int = 4096
+                   ) -> Iterator[tuple[None, list[Frame], int]]:
+    batch: list[Frame] = []
+    frame = 0
+    for item in reader:
+        batch.append(item)
+        if len(batch) >= size:
+            yield None, batch, frame
+            frame += len(batch)
+            batch = []
+    if batch:
+        yield None, batch, frame
+
+
+# -- worker processes ----------------------------------------------------------------
+
+_WORKER: dict[str, HotPath] = {}
+
+
+def _worker_init(detector: Detector, keys: Any, name: str) -> None:
+    _WORKER["hot"] = HotPath(detector, keys, name, worker=True)
+
+
+def _work_pcap(ctx: PcapContext, buf: bytes, end: int, first_frame: int
+               ) -> list[bytes | Deferred]:
+    pieces, _frame = _WORKER["hot"].pcap_records(buf, 0, end, first_frame, ctx)
+    return _squash(pieces)
+
+
+def _work_frames(frames: list[Frame], first_frame: int) -> list[bytes | Deferred]:
+    pieces, _frame = _WORKER["hot"].frames(frames, first_frame)
+    return _squash(pieces)
+
+
+def default_jobs() -> int:
+    """Worker processes: one per CPU beyond the main process's share, at least 2 CPUs."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        cpus = os.cpu_count() or 1
+    return cpus if cpus >= 2 else 1
+
+
+def json_lines(
+    stream: BinaryIO,
+    name: str,
+    detector: Detector,
+    keys: Any,
+    jobs: int,
+    progress: Callable[[int], None] | None = None,
+) -> Iterator[bytes]:
+    """JSON text of every cluster message of one capture, in frame order.
+
+    Yields blocks of lines, as ASCII bytes. Raises CaptureError like `pipeline.decode_stream`, after the
+    blocks that precede the problem.
+    """
+    reader = CaptureReader(stream, name)
+    main = HotPath(detector, keys, name, worker=False)
+    last = [0]
+
+    def tick() -> None:
+        if progress is not None:
+            progress(reader.bytes_read - last[0])
+            last[0] = reader.bytes_read
+
+    source: Iterator[Any]
+    if reader.format == "pcap":
+        source = _pcap_chunks(reader, PARALLEL_CHUNK if jobs > 1 else PARALLEL_CHUNK // 2)
+    else:
+        source = _frame_batches(reader)
+    if jobs <= 1:
+        for ctx, item, first in source:
+            if ctx is None:
+                pieces, _ = main.frames(item, first)
+            else:
+                pieces, _ = main.pcap_records(item.buf, 0, item.end, first, ctx)
+            yield _text(pieces)
+            tick()
+        yield _text(main.finish())
+        tick()
+        return
+    yield from _parallel(source, main, detector, keys, name, jobs, tick)
+
+
+def _parallel(source: Iterator[Any], main: HotPath, detector: Detector, keys: Any, name: str,
+              jobs: int, tick: Callable[[], None]) -> Iterator[bytes]:
+    """Chunks to a pool, results back in order, a bounded number in flight."""
+    context = multiprocessing.get_context("fork" if "fork" in
+                                          multiprocessing.get_all_start_methods() else None)
+    pool = context.Pool(jobs, initializer=_worker_init, initargs=(detector, keys, name))
+    pending: deque[Any] = deque()
+    window = jobs * 2
+    try:
+        exhausted = False
+        while True:
+            while not exhausted and len(pending) < window:
+                try:
+                    ctx, item, first = next(source)
+                except StopIteration:
+                    exhausted = True
+                    break
+                except CaptureError as exc:
+                    pending.append(exc)
+                    exhausted = True
+                    break
+                if ctx is None:
+                    pending.append(pool.apply_async(_work_frames, (item, first)))
+                else:
+                    pending.append(pool.apply_async(_work_pcap, (ctx, item.buf, item.end, first)))
+            if not pending:
+                break
+            head = pending.popleft()
+            if isinstance(head, CaptureError):
+                yield _text(main.finish())
+                raise head
+            pieces = head.get()
+            yield _resolve(pieces, main)
+            tick()
+        yield _text(main.finish())
+        tick()
+    finally:
+        pool.terminate()
+        pool.join()
+
+
+def _resolve(pieces: list[bytes | Deferred], main: HotPath) -> bytes:
+    """Splice in the deferred frames, decoded in order by the main process's state."""
+    if len(pieces) == 1 and isinstance(pieces[0], bytes):
+        return pieces[0]
+    out: list[bytes] = []
+    for piece in pieces:
+        if isinstance(piece, bytes):
+            out.append(piece)
+        else:
+            frame, ts, linktype, data = piece
+            done: list[Piece] = []
+            main.general(frame, ts, linktype, data, done)
+            out.append(_text(done))
+    return b"".join(out)
+
