@@ -8,7 +8,7 @@ every rebuilt packet gets fresh lengths and checksums here (RFC 791, RFC 768, RF
 
 from __future__ import annotations
 
-import ipaddress
+import socket
 import struct
 from dataclasses import dataclass
 
@@ -50,8 +50,8 @@ def parse(raw: bytes) -> Datagram:
     total = struct.unpack_from("!H", raw, 2)[0]
     frag = struct.unpack_from("!H", raw, 6)[0]
     protocol = raw[9]
-    src = str(ipaddress.IPv4Address(raw[12:16]))
-    dst = str(ipaddress.IPv4Address(raw[16:20]))
+    src = socket.inet_ntoa(raw[12:16])
+    dst = socket.inet_ntoa(raw[16:20])
     fragment = (frag & 0x3FFF) != 0
     end = min(total, len(raw)) if total >= ihl else len(raw)
     if protocol != IPPROTO_UDP or fragment or end - ihl < 8:

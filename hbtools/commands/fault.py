@@ -83,11 +83,14 @@ def _load_keys(path: str) -> Any:
               help="How often the live line of counts is printed (0: never).")
 @click.option("--backend", type=click.Choice(["auto", "nft", "iptables"]), default="auto",
               show_default=True, help="How the queue rules are installed.")
+@click.option("--realtime", type=click.IntRange(1, 99), default=None, metavar="PRIO",
+              help="Run the proxy with SCHED_FIFO priority PRIO: steadier latency on a busy host.")
 @click.pass_context
 def fault(ctx: click.Context, rules: tuple[str, ...], scenario: str | None,
           ports: tuple[int, ...], netns: str | None, queue: int | None, seed: int | None,
           authkeys: str | None, nodes: tuple[str, ...], duration: str | None,
-          stats_json: str | None, status_interval: str, backend: str) -> None:
+          stats_json: str | None, status_interval: str, backend: str,
+          realtime: int | None) -> None:
     """Break the wire on purpose: drop, delay, duplicate, reorder, corrupt, rewrite or
     partition cluster messages chosen by what they say."""
     if ctx.invoked_subcommand is not None:
@@ -133,6 +136,8 @@ def fault(ctx: click.Context, rules: tuple[str, ...], scenario: str | None,
         engine = Engine(rule_list, seed=seed, keys=keys, nodes=node_map,
                         local_addresses=nfq.local_addresses())
         installer = nfq.choose_backend(backend)
+        if realtime is not None:
+            nfq.set_realtime(realtime)
     except (nfq.FaultError, RuleError) as exc:
         _fail(str(exc))
 
@@ -177,8 +182,9 @@ def fault(ctx: click.Context, rules: tuple[str, ...], scenario: str | None,
     if proxy.copy_errors:
         _err(f"warning: {proxy.copy_errors} duplicate copies could not be sent")
     if stats_json:
-        doc = nfq.stats_document(engine, result, {"seed": seed, "queue": queue_num,
-                                                  "scenario": scenario_name})
+        doc = nfq.stats_document(engine, result, {
+            "seed": seed, "queue": queue_num, "scenario": scenario_name,
+            "verdict_time": nfq.verdict_percentiles(proxy.verdict_ns)})
         try:
             Path(stats_json).write_text(json.dumps(doc, indent=2) + "\n")
         except OSError as exc:
