@@ -18,8 +18,8 @@ demo: setup
 	$(HBTOOL) decode $(DEMO)/capture.pcap --authkeys $(DEMO)/authkeys --stats
 
 test: setup
-	$(PY) -m ruff check hbtools dissectors faults tests benchmarks captures fuzz
-	$(PY) -m pytest -ra
+	$(PY) -m ruff check .
+	$(PY) -m pytest -ra --durations=20
 
 setup: system venv
 
@@ -44,7 +44,7 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 	touch $@
 
 lint: venv
-	$(PY) -m ruff check hbtools dissectors faults tests benchmarks captures fuzz
+	$(PY) -m ruff check .
 
 bench: setup
 	$(PY) benchmarks/run.py
