@@ -262,3 +262,25 @@ def test_totem_type_and_node_id():
     assert e.receive(2, ip(_merge_detect(1), dport=5405), "out", 0)[0].accept
     t = engine("drop proto=totem type=memb_merge_detect")
     assert not t.receive(3, ip(_merge_detect(1), dport=5405), "out", 0)[0].accept
+
+
+def _knet(kind: int, node: int, body: bytes) -> bytes:
+    # kronosnet header (protocol notes): version 1, type, node u16 big endian, 2 pad bytes.
+    return struct.pack(">BBHBB", 1, kind, node, 0, 0) + body
+
+
+def _knet_data(node: int, totem_message: bytes) -> bytes:
+    # seq_num u16 BE, compress, pad, bcast, frag_num 1 (unfragmented), frag_seq, channel.
+    return _knet(0x00, node, struct.pack(">HBBBBBb", 9, 0, 0, 1, 1, 0, 0) + totem_message)
+
+
+def test_knet_type_node_and_the_totem_inside():
+    pytest.importorskip("hbtools.knet")
+    data = ip(_knet_data(3, _merge_detect(3)), dport=5405)
+    ping = ip(_knet(0x81, 3, struct.pack(">B16sHB", 0, bytes(16), 9, 1)), dport=5405)
+    e = engine("drop knet.type=data knet.node=3 totem.type=memb_merge_detect")
+    assert not e.receive(1, data, "out", 0)[0].accept
+    assert e.receive(2, ping, "out", 0)[0].accept
+    p = engine("drop proto=knet type=ping")
+    assert p.receive(3, data, "out", 0)[0].accept
+    assert not p.receive(4, ping, "out", 0)[0].accept

@@ -179,3 +179,19 @@ def test_bad_scenarios_name_file_and_line(edit, line, problem):
 def test_scenario_without_end():
     with pytest.raises(ScenarioError, match="never ends"):
         parse_scenario('[[step]]\nrules = ["drop"]\n', "x.toml")
+
+
+def test_example_scenarios_parse():
+    from pathlib import Path
+
+    from faults.scenario import load
+
+    examples = sorted((Path(__file__).resolve().parent.parent / "faults" / "examples").glob("*.toml"))
+    assert len(examples) >= 2
+    flap = load(examples[0])
+    assert flap.name == "node2 flaps" and flap.duration == 40.0
+    isolate = flap.rules[-1]
+    assert [isolate.active(t) for t in (4.9, 5.0, 7.9, 8.0, 13.0, 29.0, 31.9, 32.0)] == [
+        False, True, True, False, True, True, True, False]
+    split = load(examples[1])
+    assert split.duration == 45.0 and len(split.rules) == 3
