@@ -8,6 +8,8 @@ before, so it has an entry to update). Timers are short (keepalive 200 ms, deadt
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from hbtools.lab import Heartbeat, Lab, Node, heartbeat_ha_cf
@@ -160,3 +162,54 @@ def test_two_hbtools_nodes_clean_stop(lab):
     wait_for(lambda: b.node.has_address(VIP), timeout=5, what="node2 to take over at shutdone")
     assert [(e["node"], e["reason"]) for e in b.events("dead")] == [("node1", "shutdone")]
     arp_moves_to(client, b.node)
+
+
+def test_several_media_at_once_with_the_real_node(lab):
+    """mcast + ucast together: every message arrives twice; the copies are duplicates, not gaps."""
+    media = ["mcast eth0 239.18.0.1 694 1 0", "ucast eth0 198.18.0.1", "ucast eth0 198.18.0.2"]
+    conf = heartbeat_ha_cf(["node1", "node2"], media, **FAST)
+    real = lab.add_heartbeat("node1")
+    ours = HbtoolsDaemon(lab.add_node("node2"))
+    real.write_config(conf, AUTH["md5"])
+    ours.write_config(conf, AUTH["md5"])
+    both_active(real, ours)
+    time.sleep(2)  # some keepalives on both media
+    assert ours.events("dropped") == [] and ours.events("rexmit_request") == []
+    assert real.nodestatus("node2") == "active"
+    assert "Link node2:eth0 up" in real.log_text()
+
+
+def test_fence_command_must_succeed_before_takeover(lab):
+    marker = lab.workdir / "fenced.txt"
+    fence = f"sh -c 'echo {{node}} >> {marker}; exit 1'"
+    nodes = [HbtoolsDaemon(lab.add_node("node1")),
+             HbtoolsDaemon(lab.add_node("node2"), extra_args=("--fence-command", fence))]
+    for d in nodes:
+        d.write_config(ha_cf(), AUTH["crc"], f"node1 IPaddr::{VIP}/24/eth0\n")
+        d.start()
+    a, b = nodes
+    b.wait_peer_status("node1", "active", timeout=10)
+    wait_for(lambda: a.node.has_address(VIP), timeout=10, what="node1 to take its VIP")
+    a.kill()
+    wait_for(lambda: b.events("fence_failed"), timeout=10, what="node2's fence command to fail")
+    assert marker.read_text() == "node1\n"
+    assert b.events("fence_failed")[0]["detail"] == "exit 1"
+    assert not b.node.has_address(VIP) and b.events("resource_taken") == []
+
+
+def test_ping_nodes_move_resources_to_the_better_connected_node(lab):
+    nodes = [HbtoolsDaemon(lab.add_node(n)) for n in ("node1", "node2")]
+    client = lab.add_client()
+    conf = ha_cf(extra=(f"ping {client.address}",))
+    for d in nodes:
+        d.write_config(conf, AUTH["sha1"], f"node1 IPaddr::{VIP}/24/eth0\n")
+        d.start()
+    a, b = nodes
+    wait_for(lambda: a.node.has_address(VIP), timeout=10, what="node1 to take its VIP")
+    wait_for(lambda: any(e["count"] == 1 for e in b.events("peer_ping_count")), timeout=10,
+             what="node2 to hear that node1 reaches its ping node")
+    # node1 can no longer reach the ping node; node2 still can
+    a.node.run(["ip", "route", "add", "blackhole", f"{client.address}/32"])
+    wait_for(lambda: b.node.has_address(VIP), timeout=10, what="node2 to take the VIP (ipfail)")
+    assert not a.node.has_address(VIP)
+    assert a.events("resource_released")[0]["reason"] == "ping nodes"
