@@ -63,8 +63,13 @@ def fault_proxy(netns: str, *args: str) -> Iterator[subprocess.Popen[str]]:
                             text=True, cwd="/")
     try:
         assert proc.stderr is not None
-        line = proc.stderr.readline()  # "ready: ..." or the one-line error
-        assert "ready:" in line, line + proc.stderr.read()
+        seen = ""
+        for _ in range(20):  # warnings may come first; an error ends the output
+            line = proc.stderr.readline()
+            seen += line
+            if not line or "ready:" in line:
+                break
+        assert "ready:" in seen, seen + proc.stderr.read()
         yield proc
     finally:
         if proc.poll() is None:

@@ -278,6 +278,19 @@ def test_rewrite_and_corrupt_change_the_bytes_on_the_wire(lab, tmp_path: Path) -
     assert len(got) == 12
 
 
+def test_ratelimit_lets_through_only_the_rate(lab, tmp_path: Path) -> None:
+    _require()
+    # 20 messages 50 ms apart (about 1 s) through a 4/s bucket of burst 1: the first passes,
+    # then one every 250 ms: 4 or 5 in all, spread at least ~250 ms apart on the wire.
+    _, got, wire, p = _exchange(lab, tmp_path, ["--rule", "ratelimit 4/s burst=1 t=status"],
+                                count=20, gap=0.05)
+    times = [t for t, _, _ in wire]
+    assert 4 <= len(wire) <= 6, [_seq_of(d) for _, _, d in wire]
+    assert _seq_of(wire[0][2]) == 1
+    assert all(b - a >= 0.2 for a, b in zip(times, times[1:], strict=False))
+    assert len(got) == len(wire)
+
+
 def test_sigkill_leaves_traffic_flowing_and_cleanup_removes_every_rule(lab, tmp_path: Path) -> None:
     _require()
     n1, n2 = lab.add_node("node1"), lab.add_node("node2")
