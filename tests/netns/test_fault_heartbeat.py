@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import selectors
 import signal
 import subprocess
 import sys
@@ -64,12 +65,18 @@ def fault_proxy(netns: str, *args: str) -> Iterator[subprocess.Popen[str]]:
     try:
         assert proc.stderr is not None
         seen = ""
+        sel = selectors.DefaultSelector()
+        sel.register(proc.stderr, selectors.EVENT_READ)
+        deadline = time.monotonic() + 15
         for _ in range(20):  # warnings may come first; an error ends the output
+            if not sel.select(max(0.0, deadline - time.monotonic())):
+                break
             line = proc.stderr.readline()
             seen += line
             if not line or "ready:" in line:
                 break
-        assert "ready:" in seen, seen + proc.stderr.read()
+        sel.close()
+        assert "ready:" in seen, seen
         yield proc
     finally:
         if proc.poll() is None:
