@@ -95,6 +95,16 @@ def test_kill_hbtools_node_real_takes_the_vip(lab):
     wait_for(lambda: real.nodestatus("node2") == "dead", timeout=10, what="real node1 to see node2 dead")
     wait_for(lambda: real.node.has_address(VIP), timeout=15, what="real node1 to take the VIP")
     arp_moves_to(client, real.node)
+    # back after the crash (auto_failback off): it drops the address it was killed with, asks
+    # nothing back, and learns from the real node's resource message that node1 holds it all
+    ours.start()
+    real.wait_nodestatus("node2", "active", timeout=10)
+    wait_for(lambda: any(e["rsc_hold"] == "all" for e in ours.events("peer_resources")), timeout=10,
+             what="hbtools node2 to hear that node1 holds all resources")
+    time.sleep(2.5)  # past initdead: it must still not take the VIP
+    assert [e["kind"] for e in ours.events("stale_address")] == ["stale_address"]
+    assert real.node.has_address(VIP) and not ours.node.has_address(VIP)
+    assert len(ours.events("resource_taken")) == 1  # only the first start's
 
 
 def test_clean_stop_hbtools_hands_over_to_real(lab):
