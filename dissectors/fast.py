@@ -120,6 +120,7 @@ class _Items(dict[bytes, _Entry]):
         self.classic = classic
         self.heads: dict[bytes, _Head] = {}
         self.misses: dict[bytes, int] = {}
+        self.volatile: set[bytes] = set()
 
     def __missing__(self, item: bytes) -> _Entry:
         equals = item.find(b"=")
@@ -132,7 +133,7 @@ class _Items(dict[bytes, _Entry]):
         name, key, kind, length, colon, classic = head
         raw = item[equals + 1 :]
         if classic:
-            if kind == _K_UUID or kind == _K_BYTES:
+            if kind >= _K_UUID:
                 try:
                     value: Any = base64.b64decode(raw, validate=True)
                 except (binascii.Error, ValueError):
@@ -144,14 +145,24 @@ class _Items(dict[bytes, _Entry]):
         else:
             if length != len(item) - colon - 1:
                 raise _Fallback("netstring length")
-            value = raw if kind == _K_UUID or kind == _K_BYTES else raw.decode(*_TEXT)
-        entry = (_fragment(kind, key, value), name, value)
+            value = raw if kind >= _K_UUID else raw.decode(*_TEXT)
+        # the rendering of _fragment, inlined: this runs for every fresh seq and signature
+        if kind == _K_TEXT:
+            entry = (key + _jstr(value), name, value)
+        elif kind == _K_HEX and _HEX.fullmatch(value):
+            entry = (key + str(int(value, 16)), name, value)
+        else:
+            entry = (_fragment(kind, key, value), name, value)
+        if raw_head in self.volatile:
+            return entry
         misses = self.misses.get(raw_head, 0) + 1
-        if misses <= _VOLATILE_AFTER:
-            self.misses[raw_head] = misses
-            if len(self) >= _CACHE_MAX:
-                self.clear()
-            self[item] = entry
+        if misses > _VOLATILE_AFTER:
+            self.volatile.add(raw_head)
+            return entry
+        self.misses[raw_head] = misses
+        if len(self) >= _CACHE_MAX:
+            self.clear()
+        self[item] = entry
         return entry
 
     def _head(self, raw_head: bytes) -> _Head:
@@ -184,12 +195,13 @@ class _Items(dict[bytes, _Entry]):
         if len(self.heads) >= 4096:
             self.heads.clear()
             self.misses.clear()
+            self.volatile.clear()
         self.heads[raw_head] = head
         return head
 
 
 _frag = itemgetter(0)
-_name_value = itemgetter(1, 2)
+_name = itemgetter(1)
 
 
 class HeartbeatFast:
@@ -198,6 +210,19 @@ class HeartbeatFast:
     def __init__(self) -> None:
         self.items = _Items(classic=False)
         self.lines = _Items(classic=True)
+        #: field names in order -> positions of t and src (-1: absent); messages of one
+        #: type from one node share a shape, so this is looked up, not recomputed
+        self.shapes: dict[tuple[str, ...], tuple[int, int]] = {}
+
+    def _shape(self, names: tuple[str, ...]) -> tuple[int, int]:
+        if len(set(names)) != len(names):
+            raise _Fallback("repeated field name")  # the codec renders them as name#2
+        shape = (names.index("t") if "t" in names else -1,
+                 names.index("src") if "src" in names else -1)
+        if len(self.shapes) >= 4096:
+            self.shapes.clear()
+        self.shapes[names] = shape
+        return shape
 
     def __call__(self, payload: bytes) -> tuple[str | None, str | None, str]:
         if len(payload) > _MAX_WIRE:
@@ -231,11 +256,12 @@ class HeartbeatFast:
                                    payload[4 : stop - 1].split(b"\n")))
         else:
             raise _Fallback("opening")
-        carried = dict(map(_name_value, entries))
-        if len(carried) != len(entries):
-            raise _Fallback("repeated field name")
-        kind = carried.get("t")
-        node = carried.get("src")
+        names = tuple(map(_name, entries))
+        shape = self.shapes.get(names)
+        if shape is None:
+            shape = self._shape(names)
+        kind = entries[shape[0]][2] if shape[0] >= 0 else None
+        node = entries[shape[1]][2] if shape[1] >= 0 else None
         return (
             kind if isinstance(kind, str) else None,
             node if isinstance(node, str) else None,
