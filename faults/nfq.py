@@ -143,7 +143,7 @@ class Backend:
     def remove(self, queue: int) -> None:
         raise NotImplementedError
 
-    def cleanup(self) -> list[str]:
+    def cleanup(self, force: bool = False) -> list[str]:
         raise NotImplementedError
 
 
@@ -184,6 +184,7 @@ class NftBackend(Backend):
                 raise FaultError("the kernel refused the NFQUEUE rule (no nft_queue / "
                                  f"nfnetlink_queue support?): {err}")
             raise FaultError(f"nft could not install table inet {table}: {err}")
+        _write_state(queue, {"backend": self.name})
         return f"nft table inet {table}"
 
     def stop_queueing(self, queue: int) -> None:
@@ -196,11 +197,16 @@ class NftBackend(Backend):
         table = self.table(queue)
         if table in self._tables():
             _run(["nft", "delete", "table", "inet", table])
+        _remove_state(queue)
 
-    def cleanup(self) -> list[str]:
+    def cleanup(self, force: bool = False) -> list[str]:
         removed = []
         for table in self._tables():
+            queue = int(table.rsplit("_q", 1)[1]) if table.rsplit("_q", 1)[-1].isdigit() else -1
+            if not force and live_owner(queue) is not None:
+                continue
             _run(["nft", "delete", "table", "inet", table])
+            _remove_state(queue)
             removed.append(f"nft table inet {table}")
         return removed
 
@@ -306,15 +312,18 @@ class IptablesBackend(Backend):
                 self._drop_chain(chain)
         self._drop_filter_table_if_ours(queue)
 
-    def cleanup(self) -> list[str]:
+    def cleanup(self, force: bool = False) -> list[str]:
         removed = []
         queues = set()
         for chain in self._chains():
+            if not force and live_owner(int(chain.rsplit("-", 1)[1])) is not None:
+                continue
             self._drop_chain(chain)
             removed.append(f"iptables chain {chain}")
             queues.add(int(chain.rsplit("-", 1)[1]))
         for queue in sorted(queues | set(_state_queues())):
-            self._drop_filter_table_if_ours(queue)
+            if force or live_owner(queue) is None:
+                self._drop_filter_table_if_ours(queue)
         return removed
 
 
@@ -326,9 +335,30 @@ def _state_path(queue: int) -> Path:
     return STATE_DIR / f"net{os.stat('/proc/self/ns/net').st_ino}-q{queue}.json"
 
 
+def _start_time(pid: int) -> str | None:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
 def _write_state(queue: int, state: dict[str, Any]) -> None:
+    """Record what we installed and who we are, so `cleanup` can tell a crash from a run."""
     STATE_DIR.mkdir(parents=True, exist_ok=True)
-    _state_path(queue).write_text(json.dumps(state))
+    owner = {"pid": os.getpid(), "start": _start_time(os.getpid())}
+    _state_path(queue).write_text(json.dumps({**state, **owner}))
+
+
+def live_owner(queue: int) -> int | None:
+    """The pid of the running proxy that installed ``queue``'s rules here, if it still runs
+    (pid and start time both checked, so a reused pid does not count)."""
+    state = _read_state(queue)
+    pid = state.get("pid")
+    if not isinstance(pid, int) or pid == os.getpid():
+        return None
+    start = _start_time(pid)
+    return pid if start is not None and start == state.get("start") else None
 
 
 def _read_state(queue: int) -> dict[str, Any]:
@@ -341,6 +371,11 @@ def _read_state(queue: int) -> dict[str, Any]:
 def _remove_state(queue: int) -> None:
     with contextlib.suppress(OSError):
         _state_path(queue).unlink()
+
+
+def recorded_queues() -> list[int]:
+    """Queues with a state record in this network namespace (live or crashed proxies)."""
+    return _state_queues()
 
 
 def _state_queues() -> list[int]:
@@ -385,8 +420,8 @@ class AutoBackend(Backend):
         if self.chosen is not None:
             self.chosen.remove(queue)
 
-    def cleanup(self) -> list[str]:
-        return cleanup()
+    def cleanup(self, force: bool = False) -> list[str]:
+        return cleanup(force=force)
 
 
 def choose_backend(name: str = "auto") -> Backend:
@@ -402,16 +437,17 @@ def choose_backend(name: str = "auto") -> Backend:
     raise FaultError("iptables is not installed (Debian package iptables)")
 
 
-def cleanup(backend: Backend | None = None) -> list[str]:
-    """Remove every rule any fault proxy left behind here (by our names only)."""
+def cleanup(backend: Backend | None = None, *, force: bool = False) -> list[str]:
+    """Remove the rules fault proxies left behind here (found by our names only); rules of
+    a proxy that is still running are kept unless ``force``."""
     if backend is not None:
-        return backend.cleanup()
+        return backend.cleanup(force)
     removed: list[str] = []
     if shutil.which("nft"):
-        removed += NftBackend().cleanup()
+        removed += NftBackend().cleanup(force)
     if shutil.which("iptables-save"):
         with contextlib.suppress(FaultError):
-            removed += IptablesBackend().cleanup()
+            removed += IptablesBackend().cleanup(force)
     return removed
 
 
@@ -653,6 +689,6 @@ __all__ = [
     "BYPASS_MARK", "DEFAULT_PORTS", "DEFAULT_QUEUE", "Backend", "FaultError", "IptablesBackend",
     "NftBackend", "Proxy", "choose_backend", "cleanup", "enter_netns", "final_table",
     "has_cap_net_admin", "install_signal_handlers", "local_addresses", "require_privilege",
-    "set_realtime",
+    "live_owner", "recorded_queues", "set_realtime",
     "stats_document", "status_line", "write_status",
 ]

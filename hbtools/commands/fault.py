@@ -195,18 +195,26 @@ def fault(ctx: click.Context, rules: tuple[str, ...], scenario: str | None,
 @click.option("--netns", default=None, metavar="NAME", help="Clean inside this network namespace.")
 @click.option("--backend", type=click.Choice(["auto", "nft", "iptables"]), default="auto",
               show_default=True)
-def cleanup_command(netns: str | None, backend: str) -> None:
-    """Remove the rules a crashed fault proxy left behind (only ours, found by name)."""
+@click.option("--force", is_flag=True, help="Also remove the rules of proxies still running.")
+def cleanup_command(netns: str | None, backend: str, force: bool) -> None:
+    """Remove the rules a crashed fault proxy left behind (only ours, found by name).
+
+    Rules whose proxy still runs are kept (and named) unless --force."""
     from faults import nfq
 
     try:
         nfq.require_privilege()
         if netns:
             nfq.enter_netns(netns)
-        removed = nfq.cleanup(None if backend == "auto" else nfq.choose_backend(backend))
+        removed = nfq.cleanup(None if backend == "auto" else nfq.choose_backend(backend),
+                              force=force)
+        kept = [] if force else [(q, nfq.live_owner(q)) for q in nfq.recorded_queues()]
     except nfq.FaultError as exc:
         _fail(str(exc))
     for item in removed:
         click.echo(f"removed {item}")
-    if not removed:
+    for queue, pid in kept:
+        if pid is not None:
+            click.echo(f"kept the rules of queue {queue}: its proxy (pid {pid}) is running")
+    if not removed and not any(pid for _, pid in kept):
         click.echo("nothing to remove")

@@ -380,3 +380,8 @@ def test_clear_errors(lab, tmp_path: Path) -> None:
                                 env=_env(), capture_output=True, text=True, timeout=30)
         assert second.returncode == 2 and "another fault proxy uses queue" in second.stderr
         assert "HBTFAULT" in _ruleset(n1)
+        # cleanup is for crashes: a running proxy's rules stay.
+        kept = subprocess.run(_hbtool("fault", "cleanup", "--netns", n1.netns), env=_env(),
+                              capture_output=True, text=True, timeout=30)
+        assert "kept the rules of queue 6940" in kept.stdout and "removed" not in kept.stdout
+        assert "HBTFAULT" in _ruleset(n1)
