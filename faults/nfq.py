@@ -287,7 +287,14 @@ class IptablesBackend(Backend):
     def _drop_filter_table_if_ours(self, queue: int) -> None:
         state = _read_state(queue)
         _remove_state(queue)
-        if not state.get("created_filter_table") or not shutil.which("nft") or _state_queues():
+        if not state.get("created_filter_table") or not shutil.which("nft"):
+            return
+        others = _state_queues()
+        if others:
+            # Another proxy here still uses the table: the duty to remove it passes on.
+            heir = _read_state(others[0])
+            heir["created_filter_table"] = True
+            _state_path(others[0]).write_text(json.dumps(heir))
             return
         saved = self._save().splitlines()
         chains = [line[1:].split() for line in saved if line.startswith(":")]
