@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from conftest import CAPTURES
+from policy import CAPTURES
 
 from hbtools import knet, totem
 

@@ -17,9 +17,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from policy import CAPTURES
 from scapy.all import IP, UDP, CookedLinux, CookedLinuxV2, Dot1Q, Ether, PcapWriter, rdpcap
 
-from tests.conftest import CAPTURES
 from tests.dissect_vectors import SEQ_RE, SRC_RE, TYPE_RE, json_rows, regex_field, run_cli
 
 CAPTURE_DIRS = sorted(p.parent for p in CAPTURES.glob("*/capture.pcap"))

@@ -409,7 +409,7 @@ ALL_TSHARK_FIELDS = sorted({
 @pytest.fixture(scope="module")
 def tshark() -> str:
     if TSHARK is None:
-        from conftest import skip_or_fail
+        from policy import skip_or_fail
 
         skip_or_fail("needs tshark (Debian package tshark) as the 1.x/2.x oracle")
     assert TSHARK is not None

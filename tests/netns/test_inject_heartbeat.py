@@ -42,7 +42,7 @@ HB_FIELDS = ["t", "st", "dt", "protocol", "src", "srcuuid", "seq", "hg", "ts", "
 
 
 def _lab_modules():
-    from conftest import require_tools  # tests/conftest.py: skip, or fail under CI
+    from policy import require_tools  # tests/conftest.py: skip, or fail under CI
 
     require_tools("/usr/libexec/heartbeat/heartbeat", "cl_status", "tcpdump")
     from hbtools import lab as labmod

@@ -23,7 +23,7 @@ def _netns_names() -> set[str]:
 
 
 def _start_pair(lab: Lab):
-    from conftest import require_tools
+    from policy import require_tools
 
     require_tools(HEARTBEAT_BIN, "cl_status", "tcpdump")
     hbs = [lab.add_heartbeat(name) for name in ("node1", "node2")]
