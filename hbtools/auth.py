@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hbtools import heartbeat
+from hbtools.errors import SourceError
 
 __all__ = ["AuthCheck", "AuthKey", "AuthKeys", "AuthKeysError", "AuthKeysWarning", "crc32_heartbeat"]
 
@@ -27,15 +28,8 @@ METHODS = ("crc", "md5", "sha1")
 MAX_KEY_NUMBER = 15  # Heartbeat keeps 16 slots, numbered 0..15
 
 
-class AuthKeysError(ValueError):
+class AuthKeysError(SourceError):
     """A bad authkeys file; names the file and line so the user can fix it."""
-
-    def __init__(self, source: str, line: int | None, problem: str) -> None:
-        where = f"{source}:{line}" if line is not None else source
-        super().__init__(f"{where}: {problem}")
-        self.source = source
-        self.line = line
-        self.problem = problem
 
 
 class AuthKeysWarning(UserWarning):

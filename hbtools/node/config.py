@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Literal
 
 from hbtools.auth import AuthKeys, AuthKeysError
+from hbtools.errors import SourceError
 
 __all__ = [
     "ClusterConfig",
@@ -35,15 +36,8 @@ __all__ = [
 DEFAULT_PORT = 694
 
 
-class ConfigError(ValueError):
+class ConfigError(SourceError):
     """A configuration value this node cannot use; the message is ``file:line: problem``."""
-
-    def __init__(self, source: str, line: int | None, problem: str) -> None:
-        where = f"{source}:{line}" if line is not None else source
-        super().__init__(f"{where}: {problem}")
-        self.source = source
-        self.line = line
-        self.problem = problem
 
 
 @dataclass(frozen=True)
