@@ -33,6 +33,15 @@ AUTHKEYS = "auth 2\n1 crc\n2 sha1 hbtools-fault-test\n"
 BCAST = "198.18.0.255"
 
 
+def _policy():
+    """The shared skip-or-fail helpers (tests/policy.py; older trees: tests/conftest.py)."""
+    try:
+        from policy import require_tools, skip_or_fail
+    except ImportError:
+        from conftest import require_tools, skip_or_fail
+    return require_tools, skip_or_fail
+
+
 def _hbtool(*args: str) -> list[str]:
     return [sys.executable, "-c", "from hbtools.cli import main; main()", *args]
 
@@ -42,14 +51,12 @@ def _env() -> dict[str, str]:
 
 
 def _lab_modules():
-    from conftest import require_tools
+    require_tools, skip_or_fail = _policy()
 
     require_tools("/usr/libexec/heartbeat/heartbeat", "cl_status", "iptables", "nft")
     try:
         import netfilterqueue  # noqa: F401
     except ImportError:
-        from conftest import skip_or_fail
-
         skip_or_fail("needs the netfilterqueue Python binding (pip install netfilterqueue)")
     from hbtools import lab as labmod
 

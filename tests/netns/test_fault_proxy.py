@@ -67,6 +67,15 @@ with open(sys.argv[4], "w") as log:
 """
 
 
+def _policy():
+    """The shared skip-or-fail helpers (tests/policy.py; older trees: tests/conftest.py)."""
+    try:
+        from policy import require_tools, skip_or_fail
+    except ImportError:
+        from conftest import require_tools, skip_or_fail
+    return require_tools, skip_or_fail
+
+
 def _hbtool(*args: str) -> list[str]:
     return [sys.executable, "-c", "from hbtools.cli import main; main()", *args]
 
@@ -182,14 +191,12 @@ def _seq_of(payload: bytes) -> int | None:
 
 
 def _require() -> None:
-    from conftest import require_tools
+    require_tools, skip_or_fail = _policy()
 
     require_tools("tcpdump", "tshark", "iptables", "nft")
     try:
         import netfilterqueue  # noqa: F401
     except ImportError:
-        from conftest import skip_or_fail
-
         skip_or_fail("needs the netfilterqueue Python binding (pip install netfilterqueue)")
 
 
