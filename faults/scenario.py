@@ -31,17 +31,11 @@ from pathlib import Path
 from typing import Any
 
 from faults.rules import Rule, RuleError, parse_duration, parse_node, parse_rule
+from hbtools.errors import SourceError
 
 
-class ScenarioError(ValueError):
+class ScenarioError(SourceError):
     """A scenario that cannot run; the message starts with ``file:line:``."""
-
-    def __init__(self, source: str, line: int | None, problem: str) -> None:
-        where = f"{source}:{line}" if line else source
-        super().__init__(f"{where}: {problem}")
-        self.source = source
-        self.line = line
-        self.problem = problem
 
 
 @dataclass(frozen=True)
