@@ -203,23 +203,35 @@ def capture_for(packets: int, slices: tuple[int, ...]) -> dict[int, Path]:
 # -- measuring -----------------------------------------------------------------------------
 
 
-def run_measured(argv: list[str], stdin: Path | None = None) -> tuple[float, int, int]:
+#: A small launcher: the measured command is forked from it, not from this process, so
+#: its peak RSS does not start from this (large, scapy-loaded) interpreter's size.
+_LAUNCHER = (
+    "import os, sys\n"
+    "pid = os.fork()\n"
+    "if pid == 0:\n"
+    "    os.execvp(sys.argv[1], sys.argv[1:])\n"
+    "_, status, usage = os.wait4(pid, 0)\n"
+    "sys.stderr.write(f'\\nMAXRSS {usage.ru_maxrss}\\n')\n"
+    "sys.exit(os.waitstatus_to_exitcode(status))\n"
+)
+
+
+def run_measured(argv: list[str]) -> tuple[float, int, int]:
     """Run one command to /dev/null; wall seconds, peak RSS (KiB) and exit status."""
     t0 = time.perf_counter()
     with open(os.devnull, "wb") as devnull:
-        stdin_f = open(stdin, "rb") if stdin else subprocess.DEVNULL  # noqa: SIM115
-        proc = subprocess.Popen(argv, stdout=devnull, stderr=subprocess.PIPE, stdin=stdin_f)
-        assert proc.stderr is not None
-        err = proc.stderr.read()
-        _pid, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        if stdin:
-            stdin_f.close()  # type: ignore[union-attr]
+        proc = subprocess.run([sys.executable, "-c", _LAUNCHER, *argv], stdout=devnull,
+                              stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, check=False)
     elapsed = time.perf_counter() - t0
+    err = proc.stderr.decode(errors="replace")
+    rss = 0
+    for line in err.splitlines():
+        if line.startswith("MAXRSS "):
+            rss = int(line.split()[1])
     if proc.returncode != 0:
-        print(f"  {' '.join(argv[:4])}... exited {proc.returncode}: "
-              f"{err.decode(errors='replace')[-300:]}", file=sys.stderr)
-    return elapsed, usage.ru_maxrss, proc.returncode
+        print(f"  {' '.join(argv[:4])}... exited {proc.returncode}: {err[-300:]}",
+              file=sys.stderr)
+    return elapsed, rss, proc.returncode
 
 
 def hbtool_argv() -> list[str]:
