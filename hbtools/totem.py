@@ -169,8 +169,9 @@ def _bodies(
     """The six message bodies; only the address and ring-id types differ by generation."""
     return {
         "orf_token": (
-            Field("seq", "I", "token sequence number, to recognise redundant copies"),
-            Field("token_seq", "I", "highest message sequence number broadcast on the ring"),
+            Field("seq", "I", "highest message sequence number broadcast on the ring"),
+            Field("token_seq", "I", "token sequence number: grows at every hop, so a node can "
+                  "recognise a retransmitted or redundant token"),
             Field("aru", "I", "all-received-up-to: every node has every message up to it "
                               "(0xffffffff in the first token of a new ring)"),
             Field("aru_addr", "I", "node id of the node that last lowered aru"),
