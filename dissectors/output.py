@@ -220,14 +220,14 @@ def render_stats(summary: dict[str, Any], fmt: str) -> str:
                 n["node"], n["messages"], n["deadtime_ms"] if n["deadtime_ms"] is not None else "-",
                 iv["count"], _ms(iv["min"]), _ms(iv["median"]), _ms(iv["p99"]), _ms(iv["max"]),
                 n["late_heartbeats"]["count"], n["gaps_over_deadtime"]["count"],
-                f"{n['seq_gaps']['count']} ({n['missing_seqs']})", n["repeated_seqs"],
+                f"{n['seq_gaps']['count']} ({n['missing_seqs']})", n["late_seqs"], n["repeated_seqs"],
                 n["rexmit_requests"]["count"], n["naks"]["count"],
                 n["generation_changes"]["count"], n["auth_failures"], n["errors"],
             ])
         parts.append("\nHeartbeat nodes (intervals between status messages, ms)\n" + tabulate(
             rows,
             headers=["node", "msgs", "deadtime", "beats", "min", "median", "p99", "max",
-                     "late", ">deadtime", "seq gaps (missing)", "repeats", "rexmit req",
+                     "late", ">deadtime", "seq gaps (still missing)", "late seqs", "repeats", "rexmit req",
                      "naks", "restarts", "auth bad", "errors"],
             tablefmt="simple", disable_numparse=True))
         type_rows = [[n["node"], _types(n["by_type"])] for n in hb]

@@ -94,6 +94,11 @@ def _int(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
+#: How many missing seqs per node are remembered for late arrivals (Heartbeat itself gives
+#: up on gaps over 250).
+MAX_OUTSTANDING_SEQS = 256
+
+
 @dataclass
 class HeartbeatNode:
     name: str
@@ -107,6 +112,9 @@ class HeartbeatNode:
     over_deadtime: Events = field(default_factory=Events)
     seq_gaps: Events = field(default_factory=Events)
     missing_seqs: int = 0
+    #: Seqs that arrived after a higher one (reordered on the wire, or retransmitted
+    #: after an NS_rexmit): they fill a gap, they are not repeats.
+    late_seqs: int = 0
     repeated_seqs: int = 0
     rexmit_requests: Events = field(default_factory=Events)
     naks: Events = field(default_factory=Events)
@@ -118,6 +126,7 @@ class HeartbeatNode:
     # running state
     _generation: int | None = None
     _max_seq: int | None = None
+    _outstanding: set[int] = field(default_factory=set)
     _last_status: float | None = None
     _status: str | None = None
 
@@ -142,6 +151,7 @@ class HeartbeatNode:
             if self._generation is not None and generation != self._generation:
                 self.generations.add(time=now, old=self._generation, new=generation)
                 self._max_seq = None  # a restarted daemon counts from 1 again
+                self._outstanding.clear()
             self._generation = generation
 
         fresh = True
@@ -153,7 +163,19 @@ class HeartbeatNode:
                 missing = seq - self._max_seq - 1
                 self.seq_gaps.add(time=now, after=self._max_seq, next=seq, missing=missing)
                 self.missing_seqs += missing
+                # Remember a bounded window of what is missing, so a late arrival can fill it.
+                for lost in range(max(self._max_seq + 1, seq - MAX_OUTSTANDING_SEQS), seq):
+                    self._outstanding.add(lost)
+                while len(self._outstanding) > MAX_OUTSTANDING_SEQS:
+                    self._outstanding.remove(min(self._outstanding))
                 self._max_seq = seq
+            elif seq in self._outstanding:
+                # Late, not repeated: the gap is filled. Not fresh either, so an old
+                # status does not count as a heartbeat interval.
+                self._outstanding.discard(seq)
+                self.missing_seqs -= 1
+                self.late_seqs += 1
+                fresh = False
             else:
                 fresh = False  # a retransmission, or the same datagram on another path
                 self.repeated_seqs += 1
@@ -216,6 +238,7 @@ class HeartbeatNode:
             "gaps_over_deadtime": self.over_deadtime.to_dict(),
             "seq_gaps": self.seq_gaps.to_dict(),
             "missing_seqs": self.missing_seqs,
+            "late_seqs": self.late_seqs,
             "repeated_seqs": self.repeated_seqs,
             "rexmit_requests": self.rexmit_requests.to_dict(),
             "naks": self.naks.to_dict(),
