@@ -20,25 +20,20 @@ folder and swaps it in only on success).
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import json
 import re
 import shutil
-import signal
 import struct
-import subprocess
 import sys
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+import recording  # noqa: E402  (captures/recording.py: the shared recorder parts; puts the repo on sys.path)
+from recording import package_version, scratch_folder  # noqa: E402
 
 from hbtools.lab import (  # noqa: E402
     HEARTBEAT_BIN,
@@ -52,10 +47,8 @@ from hbtools.lab import (  # noqa: E402
     wait_until,
 )
 
-CAPTURES = Path(__file__).resolve().parent
 VIP = "198.18.0.100"
 MCAST_GROUP = "239.18.0.1"
-MAX_CAPTURE_BYTES = 1_000_000
 
 
 @dataclass
@@ -341,133 +334,81 @@ def summarize(pcap: Path) -> dict[str, object]:
 # --------------------------------------------------------------------------- driver
 
 
-def _version(package: str) -> str | None:
-    res = subprocess.run(["dpkg-query", "-W", "-f=${Version}", package], capture_output=True,
-                         text=True, check=False)
-    return res.stdout.strip() or None
-
-
 def record(scenario: Scenario, out_root: Path) -> Path:
     """Run one scenario and return its finished folder."""
-    tmp = out_root / f".{scenario.name}.recording"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
-        with Lab() as lab:
-            hbs = [lab.add_heartbeat(name) for name in scenario.nodes]
-            client = lab.add_client() if scenario.client else None
-            ha_cf = heartbeat_ha_cf(list(scenario.nodes),
-                                    scenario.media([hb.node.address for hb in hbs]),
-                                    extra=scenario.extra)
-            for hb in hbs:
-                hb.write_config(ha_cf, scenario.authkeys, scenario.haresources)
-            (tmp / "ha.cf").write_text(ha_cf)
-            (tmp / "authkeys").write_text(scenario.authkeys)
-            (tmp / "authkeys").chmod(0o600)
-            (tmp / "haresources").write_text(scenario.haresources)
-            capture = lab.capture(tmp / "capture.pcap")
-            rec = Recording(lab, hbs, capture, client)
-            rec.event(f"tcpdump listening on the lab bridge ({capture.interface})")
-            scenario.actions(rec)
-            packets = capture.stop()
-            rec.event("tcpdump stopped", packets=packets)
-            nodes = []
-            for hb in hbs:
-                uuid = hb.var_lib_dir / "hb_uuid"
-                gen = hb.var_lib_dir / "hb_generation"
-                nodes.append({
-                    "name": hb.name,
-                    "address": hb.node.address,
-                    "mac": hb.node.mac,
-                    "hb_uuid": uuid.read_bytes().hex() if uuid.exists() else None,
-                    "hb_generation": gen.read_text().strip() if gen.exists() else None,
-                    "log": f"{hb.name}.ha-log",
-                })
-                shutil.copyfile(hb.log_path, tmp / f"{hb.name}.ha-log")
-            meta: dict[str, object] = {
-                "scenario": scenario.name,
-                "description": scenario.description,
-                "recorded_at": dt.datetime.fromtimestamp(capture.started, dt.UTC).isoformat(),
-                "recorder": "captures/record.py (hbtools.lab namespace lab)",
-                "software": {
-                    "heartbeat": _version("heartbeat"),
-                    "cluster-glue": _version("cluster-glue"),
-                    "tcpdump": _version("tcpdump"),
-                    "daemon": HEARTBEAT_BIN,
-                },
-                "capture": {
-                    "file": "capture.pcap",
-                    "where": "tcpdump -i br0 -s 0 -U on the lab bridge, no filter",
-                    "start": round(capture.started, 6),
-                    "end": round(capture.stopped or time.time(), 6),
-                    "packets": packets,
-                },
-                "network": "198.18.0.0/24 on one bridge; IPv6 disabled; no default route",
-                "config": {"ha.cf": "ha.cf", "authkeys": "authkeys",
-                           "haresources": "haresources", "shared_by_all_nodes": True},
-                "nodes": nodes,
-            }
-            if client is not None:
-                meta["client"] = {"name": client.name, "address": client.address,
-                                  "mac": client.mac}
-            if scenario.haresources:
-                meta["vip"] = f"{VIP}/24"
-            meta["events"] = rec.events
-            if rec.facts:
-                meta["facts"] = rec.facts
-            meta["summary"] = summarize(tmp / "capture.pcap")
-            (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
-        size = (tmp / "capture.pcap").stat().st_size
-        if size > MAX_CAPTURE_BYTES:
-            raise LabError(f"capture is {size} bytes, over the {MAX_CAPTURE_BYTES} byte budget")
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    final = out_root / scenario.name
-    shutil.rmtree(final, ignore_errors=True)
-    tmp.rename(final)
-    return final
+    with scratch_folder(out_root, scenario.name) as tmp, Lab() as lab:
+        hbs = [lab.add_heartbeat(name) for name in scenario.nodes]
+        client = lab.add_client() if scenario.client else None
+        ha_cf = heartbeat_ha_cf(list(scenario.nodes),
+                                scenario.media([hb.node.address for hb in hbs]),
+                                extra=scenario.extra)
+        for hb in hbs:
+            hb.write_config(ha_cf, scenario.authkeys, scenario.haresources)
+        (tmp / "ha.cf").write_text(ha_cf)
+        (tmp / "authkeys").write_text(scenario.authkeys)
+        (tmp / "authkeys").chmod(0o600)
+        (tmp / "haresources").write_text(scenario.haresources)
+        capture = lab.capture(tmp / "capture.pcap")
+        rec = Recording(lab, hbs, capture, client)
+        rec.event(f"tcpdump listening on the lab bridge ({capture.interface})")
+        scenario.actions(rec)
+        packets = capture.stop()
+        rec.event("tcpdump stopped", packets=packets)
+        nodes = []
+        for hb in hbs:
+            uuid = hb.var_lib_dir / "hb_uuid"
+            gen = hb.var_lib_dir / "hb_generation"
+            nodes.append({
+                "name": hb.name,
+                "address": hb.node.address,
+                "mac": hb.node.mac,
+                "hb_uuid": uuid.read_bytes().hex() if uuid.exists() else None,
+                "hb_generation": gen.read_text().strip() if gen.exists() else None,
+                "log": f"{hb.name}.ha-log",
+            })
+            shutil.copyfile(hb.log_path, tmp / f"{hb.name}.ha-log")
+        meta: dict[str, object] = {
+            "scenario": scenario.name,
+            "description": scenario.description,
+            "recorded_at": dt.datetime.fromtimestamp(capture.started, dt.UTC).isoformat(),
+            "recorder": "captures/record.py (hbtools.lab namespace lab)",
+            "software": {
+                "heartbeat": package_version("heartbeat"),
+                "cluster-glue": package_version("cluster-glue"),
+                "tcpdump": package_version("tcpdump"),
+                "daemon": HEARTBEAT_BIN,
+            },
+            "capture": {
+                "file": "capture.pcap",
+                "where": "tcpdump -i br0 -s 0 -U on the lab bridge, no filter",
+                "start": round(capture.started, 6),
+                "end": round(capture.stopped or time.time(), 6),
+                "packets": packets,
+            },
+            "network": "198.18.0.0/24 on one bridge; IPv6 disabled; no default route",
+            "config": {"ha.cf": "ha.cf", "authkeys": "authkeys",
+                       "haresources": "haresources", "shared_by_all_nodes": True},
+            "nodes": nodes,
+        }
+        if client is not None:
+            meta["client"] = {"name": client.name, "address": client.address,
+                              "mac": client.mac}
+        if scenario.haresources:
+            meta["vip"] = f"{VIP}/24"
+        meta["events"] = rec.events
+        if rec.facts:
+            meta["facts"] = rec.facts
+        meta["summary"] = summarize(tmp / "capture.pcap")
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+    return out_root / scenario.name
 
 
-def _sigterm(signum: int, frame: FrameType | None) -> None:
-    raise SystemExit(128 + signum)
+def _describe(summary: dict[str, object]) -> str:
+    return f"{summary['heartbeat_datagrams']} Heartbeat datagrams, types {summary['message_types']}"
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("scenarios", nargs="*", metavar="SCENARIO",
-                        help="scenarios to record (default: all)")
-    parser.add_argument("--list", action="store_true", help="list the scenarios and exit")
-    parser.add_argument("--out", type=Path, default=CAPTURES,
-                        help="folder that receives <scenario>/ (default: captures/)")
-    args = parser.parse_args(argv)
-    if args.list:
-        for s in SCENARIOS.values():
-            print(f"{s.name:15} {s.description}")
-        return 0
-    unknown = [s for s in args.scenarios if s not in SCENARIOS]
-    if unknown:
-        print(f"record.py: unknown scenario {', '.join(unknown)} (see --list)", file=sys.stderr)
-        return 2
-    signal.signal(signal.SIGTERM, _sigterm)
-    failed = []
-    for name in args.scenarios or list(SCENARIOS):
-        print(f"== {name}", flush=True)
-        try:
-            folder = record(SCENARIOS[name], args.out)
-        except LabError as err:
-            print(f"record.py: {name}: {err}", file=sys.stderr)
-            failed.append(name)
-            if "needs root" in str(err) or "needs the program" in str(err):
-                return 2
-            continue
-        meta = json.loads((folder / "meta.json").read_text())
-        print(f"   -> {folder}: {meta['summary']['heartbeat_datagrams']} Heartbeat datagrams, "
-              f"types {meta['summary']['message_types']}", flush=True)
-    if failed:
-        print(f"record.py: failed: {' '.join(failed)}", file=sys.stderr)
-        return 1
-    return 0
+    return recording.main("record.py", __doc__.split("\n\n")[0], SCENARIOS, record, _describe, argv)
 
 
 if __name__ == "__main__":

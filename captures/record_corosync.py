@@ -30,32 +30,26 @@ so ring sequence numbers start afresh and runs are comparable.
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import json
 import os
 import re
 import shutil
 import signal
-import subprocess
 import sys
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+import recording  # noqa: E402  (captures/recording.py: the shared recorder parts; puts the repo on sys.path)
+from recording import package_version, scratch_folder  # noqa: E402
 
 from hbtools import knet, totem  # noqa: E402
-from hbtools.lab import Capture, Lab, LabError, Node, wait_until  # noqa: E402
+from hbtools.lab import Capture, Lab, Node, wait_until  # noqa: E402
 
-CAPTURES = Path(__file__).resolve().parent
 MCAST_GROUP = "239.18.0.2"
-MAX_CAPTURE_BYTES = 1_000_000
 TOTEM_PORTS = (5404, 5405)
 
 
@@ -382,128 +376,73 @@ def summarize(pcap: Path, scenario: Scenario) -> dict[str, object]:
     return summary
 
 
-def _version(package: str) -> str | None:
-    res = subprocess.run(["dpkg-query", "-W", "-f=${Version}", package], capture_output=True,
-                         text=True, check=False)
-    return res.stdout.strip() or None
-
-
 def record(scenario: Scenario, out_root: Path) -> Path:
     """Run one scenario and return its finished folder."""
-    tmp = out_root / f".{scenario.name}.recording"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
-        with Lab() as lab:
-            nodes = [lab.add_corosync_node(f"node{i}", host=i)
-                     for i in range(1, scenario.nodes + 1)]
-            conf = corosync_conf(scenario)
-            (tmp / "corosync.conf").write_text(conf)
+    with scratch_folder(out_root, scenario.name) as tmp, Lab() as lab:
+        nodes = [lab.add_corosync_node(f"node{i}", host=i)
+                 for i in range(1, scenario.nodes + 1)]
+        conf = corosync_conf(scenario)
+        (tmp / "corosync.conf").write_text(conf)
+        if scenario.crypto:
+            # A lab-only key, committed so the capture can be decrypted later.
+            (tmp / "authkey").write_bytes(os.urandom(256))
+        for node in nodes:
+            etc = node.workdir / "etc-corosync"
+            (etc / "corosync.conf").write_text(conf)
             if scenario.crypto:
-                # A lab-only key, committed so the capture can be decrypted later.
-                (tmp / "authkey").write_bytes(os.urandom(256))
-            for node in nodes:
-                etc = node.workdir / "etc-corosync"
-                (etc / "corosync.conf").write_text(conf)
-                if scenario.crypto:
-                    shutil.copyfile(tmp / "authkey", etc / "authkey")
-                    (etc / "authkey").chmod(0o400)
-                assert not any((node.workdir / "var-lib-corosync").iterdir())
-            capture = lab.capture(tmp / "capture.pcap", "udp")
-            rec = Recording(lab, scenario, nodes, capture)
-            rec.event("tcpdump listening on the lab bridge (br0), filter udp")
-            scenario.actions(rec)
-            packets = capture.stop()
-            rec.event("tcpdump stopped", packets=packets)
-            memberships = []
-            for node in nodes:
-                log = node.workdir / "var-log-corosync" / "corosync.log"
-                text = log.read_text(errors="replace") if log.exists() else ""
-                (tmp / f"{node.name}.corosync.log").write_text(text)
-                memberships += memberships_from_log(node.name, text)
-            for node in nodes:
-                if rec.corosync_pids(node):
-                    rec.stop(node)
-            meta: dict[str, object] = {
-                "scenario": scenario.name,
-                "description": scenario.description,
-                "recorded_at": dt.datetime.fromtimestamp(capture.started, dt.UTC).isoformat(),
-                "recorder": "captures/record_corosync.py (hbtools.lab namespace lab)",
-                "software": {"corosync": _version("corosync"), "libknet1": _version("libknet1"),
-                             "tcpdump": _version("tcpdump")},
-                "transport": scenario.transport,
-                "crypto": {"cipher": scenario.crypto_cipher, "hash": scenario.crypto_hash},
-                "capture": {
-                    "file": "capture.pcap",
-                    "where": "tcpdump -i br0 -s 0 -U on the lab bridge, filter 'udp'",
-                    "start": round(capture.started, 6),
-                    "end": round(capture.stopped or time.time(), 6),
-                    "packets": packets,
-                },
-                "network": "198.18.0.0/24 on one bridge; IPv6 disabled; no default route",
-                "config": {"corosync.conf": "corosync.conf", "shared_by_all_nodes": True,
-                           **({"authkey": "authkey"} if scenario.crypto else {})},
-                "nodes": [{"name": n.name, "nodeid": i, "address": n.address, "mac": n.mac,
-                           "log": f"{n.name}.corosync.log"}
-                          for i, n in enumerate(nodes, start=1)],
-                "configured_nodeids": list(range(1, scenario.nodes + 1)),
-                "ring_id_format": "rep.seq as corosync prints them, both hex",
-                "corosync_view": {"memberships": memberships, "snapshots": rec.snapshots},
-                "events": rec.events,
-            }
-            meta["summary"] = summarize(tmp / "capture.pcap", scenario)
-            (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
-        size = (tmp / "capture.pcap").stat().st_size
-        if size > MAX_CAPTURE_BYTES:
-            raise LabError(f"capture is {size} bytes, over the {MAX_CAPTURE_BYTES} byte budget")
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    final = out_root / scenario.name
-    shutil.rmtree(final, ignore_errors=True)
-    tmp.rename(final)
-    return final
-
-
-def _sigterm(signum: int, frame: FrameType | None) -> None:
-    raise SystemExit(128 + signum)
+                shutil.copyfile(tmp / "authkey", etc / "authkey")
+                (etc / "authkey").chmod(0o400)
+            assert not any((node.workdir / "var-lib-corosync").iterdir())
+        capture = lab.capture(tmp / "capture.pcap", "udp")
+        rec = Recording(lab, scenario, nodes, capture)
+        rec.event("tcpdump listening on the lab bridge (br0), filter udp")
+        scenario.actions(rec)
+        packets = capture.stop()
+        rec.event("tcpdump stopped", packets=packets)
+        memberships = []
+        for node in nodes:
+            log = node.workdir / "var-log-corosync" / "corosync.log"
+            text = log.read_text(errors="replace") if log.exists() else ""
+            (tmp / f"{node.name}.corosync.log").write_text(text)
+            memberships += memberships_from_log(node.name, text)
+        for node in nodes:
+            if rec.corosync_pids(node):
+                rec.stop(node)
+        meta: dict[str, object] = {
+            "scenario": scenario.name,
+            "description": scenario.description,
+            "recorded_at": dt.datetime.fromtimestamp(capture.started, dt.UTC).isoformat(),
+            "recorder": "captures/record_corosync.py (hbtools.lab namespace lab)",
+            "software": {"corosync": package_version("corosync"), "libknet1": package_version("libknet1"),
+                         "tcpdump": package_version("tcpdump")},
+            "transport": scenario.transport,
+            "crypto": {"cipher": scenario.crypto_cipher, "hash": scenario.crypto_hash},
+            "capture": {
+                "file": "capture.pcap",
+                "where": "tcpdump -i br0 -s 0 -U on the lab bridge, filter 'udp'",
+                "start": round(capture.started, 6),
+                "end": round(capture.stopped or time.time(), 6),
+                "packets": packets,
+            },
+            "network": "198.18.0.0/24 on one bridge; IPv6 disabled; no default route",
+            "config": {"corosync.conf": "corosync.conf", "shared_by_all_nodes": True,
+                       **({"authkey": "authkey"} if scenario.crypto else {})},
+            "nodes": [{"name": n.name, "nodeid": i, "address": n.address, "mac": n.mac,
+                       "log": f"{n.name}.corosync.log"}
+                      for i, n in enumerate(nodes, start=1)],
+            "configured_nodeids": list(range(1, scenario.nodes + 1)),
+            "ring_id_format": "rep.seq as corosync prints them, both hex",
+            "corosync_view": {"memberships": memberships, "snapshots": rec.snapshots},
+            "events": rec.events,
+        }
+        meta["summary"] = summarize(tmp / "capture.pcap", scenario)
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+    return out_root / scenario.name
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("scenarios", nargs="*", metavar="SCENARIO",
-                        help="scenarios to record (default: all)")
-    parser.add_argument("--list", action="store_true", help="list the scenarios and exit")
-    parser.add_argument("--out", type=Path, default=CAPTURES,
-                        help="folder that receives <scenario>/ (default: captures/)")
-    args = parser.parse_args(argv)
-    if args.list:
-        for s in SCENARIOS.values():
-            print(f"{s.name:20} {s.description}")
-        return 0
-    unknown = [s for s in args.scenarios if s not in SCENARIOS]
-    if unknown:
-        print(f"record_corosync.py: unknown scenario {', '.join(unknown)} (see --list)",
-              file=sys.stderr)
-        return 2
-    signal.signal(signal.SIGTERM, _sigterm)
-    failed = []
-    for name in args.scenarios or list(SCENARIOS):
-        print(f"== {name}", flush=True)
-        try:
-            folder = record(SCENARIOS[name], args.out)
-        except LabError as err:
-            print(f"record_corosync.py: {name}: {err}", file=sys.stderr)
-            failed.append(name)
-            if "needs root" in str(err) or "needs the program" in str(err):
-                return 2
-            continue
-        meta = json.loads((folder / "meta.json").read_text())
-        print(f"   -> {folder}: {meta['summary']}", flush=True)
-    if failed:
-        print(f"record_corosync.py: failed: {' '.join(failed)}", file=sys.stderr)
-        return 1
-    return 0
+    return recording.main("record_corosync.py", __doc__.split("\n\n")[0], SCENARIOS, record,
+                          str, argv)
 
 
 if __name__ == "__main__":
