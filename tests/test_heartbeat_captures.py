@@ -60,12 +60,11 @@ def test_any_flipped_byte_of_the_signed_region_fails(folder):
     keys = load_keys(folder)
     payloads = heartbeat_payloads(folder)
     rng = random.Random(694)
-    # Exhaustive on the first packet, sampled on the rest to keep the suite quick.
+    # Every byte of every packet's signed region, with one bit flipped (chosen at random).
     for index, wire in enumerate(payloads):
         msg = heartbeat.decode(wire)
         region = heartbeat.trailer_signed_region(wire, msg) or wire
-        positions = range(len(region)) if index == 0 else rng.sample(range(len(region)), 6)
-        for position in positions:
+        for position in range(len(region)):
             flipped = bytearray(wire)
             flipped[position] ^= 1 << rng.randrange(8)
             assert not keys.verify(bytes(flipped)), (index, position)
