@@ -32,6 +32,7 @@ from hbtools.fields import Kind, WireType, spec_for
 from hbtools.heartbeat import Message, WireFormat
 
 __all__ = [
+    "BODY_ORDER",
     "COMMON_FIELDS",
     "DEFAULT_DEADTIME_MS",
     "DEFAULT_TTL",
@@ -60,6 +61,17 @@ COMMON_FIELDS: tuple[str, ...] = ("src", "srcuuid", "seq", "hg", "ts", "ld", "tt
 #: Flagged IS_SEQ in heartbeat: left out of messages outside the sequence space (NS_*).
 SEQUENCE_ONLY_FIELDS = frozenset({"seq", "ld"})
 NOSEQ_PREFIX = "NS_"
+
+#: The order in which the sending code adds a type's own fields, where it is not simply
+#: ``t`` first. Read off real 3.0.6 datagrams (captures/hb-*): ``repnodes`` is the one
+#: message that starts with ``dest`` (``dest``, ``t``, ``nodelist``, ``delnodelist``,
+#: ``destuuid``), while ``reqnodes`` and ``NS_ackmsg`` put ``t`` first. A ``-f`` field
+#: named here is placed by this order, whatever order the options came in.
+BODY_ORDER: dict[str, tuple[str, ...]] = {
+    "repnodes": ("dest", "t", "nodelist", "delnodelist", "destuuid"),
+    "reqnodes": ("t", "dest", "destuuid"),
+    "NS_ackmsg": ("t", "dest", "ackseq", "destuuid"),
+}
 
 #: Heartbeat's default deadtime (30 s), written as the hex milliseconds of ``dt``.
 DEFAULT_DEADTIME_MS = 30_000
@@ -317,8 +329,10 @@ def build_message(
 
     Order of work, mirroring the daemon: body (template's fields, or ``t`` plus the
     type's usual fields), the caller's body fields (``-f``; a name already there is
-    changed where it stands, a new one goes before the common fields), then the common
-    fields modified in place or appended (skipped with ``fill=False``), then ``-f``
+    changed where it stands, a new one goes before the common fields and before any
+    field that `BODY_ORDER` puts after it, so ``-t repnodes -f dest=…`` starts with
+    ``dest``), then the common fields modified in place or appended (skipped with
+    ``fill=False``), then ``-f``
     values for common fields, then ``omit``. A signature already in the body is kept
     in its place for `sign_message` to recompute, as ``ha_msg_mod`` would.
     """
@@ -334,9 +348,11 @@ def build_message(
     if msg_type is None:
         raise InjectError("the template has no 't' field (message type): give -t TYPE")
     common = set(COMMON_FIELDS)
+    order = BODY_ORDER.get(msg_type, ())
     for f in overrides:
         if f.name not in common:
-            fields = _set(fields, f, before=common | {heartbeat.AUTH_FIELD})
+            later = set(order[order.index(f.name) + 1 :]) if f.name in order else set()
+            fields = _set(fields, f, before=later | common | {heartbeat.AUTH_FIELD})
     if fill:
         sequenced = is_sequenced(msg_type)
         values = common_values(state, seq, now, load, ttl)

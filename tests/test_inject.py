@@ -51,6 +51,14 @@ REAL_REQNODES_CRC = (
     b"14:(0)hg=6b05fcdd,14:(0)ts=6b05fcdd,29:(0)ld=0.76 0.47 0.22 2/135 33,8:(0)ttl=3,"
     b"18:(0)auth=1 c049f191,%%%\n10:1 74816a80,"
 )
+# captures/hb-bcast-crc frame 9: repnodes is the one type that starts with dest, not t
+REAL_REPNODES_CRC = (
+    b"###\n13:(0)dest=node1,13:(0)t=repnodes,24:(0)nodelist=node1 node2 ,16:(0)delnodelist= ,"
+    b"28:(1)destuuid=k\x1d\xa8}e\x7fE\xa2\x8e7\x7f\x9e\xfb\xfe\xa1\x9b,12:(0)src=node2,"
+    b"27:(1)srcuuid=NO\xcc\x1b\xcc\xc6Ma\xb4\xff\x1f\x0c\x7fH\xd6\x1d,8:(0)seq=4,"
+    b"14:(0)hg=6b05fcde,14:(0)ts=6b05fcde,29:(0)ld=0.76 0.47 0.22 3/135 32,8:(0)ttl=3,"
+    b"18:(0)auth=1 4b38d511,%%%\n10:1 7167d2d9,"
+)
 # captures/hb-mcast-sha1 frame 1 (auth 1 / 1 sha1 hbtools-mcast-key)
 REAL_STATUS_SHA1 = (
     b"###\n11:(0)t=status,10:(0)st=init,10:(0)dt=1b58,13:(0)protocol=1,12:(0)src=node1,"
@@ -127,6 +135,26 @@ def test_ns_ackmsg_has_no_seq_and_no_ld() -> None:
 def test_dest_fields_go_before_the_common_fields() -> None:
     msg = status("node1", NODE1_UUID, 0x6B05FCDD, 5, 0x6B05FCDD, "0.76 0.47 0.22 2/135 33",
                  "dest=node2", "destuuid=hex:4e4fcc1bccc64d61b4ff1f0c7f48d61d",
+                 message_type="reqnodes")
+    assert inj.sign_message(msg, CRC) == REAL_REQNODES_CRC
+
+
+@pytest.mark.parametrize("specs", [
+    ("dest=node1", "nodelist=node1 node2 ", "delnodelist= ",
+     "destuuid=6b1da87d-657f-45a2-8e37-7f9efbfea19b"),
+    # whatever order the options come in, the daemon's order comes out
+    ("destuuid=6b1da87d-657f-45a2-8e37-7f9efbfea19b", "delnodelist= ", "nodelist=node1 node2 ",
+     "dest=node1"),
+])
+def test_repnodes_starts_with_dest_like_the_real_one(specs: tuple[str, ...]) -> None:
+    msg = status("node2", NODE2_UUID, 0x6B05FCDE, 4, 0x6B05FCDE, "0.76 0.47 0.22 3/135 32",
+                 *specs, message_type="repnodes")
+    assert inj.sign_message(msg, CRC) == REAL_REPNODES_CRC
+
+
+def test_reqnodes_keeps_t_first_whatever_the_option_order() -> None:
+    msg = status("node1", NODE1_UUID, 0x6B05FCDD, 5, 0x6B05FCDD, "0.76 0.47 0.22 2/135 33",
+                 "destuuid=hex:4e4fcc1bccc64d61b4ff1f0c7f48d61d", "dest=node2",
                  message_type="reqnodes")
     assert inj.sign_message(msg, CRC) == REAL_REQNODES_CRC
 
@@ -368,6 +396,16 @@ def test_dry_run_prints_text_and_hex_exactly() -> None:
         "00000000  23 23 23 0a 39 3a 28 30  29 74 3d 70 69 6e 67 2c  |###.9:(0)t=ping,|\n"
         "00000010  25 25 25 0a                                       |%%%.|\n"
     )
+
+
+def test_cli_repnodes_starts_with_dest() -> None:
+    code, out, err = hbtool("inject", "-t", "repnodes", "-f", "nodelist=node1 node2 ",
+                            "-f", "delnodelist= ", "-f", "dest=node1", "--no-fill", "--no-auth",
+                            "--dry-run")
+    assert code == 0, err
+    # The body of captures/hb-bcast-crc frame 9, up to destuuid.
+    assert out.splitlines()[1:3] == [
+        "###", "13:(0)dest=node1,13:(0)t=repnodes,24:(0)nodelist=node1 node2 ,16:(0)delnodelist= ,%%%"]
 
 
 def test_dry_run_with_state_changes_nothing(tmp_path: Path) -> None:
