@@ -55,9 +55,16 @@ _STEP_KEYS = {"at", "for", "repeat", "every", "rules"}
 def load(path: str | Path, *, extra_nodes: dict[str, str] | None = None) -> Scenario:
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except OSError as exc:
         raise ScenarioError(str(path), None, f"cannot read: {exc.strerror}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        # TOML is UTF-8 by definition; a binary file handed to --scenario by mistake
+        # must still be one line naming where it stops being text.
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise ScenarioError(str(path), line, "not UTF-8 text (is this a TOML scenario?)") from None
     return parse(text, str(path), extra_nodes=extra_nodes)
 
 

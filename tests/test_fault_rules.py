@@ -195,3 +195,13 @@ def test_example_scenarios_parse():
         False, True, True, False, True, True, True, False]
     split = load(examples[1])
     assert split.duration == 45.0 and len(split.rules) == 3
+
+
+def test_binary_scenario_file_is_one_line_error(tmp_path):
+    from faults.scenario import load
+
+    path = tmp_path / "capture.pcap"
+    path.write_bytes(b'name = "x"\n\xd4\xc3\xb2\xa1\x02\x00')  # a pcap header on line 2
+    with pytest.raises(ScenarioError) as err:
+        load(path)
+    assert str(err.value) == f"{path}:2: not UTF-8 text (is this a TOML scenario?)"
