@@ -15,9 +15,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import os
 import random
 import shutil
+import stat
 import subprocess
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -436,6 +439,28 @@ def test_export_cli_writes_file_and_installs(tmp_path: Path, monkeypatch: pytest
     assert str(target) in result.output
     bad = CliRunner().invoke(cli, ["wireshark", "export", "-o", "/proc/nonexistent/x.lua"])
     assert bad.exit_code == 2 and "cannot write" in bad.output and "Traceback" not in bad.output
+
+
+def test_export_writes_through_special_files_and_links(tmp_path: Path) -> None:
+    """-o on a FIFO or a symlink writes through it; neither is replaced by a plain file."""
+    fifo = tmp_path / "plugin.fifo"
+    os.mkfifo(fifo)
+    received: list[bytes] = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_bytes()), daemon=True)
+    reader.start()
+    result = CliRunner().invoke(cli, ["wireshark", "export", "-o", str(fifo)])
+    reader.join(timeout=30)
+    assert result.exit_code == 0, result.output
+    assert stat.S_ISFIFO(fifo.lstat().st_mode)
+    assert received == [generate().encode()]
+    real = tmp_path / "real.lua"
+    real.write_text("old")
+    link = tmp_path / "link.lua"
+    link.symlink_to(real)
+    result = CliRunner().invoke(cli, ["wireshark", "export", "-o", str(link)])
+    assert result.exit_code == 0, result.output
+    assert link.is_symlink() and real.read_text() == generate()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link.lua", "plugin.fifo", "real.lua"]
 
 
 @needs_tshark

@@ -16,13 +16,23 @@ PLUGIN_NAME = "hbtools.lua"
 
 
 def _write(path: Path, text: str) -> None:
-    """Write via a temporary file so Wireshark never loads a half-written plugin."""
+    """Write a plugin file via a temporary one so Wireshark never loads it half-written.
+
+    Only a regular file (or a new one) is replaced that way: ``-o /dev/stdout``, a FIFO or
+    a symlink is written through in place, since renaming over it would swap the device
+    node or link for a plain file (as root, ``-o /dev/null`` would replace /dev/null).
+    """
+    tmp = path.with_name(path.name + ".tmp")
     try:
+        if path.is_symlink() or (path.exists() and not path.is_file()):
+            with path.open("w", encoding="utf-8") as out:
+                out.write(text)
+            return
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
         tmp.write_text(text, encoding="utf-8")
         os.replace(tmp, path)
     except OSError as exc:
+        tmp.unlink(missing_ok=True)
         click.echo(f"hbtool wireshark export: {path}: cannot write: {exc.strerror}", err=True)
         sys.exit(EXIT_USAGE)
 
