@@ -7,8 +7,11 @@ it runs, so `hbtool decode` does not pay for scapy or netfilterqueue imports tha
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import importlib
 import importlib.util
+import os
 import sys
 
 import click
@@ -76,3 +79,19 @@ def main() -> None:
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         sys.exit(130)
+    except OSError as exc:
+        # Verbs report their own inputs; what escapes is mostly output that cannot be
+        # written (`> /dev/full`, a full disk). click handles only a closed pipe itself.
+        _quiet_stdout()
+        where = f"{exc.filename}: " if exc.filename else ""
+        if not where and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            where = "output not written: "
+        click.echo(f"hbtool: {where}{exc.strerror or exc}", err=True)
+        sys.exit(EXIT_USAGE)
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's exit flush does not fail again."""
+    with contextlib.suppress(OSError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
