@@ -55,6 +55,19 @@ def test_every_packet_round_trips_and_verifies(folder):
         assert heartbeat.encode(msg, keys) == wire, f"packet {index} re-signs differently"
 
 
+def test_crc_digests_are_unpadded_hex_as_on_the_wire():
+    """Heartbeat prints a crc with %lx: a CRC below 0x10000000 goes out with 7 digits."""
+    folder = CAPTURES / "hb-bcast-crc"
+    keys = load_keys(folder)
+    assert keys.active_key.method == "crc"
+    messages = [(wire, heartbeat.decode(wire)) for wire in heartbeat_payloads(folder)]
+    short = [(wire, msg) for wire, msg in messages
+             if any(len(signature.split()[1]) < 8 for signature in (msg["auth"], msg.trailer))]
+    assert short, "the crc capture should hold a digest under 0x10000000 (frames 5, 21, 75)"
+    for wire, msg in short:
+        assert heartbeat.encode(msg, keys) == wire
+
+
 @pytest.mark.parametrize("folder", HEARTBEAT_CAPTURES, ids=lambda p: p.name)
 def test_any_flipped_byte_of_the_signed_region_fails(folder):
     keys = load_keys(folder)
