@@ -1,7 +1,6 @@
 """Fixtures for the namespace tests: a fresh lab per test, torn down whatever happens.
 
-The policy helpers are re-exported for tests that still say ``from conftest import …``;
-new code should import them from `policy`.
+The skip-or-fail helpers live in `tests/policy.py` (``from policy import …``).
 """
 
 from __future__ import annotations
@@ -9,11 +8,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from policy import in_ci, missing_for_netns, require_tools, skip_or_fail
 
 from hbtools.lab import Lab
-
-__all__ = ["in_ci", "lab", "missing_for_netns", "require_tools", "skip_or_fail"]
 
 
 @pytest.fixture

@@ -25,21 +25,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from policy import require_tools, skip_or_fail
 
 pytestmark = pytest.mark.netns
 
 ROOT = Path(__file__).resolve().parents[2]
 AUTHKEYS = "auth 2\n1 crc\n2 sha1 hbtools-fault-test\n"
 BCAST = "198.18.0.255"
-
-
-def _policy():
-    """The shared skip-or-fail helpers (tests/policy.py; older trees: tests/conftest.py)."""
-    try:
-        from policy import require_tools, skip_or_fail
-    except ImportError:
-        from conftest import require_tools, skip_or_fail
-    return require_tools, skip_or_fail
 
 
 def _hbtool(*args: str) -> list[str]:
@@ -51,8 +43,6 @@ def _env() -> dict[str, str]:
 
 
 def _lab_modules():
-    require_tools, skip_or_fail = _policy()
-
     require_tools("/usr/libexec/heartbeat/heartbeat", "cl_status", "iptables", "nft")
     try:
         import netfilterqueue  # noqa: F401

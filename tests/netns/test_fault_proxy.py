@@ -28,6 +28,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from policy import require_tools, skip_or_fail
 
 pytestmark = pytest.mark.netns
 
@@ -65,15 +66,6 @@ with open(sys.argv[4], "w") as log:
         s.sendto(data, (sys.argv[1], 694))
         time.sleep(gap)
 """
-
-
-def _policy():
-    """The shared skip-or-fail helpers (tests/policy.py; older trees: tests/conftest.py)."""
-    try:
-        from policy import require_tools, skip_or_fail
-    except ImportError:
-        from conftest import require_tools, skip_or_fail
-    return require_tools, skip_or_fail
 
 
 def _hbtool(*args: str) -> list[str]:
@@ -191,8 +183,6 @@ def _seq_of(payload: bytes) -> int | None:
 
 
 def _require() -> None:
-    require_tools, skip_or_fail = _policy()
-
     require_tools("tcpdump", "tshark", "iptables", "nft")
     try:
         import netfilterqueue  # noqa: F401
