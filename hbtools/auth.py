@@ -127,9 +127,9 @@ class AuthKeys:
                 active, active_line = int(words[1]), number
                 continue
             if not words[0].isdigit():
-                raise AuthKeysError(
-                    source, number, f"expected 'auth N' or 'N method [key]', got {words[0]!r}"
-                )
+                # Cut long: a binary file given as authkeys would otherwise fill the screen.
+                got = words[0] if len(words[0]) <= 40 else words[0][:40] + "..."
+                raise AuthKeysError(source, number, f"expected 'auth N' or 'N method [key]', got {got!r}")
             key_number = int(words[0])
             if key_number > MAX_KEY_NUMBER:
                 raise AuthKeysError(source, number, f"key number {key_number} is over {MAX_KEY_NUMBER}")
