@@ -14,6 +14,9 @@ APT_PACKAGES := heartbeat corosync tshark tcpdump arping iproute2 iptables nftab
 .PHONY: demo test setup system venv lint bench clean
 
 demo: setup
+	@# git keeps no mode 600: without this the demo opens with Heartbeat's (right)
+	@# complaint that the bundled authkeys file is readable by others.
+	chmod go-rwx $(DEMO)/authkeys
 	$(HBTOOL) decode $(DEMO)/capture.pcap --authkeys $(DEMO)/authkeys
 	$(HBTOOL) decode $(DEMO)/capture.pcap --authkeys $(DEMO)/authkeys --stats
 
