@@ -561,3 +561,11 @@ def test_totem_cli_sends_over_loopback() -> None:
         assert [rx.recv(65535), rx.recv(65535)] == [REAL_UDPU_JOIN, REAL_UDPU_JOIN]
     code, _, err = hbtool("inject", "--proto", "totem", "--authkeys", "x", "--dry-run")
     assert code == 2 and "--proto totem takes" in err
+
+
+def test_multicast_ttl_reaches_the_socket():
+    # What the kernel reports back for the socket, not what the code stored.
+    import socket
+
+    with inj.Sender("239.18.0.1", 694, multicast_ttl=3) as sender:
+        assert sender.sock.getsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL) == 3

@@ -154,6 +154,8 @@ def _interval(count: int, interval: float | None, rate: str | None) -> float:
 @click.option("--iface", default=None, help="Send through this interface.")
 @click.option("--spoof-src", default=None, metavar="IP", help="Source address to forge (raw socket).")
 @click.option("--sport", type=click.IntRange(1, 65535), default=None, help="Source port.")
+@click.option("--mcast-ttl", type=click.IntRange(1, 255), default=1, show_default=True,
+              help="IP TTL of multicast datagrams (ha.cf: mcast IFACE GROUP PORT TTL LOOP).")
 @click.option("--count", type=click.IntRange(1, inj.MAX_COUNT), default=1, show_default=True,
               help="Number of messages.")
 @click.option("--interval", type=click.FloatRange(min=0), default=None,
@@ -239,7 +241,7 @@ def _inject_heartbeat(o: dict[str, Any]) -> None:
     sent = 0
     try:
         with inj.Sender(o["to"], port, iface=o["iface"], spoof_src=o["spoof_src"],
-                        sport=o["sport"]) as sender:
+                        sport=o["sport"], multicast_ttl=o["mcast_ttl"]) as sender:
 
             def emit(index: int) -> None:
                 nonlocal sent
@@ -276,7 +278,8 @@ def _inject_totem(o: dict[str, Any]) -> None:
                       f"{' in knet' if o['knet'] else ''}, to {where} (dry run, not sent)")
             click.echo(inj.dry_run_text(data, header), nl=False)
         return
-    with inj.Sender(o["to"], port, iface=o["iface"], spoof_src=o["spoof_src"], sport=o["sport"]) as sender:
+    with inj.Sender(o["to"], port, iface=o["iface"], spoof_src=o["spoof_src"], sport=o["sport"],
+                    multicast_ttl=o["mcast_ttl"]) as sender:
         sent = inj.run_schedule(delays, lambda _i: sender.send(data))
     click.echo(f"hbtool inject: sent {sent} totem message(s) to {where}", err=True)
 
