@@ -225,6 +225,18 @@ def test_fast_paths_agree_with_the_codecs(capture):
     assert out == reference
 
 
+def _ha_cf_seconds(ha_cf: Path, directive: str) -> float:
+    """A time directive of ha.cf in seconds: ``keepalive 1`` or ``keepalive 200ms``."""
+    for line in ha_cf.read_text().splitlines():
+        words = line.split("#", 1)[0].split()
+        if len(words) == 2 and words[0] == directive:
+            value = words[1]
+            if value.endswith("ms"):
+                return float(value[:-2]) / 1000
+            return float(value.removesuffix("s"))
+    raise AssertionError(f"{ha_cf} has no {directive}")
+
+
 @pytest.mark.parametrize("capture", HB_DIRS, ids=lambda p: p.name)
 def test_heartbeat_stats_on_real_captures(capture):
     code, out, err = run_cli("decode", "-f", "json", "--stats", str(capture / "capture.pcap"))
@@ -234,9 +246,10 @@ def test_heartbeat_stats_on_real_captures(capture):
     payloads = _udp_payloads(capture / "capture.pcap", {694})
     senders = {regex_field(SRC_RE, p) for _f, p in payloads}
     assert set(nodes) == senders
+    keepalive = _ha_cf_seconds(capture / "ha.cf", "keepalive")
     for node in nodes.values():
-        # keepalive is 1 s in every recorded ha.cf: the median interval says so
-        assert node["heartbeat_interval"]["median"] == pytest.approx(1.0, abs=0.05)
+        # the ha.cf the capture was recorded with sets the beat: the median interval says so
+        assert node["heartbeat_interval"]["median"] == pytest.approx(keepalive, abs=0.05)
         assert node["auth_failures"] == 0 and node["errors"] == 0
         assert node["status_changes"]["events"][0]["new"] == "init"
 
