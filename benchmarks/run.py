@@ -249,16 +249,6 @@ TSHARK_FIELDS = ["-T", "fields", "-e", "frame.number", "-e", "frame.time_epoch",
                  "-e", "ip.dst", "-e", "udp.srcport", "-e", "udp.dstport"]
 
 
-def count_packets(path: Path) -> int:
-    data = path.read_bytes()
-    pos, count = 24, 0
-    while pos + 16 <= len(data):
-        (incl,) = struct.unpack_from("<I", data, pos + 8)
-        pos += 16 + incl
-        count += 1
-    return count
-
-
 def scapy_rate(path: Path, limit: int) -> tuple[float, int]:
     from scapy.all import UDP, PcapReader
 

@@ -38,10 +38,6 @@ _TOTEM_MAGICS = (b"\x70\xc0", b"\xc0\x70")
 _KNET_TYPES = frozenset((0x00, 0x01, 0x81, 0x82, 0x83, 0x84))
 
 
-def looks_heartbeat(payload: bytes) -> bool:
-    return payload[:4] in _HB_OPENINGS
-
-
 def looks_totem(payload: bytes) -> bool:
     """Corosync 3 magic and version, or the 1.x/2.x endian detector."""
     if len(payload) < 13:

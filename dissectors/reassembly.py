@@ -68,10 +68,6 @@ class Reassembler:
     def __len__(self) -> int:
         return len(self._partials)
 
-    @property
-    def buffered_bytes(self) -> int:
-        return self._bytes
-
     def add(
         self,
         key: tuple[object, ...],

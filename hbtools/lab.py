@@ -406,10 +406,6 @@ class Node:
     ifname: str = NODE_IF
     anchor: Anchor | None = field(default=None, repr=False)
 
-    @property
-    def anchored(self) -> bool:
-        return self.anchor is not None
-
     def command(self, cmd: Sequence[str]) -> list[str]:
         """The host command line that runs ``cmd`` inside this node."""
         if self.anchor is not None:

@@ -77,10 +77,6 @@ def _lua_value(value: object) -> str:
     raise GeneratorError(f"no Lua literal for {value!r}")
 
 
-def _lua_table(items: Mapping[str, object]) -> str:
-    return "{" + ", ".join(f"{k} = {_lua_value(v)}" for k, v in items.items()) + "}"
-
-
 def _valuestring(values: Mapping[int, str] | None) -> str:
     if not values:
         return "nil"
