@@ -190,8 +190,10 @@ def test_status_transitions_init_up_active():
     out += node.receive(peer_msg("status", 2, st="up"), None, 101.1)
     out += node.receive(peer_msg("status", 3, st="active"), None, 101.2)
     assert [e.data["status"] for e in events(out, "peer_status")] == ["init", "up", "active"]
-    # hearing the only peer makes us active: status, starting and our resource state go out
-    assert [m.type for m in sends(out)][:3] == ["status", "starting", "resource"]
+    # hearing the only peer: reqnodes to it, then active (captures/hb-failover, node2 seq 5..10:
+    # reqnodes, repnodes, status active, starting, resource)
+    assert [m.type for m in sends(out) if m.type != "NS_ackmsg"][:4] == [
+        "reqnodes", "status", "starting", "resource"]
     assert node.status.value == "active"
 
 
@@ -280,14 +282,31 @@ def test_rexmit_for_someone_else_is_ignored():
 
 
 def test_acks_carry_hex_ackseq():
+    # As in every capture (e.g. captures/hb-failover: node2 acks node1 at 9, 19, 29): a stream is
+    # acked at seqs 10 apart with the same last digit, ackseq in hex, no seq of its own.
     node, _ = lone_node()
     acks = []
-    for seq in range(9, 21):
+    for seq in range(9, 40):
         acks += [m for m in sends(node.receive(peer_msg("status", seq), None, 101 + seq / 100))
-                 if m.type == "NS_ackmsg"]
-    assert acks and all(m["dest"] == "node2" and "seq" not in m for m in acks)
-    assert "10" in [m["ackseq"] for m in acks] or "c" in [m["ackseq"] for m in acks]
-    assert int(acks[-1]["ackseq"], 16) <= 20
+                 if m.type == "NS_ackmsg" and m["dest"] == "node2"]
+    seqs = [int(m["ackseq"], 16) for m in acks]
+    assert len(seqs) == 3 and seqs[1] - seqs[0] == 10 and seqs[2] - seqs[1] == 10
+    assert all("seq" not in m for m in acks) and all(m["destuuid"] == PEER_UUID for m in acks)
+
+
+def test_own_stream_is_acked_too():
+    # A real node acks its own stream (hb-failover: node1 sends dest=node1 ackseq=4, 14, 24).
+    node, out = lone_node()
+    for t in range(1, 25):
+        out += node.tick(100.0 + t)
+    own = [m for m in sends(out) if m.type == "NS_ackmsg"]
+    assert len(own) >= 2 and all(m["dest"] == "node1" and m["destuuid"] == REAL_UUID for m in own)
+    seqs = [int(m["ackseq"], 16) for m in own]
+    assert all(b - a == 10 for a, b in zip(seqs, seqs[1:], strict=False))
+    sent = sends(out)
+    for m in own:  # each right after the message it acks
+        i = sent.index(m)
+        assert sent[i - 1]["seq"] == m["ackseq"]
 
 
 # ----------------------------------------------------------------------------- what is dropped
@@ -376,7 +395,7 @@ def test_clean_shutdown_hands_over_without_deadtime():
     sim.run_for(1)
     out = [r.item for r in sim.log if r.node == "node1" and r.at == stop_at]
     order = [(type(o).__name__, heartbeat.decode(o.data).type if isinstance(o, Send) else "") for o in out
-             if not isinstance(o, Event)]
+             if not isinstance(o, Event) and not (isinstance(o, Send) and o.message_type == "NS_ackmsg")]
     assert order == [("Send", "resource"), ("ReleaseResource", ""), ("Send", "shutdone")]
     take = sim.takes("node2")
     assert len(take) == 1 and take[0].at - stop_at < 0.01

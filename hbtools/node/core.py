@@ -29,6 +29,7 @@ from hbtools.node.state import (
     LOCAL_TRANSITIONS,
     PEER_TRANSITIONS,
     RESOURCE_TRANSITIONS,
+    STANDBY_TRANSITIONS,
     FenceState,
     LocalEvent,
     LocalStatus,
@@ -36,6 +37,8 @@ from hbtools.node.state import (
     PeerStatus,
     ResourceEvent,
     ResourcePhase,
+    Standby,
+    StandbyEvent,
     heard,
     transition,
 )
@@ -56,7 +59,9 @@ REXMIT_MIN_DELAY = 0.050  # a gap is asked for after a random 50..250 ms
 REXMIT_MAX_DELAY = 0.250  # max_rexmit_delay; also the repeat interval
 REXMIT_MAX_TRIES = 10  # then the gap is given up (and logged), so a loop is bounded
 MAX_SEQ_GAP = 250  # a bigger jump resets tracking instead of asking for 250+ messages
-ACK_EVERY = 4  # acknowledge a peer's stream every few messages
+ACK_MSG_DIV = 10  # a stream is acked at every seq with seq % 10 == that stream's random trigger
+STANDBY_INIT_TIMEOUT = 10.0  # 3.0.6 waits 10 s for the peer to agree (STANDBY_INIT_TO_MS)
+STANDBY_RSC_TIMEOUT = 3600.0  # then up to an hour for the resources to move (HB_STANDBY_RSC_TO_MS)
 STARTUP_EXTRA_DT_MS = 2000  # dt carries deadtime + 2 s while the node starts (seen on the wire)
 PROTOCOL_VERSION = "1"
 
@@ -137,15 +142,16 @@ class Peer:
     last_seq: int = 0  # every seq <= last_seq has arrived (0: nothing yet)
     above: set[int] = field(default_factory=set)
     missing: dict[int, _Rexmit] = field(default_factory=dict)
-    last_acked: int = 0
+    ack_trigger: int = 0  # its seqs with seq % ACK_MSG_DIV == ack_trigger get an NS_ackmsg
     # resources
     rsc_hold: str | None = None  # None: it has not told us since it (or we) started
+    stable: bool = False  # other_is_stable: its last resource message said isstable=1
     shutting_down: bool = False
     ping_count: int | None = None
     fence: FenceState = FenceState.NOT_NEEDED
 
     def reset_stream(self) -> None:
-        self.last_seq, self.last_acked = 0, 0
+        self.last_seq = 0
         self.above.clear()
         self.missing.clear()
 
@@ -193,6 +199,16 @@ class Node:
         self.inline_auth = ha.msgfmt == "classic"
         self.ttl = str(len(ha.nodes) + 1)
         self.peers: dict[str, Peer] = {n: Peer(n) for n in ha.nodes if n != name}
+        # 3.0.6 draws one ack trigger per node, its own stream included (it acks itself too).
+        self.own_ack_trigger = self.rng.randrange(ACK_MSG_DIV)
+        for peer in self.peers.values():
+            peer.ack_trigger = self.rng.randrange(ACK_MSG_DIV)
+        self._own_acks: list[tuple[Send, Send]] = []
+        self.reqnodes_sent = False
+        self.standby = Standby.NOT
+        self.standby_rsc = "all"  # the set being handed over, in the words of the node that asked
+        self.standby_deadline: float | None = None
+        self.needs_failback = False  # rsc_needs_failback: we took groups from a dead peer
         self.groups = list(config.groups)
         self.held: set[int] = set()
         self.status = LocalStatus.INIT
@@ -231,7 +247,7 @@ class Node:
         if not self.peers:
             self._set_local(LocalEvent.ALL_PEERS_HEARD, now, out)
         out.extend(self.tick(now))
-        return out
+        return self._finish(out)
 
     def next_timer(self) -> float | None:
         """The earliest time `tick` has something to do (None: nothing, e.g. after shutdown)."""
@@ -253,6 +269,8 @@ class Node:
             times.extend(r.due for r in peer.missing.values())
         if self.ping_ready_at is not None:
             times.append(self.ping_ready_at)
+        if self.standby_deadline is not None:
+            times.append(self.standby_deadline)
         return min(times) if times else None
 
     def tick(self, now: float) -> list[Output]:
@@ -275,9 +293,11 @@ class Node:
         if self.initdead_at is not None and now >= self.initdead_at:
             self.initdead_at = None
             self._initdead_expired(now, out)
+        if self.standby_deadline is not None and now >= self.standby_deadline:
+            self._abandon_standby(now, out, "timed out")
         self._ping_tick(now, out)
         self._plan(now, out)
-        return out
+        return self._finish(out)
 
     def receive(self, data: bytes, addr: tuple[str, int] | None, now: float) -> list[Output]:
         """Handle one datagram from ``addr``; anything not authentic is dropped and logged."""
@@ -323,7 +343,7 @@ class Node:
             self._count("undecodable")
             out.append(self._event(now, "dropped", f"bad field from {src} at {where}: {err.problem}",
                                    reason="bad_field", src=src, addr=where))
-        return out
+        return self._finish(out)
 
     def ping_reply(self, address: str, now: float) -> list[Output]:
         """An ICMP echo reply came back from a ping node."""
@@ -332,7 +352,7 @@ class Node:
             self.ping_last[address] = now
             self._ping_tick(now, out)
             self._plan(now, out)
-        return out
+        return self._finish(out)
 
     def fence_result(self, node: str, ok: bool, now: float, detail: str = "") -> list[Output]:
         """The fence command for ``node`` finished; only success lets resources move."""
@@ -350,7 +370,7 @@ class Node:
                                    f"node {node}: fence FAILED ({detail or 'no detail'}); "
                                    "not taking over its resources", node=node, ok=False, detail=detail))
         self._plan(now, out)
-        return out
+        return self._finish(out)
 
     def shutdown(self, now: float) -> list[Output]:
         """Clean stop: ``resource info=shutdown``, release everything, then ``shutdone``."""
@@ -368,9 +388,10 @@ class Node:
                                    group=self.groups[index].name, reason="shutdown"))
         self.held.clear()
         self.phase = transition(RESOURCE_TRANSITIONS, self.phase, ResourceEvent.SHUTDOWN)
+        self.standby, self.standby_deadline = Standby.NOT, None
         self._set_local(LocalEvent.SHUTDOWN, now, out)
         out.append(self._send(now, [("t", "shutdone"), ("st", "dead")]))
-        return out
+        return self._finish(out)
 
     @property
     def rsc_hold(self) -> str:
@@ -408,6 +429,7 @@ class Node:
                                        node=peer.name, generation=generation))
                 peer.reset_stream()
                 peer.rsc_hold = None
+                peer.stable = False
                 peer.ping_count = None
                 peer.shutting_down = False
             peer.generation = generation
@@ -429,16 +451,20 @@ class Node:
         elif mtype == "NS_ackmsg":
             self._count("ack")
         elif mtype == "starting":
-            # It (re)starts resource negotiation: tell it what we hold.
+            # It (re)starts resource negotiation: tell it what we hold, and whether we are
+            # settled (3.0.6: isstable says whether our own resource state is stable).
             peer.rsc_hold = None
+            peer.stable = False
             if self.status is LocalStatus.ACTIVE:
-                out.append(self._resource_message(now, None))
+                out.append(self._resource_message(now, None, stable=self.phase is ResourcePhase.STABLE))
                 if self.ping_count is not None:
                     out.append(self._ping_count_message(now))
         elif mtype == "resource":
             self._on_resource(peer, msg, now, out)
         elif mtype == "shutdone":
             self._peer_event(peer, PeerEvent.SHUTDONE, now, out, clean=True)
+        elif mtype == "ask_resources":
+            self._on_ask_resources(peer, msg, now, out)
         elif mtype == "reqnodes" and msg.dest == self.name:
             out.append(self._send(now, [("dest", peer.name), ("t", "repnodes"),
                                         ("nodelist", " ".join(self.config.ha.nodes) + " "),
@@ -458,18 +484,15 @@ class Node:
         """Record ``seq``; False for a duplicate. Gaps are scheduled for NS_rexmit requests."""
         if peer.last_seq == 0 and not peer.above:
             peer.last_seq = seq
-            peer.last_acked = seq - 1 if seq > 1 else 0
-            return True
-        if seq <= peer.last_seq or seq in peer.above:
+        elif seq <= peer.last_seq or seq in peer.above:
             return False
-        if seq - peer.last_seq > MAX_SEQ_GAP:
+        elif seq - peer.last_seq > MAX_SEQ_GAP:
             out.append(self._event(now, "seq_reset",
                                    f"node {peer.name}: seq jumped {peer.last_seq} -> {seq}; tracking reset",
                                    node=peer.name, seq=seq, last=peer.last_seq))
             peer.reset_stream()
             peer.last_seq = seq
-            return True
-        if seq == peer.last_seq + 1:
+        elif seq == peer.last_seq + 1:
             peer.last_seq = seq
         else:
             peer.above.add(seq)
@@ -481,12 +504,14 @@ class Node:
         while peer.last_seq + 1 in peer.above:
             peer.last_seq += 1
             peer.above.discard(peer.last_seq)
-        if peer.last_seq - peer.last_acked >= ACK_EVERY:
-            peer.last_acked = peer.last_seq
-            out.append(self._send(now, [("t", "NS_ackmsg"), ("dest", peer.name),
-                                        ("ackseq", format(peer.last_seq, "x")), *self._destuuid(peer)],
-                                  sequenced=False))
+        # 3.0.6 acks a seq whose last digit is the stream's trigger, unless an earlier one is missing
+        if seq % ACK_MSG_DIV == peer.ack_trigger and (not peer.missing or seq < min(peer.missing)):
+            out.append(self._ack(now, peer.name, seq, peer.uuid))
         return True
+
+    def _ack(self, now: float, dest: str, seq: int, uuid: bytes | None) -> Send:
+        return self._send(now, [("t", "NS_ackmsg"), ("dest", dest), ("ackseq", format(seq, "x")),
+                                *([("destuuid", uuid)] if uuid is not None else [])], sequenced=False)
 
     def _on_status(self, peer: Peer, msg: Message, now: float, out: list[Output]) -> None:
         if peer.last_heard is not None and peer.status in ALIVE:
@@ -503,6 +528,10 @@ class Node:
         event = heard(msg.status)
         if event is not None:
             self._peer_event(peer, event, now, out)
+        if self.status is LocalStatus.UP and not self.reqnodes_sent:
+            # 3.0.6 asks the first node it hears for the node list before it goes active.
+            self.reqnodes_sent = True
+            out.append(self._send(now, [("t", "reqnodes"), ("dest", peer.name), *self._destuuid(peer)]))
         if self.status is LocalStatus.UP and all(
             p.status is not PeerStatus.UNKNOWN for p in self.peers.values()
         ):
@@ -519,6 +548,14 @@ class Node:
                                        + (f" ({info})" if isinstance(info, str) else ""),
                                        node=peer.name, rsc_hold=hold, info=info))
             peer.rsc_hold = hold
+        stable = msg.get("isstable")
+        if stable == "1" and not peer.stable:
+            # "remote resource transition completed": 3.0.6 answers with what it holds.
+            peer.stable = True
+            if self.status is LocalStatus.ACTIVE:
+                out.append(self._resource_message(now, None, stable=self.phase is ResourcePhase.STABLE))
+        elif stable is not None and stable != "1":
+            peer.stable = False
 
     def _on_rexmit(self, peer: Peer, msg: Message, now: float, out: list[Output]) -> None:
         if msg.dest not in (None, self.name):
@@ -661,6 +698,9 @@ class Node:
             peer.shutting_down = False
             peer.ping_count = None
             peer.missing.clear()
+            peer.stable = True  # a dead node is not going anywhere (takeover_from_node)
+            if self.standby is not Standby.NOT:
+                self._abandon_standby(now, out, f"{peer.name} is dead")
             if self.fencing and not clean:
                 peer.fence = FenceState.PENDING
                 out.append(self._event(now, "fence_start", f"node {peer.name}: fencing", node=peer.name))
@@ -670,6 +710,7 @@ class Node:
         else:
             if old is PeerStatus.DEAD:
                 peer.fence = FenceState.NOT_NEEDED
+                peer.stable = False  # back: unsettled until its resource message says isstable=1
                 if self.status is LocalStatus.ACTIVE:
                     # Back from the dead without a restart (a healed partition): it forgot what
                     # we hold, and both may hold the same group now. Tell it, so one gives up.
@@ -683,17 +724,26 @@ class Node:
         """Take or release groups so that each is held by the node that should hold it."""
         if self.status is not LocalStatus.ACTIVE or not self.groups:
             return
+        just_stable = False
         if self.phase is ResourcePhase.WAITING:
             if all(p.rsc_hold is not None or p.status not in ALIVE for p in self.peers.values()):
                 self._set_phase(ResourceEvent.PEERS_KNOWN, now, out)
+                just_stable = True
             else:
                 return
         if self.phase is not ResourcePhase.STABLE:
             return
+        if self.standby is not Standby.NOT:
+            return  # a hand-over is under way: only its messages move resources now
         peer = next(iter(self.peers.values()), None)
         want = {i for i, g in enumerate(self.groups) if self._should_hold(i, g, peer)}
         release, take = sorted(self.held - want), sorted(want - self.held)
         if not release and not take:
+            if just_stable:
+                # 3.0.6 says "I am stable now" even when it takes nothing: a peer that holds
+                # our home groups waits for exactly this before it gives them back.
+                out.append(self._resource_message(now, None))
+            self._auto_failback(peer, now, out)
             return
         for i in release:
             self.held.discard(i)
@@ -706,6 +756,8 @@ class Node:
             out.append(self._event(now, "resource_taken", f"took {self.groups[i].name}",
                                    group=self.groups[i].name, reason=self._reason(peer)))
         info = "mach_down" if peer is not None and peer.status is PeerStatus.DEAD else None
+        if take and info is not None:
+            self.needs_failback = True  # rsc_needs_failback: give them back when it returns
         out.append(self._resource_message(now, info))
 
     def _reason(self, peer: Peer | None) -> str:
@@ -747,15 +799,131 @@ class Node:
         if holding:
             if peer_holds:
                 return preferred == self.name  # both hold it: the preferred node keeps it
-            if preferred == peer.name and (by_ping is not None or self.config.ha.auto_failback):
+            if preferred == peer.name and by_ping is not None:
                 # Hand it over only to a peer that is up and has told us its state.
                 return peer.status is not PeerStatus.ACTIVE
-            return True
+            return True  # auto_failback gives groups back through ask_resources (_auto_failback)
         if peer_holds:
             return False
         return preferred == self.name
 
+    # ------------------------------------------------------------------ standby (ask_resources)
+
+    def _set_of(self, rsc: str, asker: str) -> list[int]:
+        """The groups a resource-set word names, in the words of node ``asker`` (2-node model)."""
+        if rsc == "all":
+            return list(range(len(self.groups)))
+        return [i for i, g in enumerate(self.groups) if (g.home == asker) == (rsc == "local")]
+
+    def _standby_to(self, event: StandbyEvent, now: float, out: list[Output], text: str,
+                    deadline: float | None) -> None:
+        old = self.standby
+        self.standby = transition(STANDBY_TRANSITIONS, old, event)
+        self.standby_deadline = deadline
+        out.append(self._event(now, "standby", text, state=self.standby.value, previous=old.value,
+                               rsc=self.standby_rsc))
+
+    def _ask_resources(self, now: float, info: str) -> Send:
+        return self._send(now, [("t", "ask_resources"), ("rsc_hold", self.standby_rsc), ("info", info)])
+
+    def _auto_failback(self, peer: Peer | None, now: float, out: list[Output]) -> None:
+        """PerformAutoFailback: offer a returning peer its home groups back (``info=me``).
+
+        As 3.0.6: only after we took them from it while it was dead, only with auto_failback
+        on, and only once both sides are stable; the peer answers ``info=other``.
+        """
+        if not self.needs_failback:
+            return
+        if not self.config.ha.auto_failback or not any(self.groups[i].home != self.name for i in self.held):
+            self.needs_failback = False
+            return
+        if (peer is None or peer.status is not PeerStatus.ACTIVE or not peer.stable
+                or peer.shutting_down or self.standby is not Standby.NOT):
+            return  # "Auto failback delayed": tried again at the next decision
+        self.needs_failback = False
+        peer.stable = False  # it is about to pick them up
+        self.standby_rsc = "foreign"
+        self._standby_to(StandbyEvent.ASK, now, out, f"auto_failback: offering {peer.name} its "
+                         "groups back (ask_resources info=me)", now + STANDBY_INIT_TIMEOUT)
+        out.append(self._ask_resources(now, "me"))
+
+    def _on_ask_resources(self, peer: Peer, msg: Message, now: float, out: list[Output]) -> None:
+        """The three-message hand-over, from either side (3.0.6's ask_for_resources)."""
+        info = msg.get("info")
+        rsc = msg.get("rsc_hold")
+        rsc = "all" if rsc is None else rsc
+        if self.phase is ResourcePhase.STOPPED:
+            return
+        why = ""
+        if rsc not in ("none", "local", "foreign", "all") or not isinstance(info, str):
+            why = "bad rsc_hold or info"
+        elif info == "me" and self.standby is Standby.NOT:
+            if not peer.stable:
+                why = "other side is in flux"
+            elif self.phase is not ResourcePhase.STABLE:
+                why = "local resources in flux"
+            else:
+                peer.stable = False
+                self.standby_rsc = rsc
+                self._standby_to(StandbyEvent.ASKED, now, out, f"{peer.name} gives us its {rsc} "
+                                 "resources (ask_resources info=other)", now + STANDBY_RSC_TIMEOUT)
+                out.append(self._ask_resources(now, "other"))
+                return
+        elif info == "other" and self.standby is Standby.ME:
+            self.standby_rsc = rsc
+            give = [i for i in self._set_of(rsc, self.name) if i in self.held]
+            self.held.difference_update(give)
+            self._standby_to(StandbyEvent.AGREED, now, out, f"{peer.name} takes our {rsc} resources: "
+                             "releasing", now + STANDBY_RSC_TIMEOUT)
+            out.append(self._resource_message(now, "standby", stable=False))
+            for i in give:
+                out.append(ReleaseResource(self.groups[i]))
+                out.append(self._event(now, "resource_released", f"released {self.groups[i].name}",
+                                       group=self.groups[i].name, reason="auto_failback"))
+            out.append(self._ask_resources(now, "done"))
+            return
+        elif info == "done" and self.standby is Standby.OTHER:
+            self.standby_rsc = rsc
+            take = [i for i in self._set_of(rsc, peer.name) if i not in self.held]
+            self._standby_to(StandbyEvent.PEER_DONE, now, out, f"{peer.name} released its {rsc} "
+                             "resources: taking them", None)
+            for i in take:
+                self.held.add(i)
+                out.append(TakeResource(self.groups[i]))
+                out.append(self._event(now, "resource_taken", f"took {self.groups[i].name}",
+                                       group=self.groups[i].name, reason="auto_failback"))
+            out.append(self._ask_resources(now, "done"))
+            out.append(self._resource_message(now, None))
+            return
+        elif info == "done" and self.standby is Standby.DONE:
+            self._standby_to(StandbyEvent.PEER_DONE, now, out, f"{peer.name} completed the standby "
+                             f"takeover of {rsc} resources", None)
+            out.append(self._resource_message(now, None))
+            return
+        else:
+            why = f"unexpected in state {self.standby.value}"
+        self._count("standby_ignored")
+        out.append(self._event(now, "standby_ignored", f"ignored standby message {info!r} from "
+                               f"{peer.name}: {why}", node=peer.name, info=info, rsc=rsc, reason=why))
+
+    def _abandon_standby(self, now: float, out: list[Output], why: str) -> None:
+        if self.standby is Standby.ME:
+            self.needs_failback = True  # the offer was never taken up: make it again later
+        self._standby_to(StandbyEvent.ABANDON, now, out, f"standby hand-over abandoned: {why}", None)
+
     # ------------------------------------------------------------------ sending
+
+    def _finish(self, out: list[Output]) -> list[Output]:
+        """Put each NS_ackmsg for our own stream right after the message it acks."""
+        pending: list[tuple[Send, Send]] = []
+        for sent, ack in self._own_acks:
+            at = next((i for i, o in enumerate(out) if o is sent), None)
+            if at is None:
+                pending.append((sent, ack))
+            else:
+                out.insert(at + 1, ack)
+        self._own_acks = pending
+        return out
 
     def _destuuid(self, peer: Peer) -> list[tuple[str, Any]]:
         return [("destuuid", peer.uuid)] if peer.uuid is not None else []
@@ -789,11 +957,15 @@ class Node:
             msg.add("ld", self.loadavg())
         msg.add("ttl", self.ttl)
         data = heartbeat.encode(msg, self.config.keys, inline_auth=self.inline_auth)
+        sent = Send(data, msg.type or "")
         if sequenced:
             self.history[self.seq] = data
             while len(self.history) > HISTORY_SIZE:
                 self.history.popitem(last=False)
-        return Send(data, msg.type or "")
+            if self.seq % ACK_MSG_DIV == self.own_ack_trigger:
+                # 3.0.6 hears its own broadcasts and acks its own stream like anyone's.
+                self._own_acks.append((sent, self._ack(now, self.name, self.seq, self.uuid)))
+        return sent
 
     def _event(self, now: float, kind: str, text: str, **data: Any) -> Event:
         return Event(now, kind, text, data)

@@ -124,6 +124,38 @@ RESOURCE_TRANSITIONS: dict[ResourcePhase, dict[ResourceEvent, ResourcePhase]] = 
 }
 
 
+class Standby(Enum):
+    """Heartbeat's ``going_standby``: the three-message hand-over of a resource set.
+
+    The holder asks ``ask_resources info=me`` (auto_failback gives a peer its home groups back
+    this way), the peer agrees with ``info=other``, the holder releases and says ``info=done``,
+    the peer takes them and says ``info=done`` too. Releasing and taking are outputs here, so a
+    node never waits for its own ``done`` the way 3.0.6 waits for its child process.
+    """
+
+    NOT = "not"  # no hand-over under way
+    ME = "me"  # we asked to give a set away; waiting for the peer's "other"
+    OTHER = "other"  # the peer gives a set to us; waiting for its "done"
+    DONE = "done"  # we released; waiting for the peer's "done" (it took them)
+
+
+class StandbyEvent(Enum):
+    ASK = "we ask the peer to take a set (info=me)"
+    ASKED = "the peer asks us to take a set (its info=me)"
+    AGREED = "the peer agrees to take our set (its info=other)"
+    PEER_DONE = "the peer released or took the set (its info=done)"
+    ABANDON = "the peer died, the hand-over timed out, or we stop"
+
+
+STANDBY_TRANSITIONS: dict[Standby, dict[StandbyEvent, Standby]] = {
+    Standby.NOT: {StandbyEvent.ASK: Standby.ME, StandbyEvent.ASKED: Standby.OTHER,
+                  StandbyEvent.ABANDON: Standby.NOT},
+    Standby.ME: {StandbyEvent.AGREED: Standby.DONE, StandbyEvent.ABANDON: Standby.NOT},
+    Standby.OTHER: {StandbyEvent.PEER_DONE: Standby.NOT, StandbyEvent.ABANDON: Standby.NOT},
+    Standby.DONE: {StandbyEvent.PEER_DONE: Standby.NOT, StandbyEvent.ABANDON: Standby.NOT},
+}
+
+
 class FenceState(Enum):
     """Fencing of one dead peer: resources move only after NOT_NEEDED or DONE."""
 

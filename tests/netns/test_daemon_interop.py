@@ -107,6 +107,49 @@ def test_kill_hbtools_node_real_takes_the_vip(lab):
     assert len(ours.events("resource_taken")) == 1  # only the first start's
 
 
+def test_auto_failback_real_node_gives_our_vip_back(lab):
+    """The real node holds our home VIP after our crash; on our restart it offers it back
+    (ask_resources me/other/done, as in captures/hb-failback) and the client's ARP follows."""
+    real, ours = real_and_hbtools(lab, AUTH["md5"], "node2", auto_failback="on")
+    client = lab.add_client()
+    both_active(real, ours)
+    wait_for(lambda: ours.node.has_address(VIP), timeout=20, what="hbtools node2 to take its VIP")
+    ours.kill()
+    wait_for(lambda: real.node.has_address(VIP), timeout=15, what="real node1 to take the VIP")
+    ours.node.run(["ip", "addr", "del", f"{VIP}/24", "dev", "eth0"], check=False)  # the crash left it
+    client_knows(client, real.node)
+    ours.start()
+    wait_for(lambda: ours.node.has_address(VIP) and not real.node.has_address(VIP), timeout=15,
+             what="the VIP to fail back from real node1 to hbtools node2")
+    arp_moves_to(client, ours.node)
+    log = real.log_text()
+    assert "node1 wants to go standby [foreign]" in log
+    assert "standby: node2 can take our foreign resources" in log
+    assert "Other node completed standby takeover of foreign resources." in log
+    assert [e["reason"] for e in ours.events("resource_taken")][-1] == "auto_failback"
+
+
+def test_auto_failback_hbtools_gives_the_real_nodes_vip_back(lab):
+    """The mirror case: we hold the real node's home VIP after its crash; when it restarts we
+    offer it back and the real node takes it (its log says so)."""
+    real, ours = real_and_hbtools(lab, AUTH["sha1"], "node1", auto_failback="on")
+    client = lab.add_client()
+    both_active(real, ours)
+    wait_for(lambda: real.node.has_address(VIP), timeout=20, what="real node1 to take its VIP")
+    real.kill()
+    wait_for(lambda: ours.node.has_address(VIP), timeout=10, what="hbtools node2 to take the VIP")
+    client_knows(client, ours.node)
+    real.node.run(["ip", "addr", "del", f"{VIP}/24", "dev", "eth0"], check=False)  # 3.0.6 keeps it
+    real.start()
+    wait_for(lambda: real.node.has_address(VIP) and not ours.node.has_address(VIP), timeout=20,
+             what="the VIP to fail back from hbtools node2 to real node1")
+    arp_moves_to(client, real.node)
+    log = real.log_text()
+    assert "node2 wants to go standby [foreign]" in log
+    assert "Standby resource acquisition done [foreign]." in log
+    assert [e["state"] for e in ours.events("standby")] == ["me", "done", "not"]
+
+
 def test_clean_stop_hbtools_hands_over_to_real(lab):
     # deadtime 10 s: a hand-off well before that can only come from the shutdone message
     real, ours = real_and_hbtools(lab, AUTH["crc"], "node2", keepalive="1", warntime="5",
