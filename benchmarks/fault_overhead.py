@@ -22,6 +22,7 @@ import datetime as dt
 import json
 import os
 import platform
+import select
 import signal
 import subprocess
 import sys
@@ -69,11 +70,14 @@ print("listening", flush=True)
 rx = re.compile(rb"\(0\)seq=([0-9a-f]+),\d+:\(0\)ts=([0-9a-f]+),")
 out = []
 first = True
-while True:
+# Bounded: wait at most 60 s for the first datagram, at most 10 min in all.
+first_deadline = time.monotonic() + 60
+deadline = time.monotonic() + 600
+while time.monotonic() < deadline:
     try:
         data, anc, _, _ = s.recvmsg(2048, 64)
     except socket.timeout:
-        if first:
+        if first and time.monotonic() < first_deadline:
             continue
         break
     if first:
@@ -116,7 +120,9 @@ def run_once(lab: Lab, work: Path, rate: int, seconds: float, with_proxy: bool,
              *(["--realtime", "10"] if realtime else [])],
             cwd=str(ROOT), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         assert proxy.stderr is not None
-        line = proxy.stderr.readline()
+        # Bounded wait for the proxy's "ready:" line.
+        ready, _, _ = select.select([proxy.stderr], [], [], 30)
+        line = proxy.stderr.readline() if ready else "(no output within 30 s)\n"
         if "ready:" not in line:
             proxy.kill()
             raise SystemExit(f"proxy did not start: {line}{proxy.stderr.read()}")
