@@ -368,6 +368,11 @@ class TotemNode:
         }
 
 
+#: Distinct nodes tracked per protocol: a real cluster has a handful, and a hostile
+#: capture full of made-up names must not grow memory without bound.
+MAX_NODES = 4096
+
+
 class Stats:
     """Feed every (filtered) record to `add`; read the summary with `to_dict`."""
 
@@ -377,6 +382,8 @@ class Stats:
         self.rings: dict[str, TotemRing] = {}
         self.ring_changes = Events()
         self.totem_nodes: dict[int, TotemNode] = {}
+        #: Records of nodes beyond MAX_NODES: counted, not summarised.
+        self.untracked_node_records = 0
         self.records = 0
         self.by_proto: Counter[str] = Counter()
         self.errors: Counter[str] = Counter()
@@ -398,27 +405,36 @@ class Stats:
                 return  # undecodable: counted in errors, belongs to no node
             node = self.hb_nodes.get(name)
             if node is None:
+                if len(self.hb_nodes) >= MAX_NODES:
+                    self.untracked_node_records += 1
+                    return
                 node = self.hb_nodes[name] = HeartbeatNode(name)
             node.add(record, self.warntime_ms)
         elif record.proto == TOTEM:
             if record.error is None:
                 self._totem(record, record.get_fields(), None)
             elif isinstance(record.node, int):
-                self._totem_node(record.node, record).errors += 1
+                totem_node = self._totem_node(record.node, record)
+                if totem_node is not None:
+                    totem_node.errors += 1
         elif record.proto == KNET:
             fields = record.get_fields()
             if isinstance(record.node, int):
-                node = self._totem_node(record.node, record)
-                node.knet_by_type[record.type or "?"] += 1
-                if record.error is not None:
-                    node.errors += 1
+                totem_node = self._totem_node(record.node, record)
+                if totem_node is not None:
+                    totem_node.knet_by_type[record.type or "?"] += 1
+                    if record.error is not None:
+                        totem_node.errors += 1
             inner = fields.get("totem")
             if isinstance(inner, dict):
                 self._totem(record, inner, record.type)
 
-    def _totem_node(self, nodeid: int, record: Record) -> TotemNode:
+    def _totem_node(self, nodeid: int, record: Record) -> TotemNode | None:
         node = self.totem_nodes.get(nodeid)
         if node is None:
+            if len(self.totem_nodes) >= MAX_NODES:
+                self.untracked_node_records += 1
+                return None
             node = self.totem_nodes[nodeid] = TotemNode(nodeid)
         if node.first is None:
             node.first = record.time
@@ -430,8 +446,8 @@ class Stats:
     def _totem(self, record: Record, fields: dict[str, Any], via: str | None) -> None:
         sender = _int(fields.get("nodeid"))
         kind = fields.get("type_name") or "?"
-        if sender is not None:
-            node = self._totem_node(sender, record)
+        node = self._totem_node(sender, record) if sender is not None else None
+        if node is not None:
             node.messages += 1
             node.by_type[kind] += 1
             if kind == "memb_join":
@@ -446,8 +462,7 @@ class Stats:
             ring = self.rings[key] = TotemRing(key)
             self.ring_changes.add(time=record.time, ring=key, seen_from=sender)
         ring.add(record.time, sender, fields)
-        if sender is not None:
-            node = self.totem_nodes[sender]
+        if node is not None:
             if key not in node.rings and len(node.rings) < MAX_EVENTS:
                 node.rings.append(key)
 
@@ -458,6 +473,7 @@ class Stats:
             "records": self.records,
             "by_proto": dict(self.by_proto),
             "errors": dict(self.errors),
+            "untracked_node_records": self.untracked_node_records,
             "first": self.first,
             "last": self.last,
             "heartbeat": {

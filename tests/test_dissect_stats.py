@@ -22,3 +22,17 @@ def test_reordered_seq_fills_the_gap_and_a_copy_is_a_repeat():
     assert summary["missing_seqs"] == 2
     assert summary["late_seqs"] == 1
     assert summary["repeated_seqs"] == 1
+
+
+def test_node_table_is_bounded(monkeypatch):
+    from dissectors import stats as stats_module
+
+    monkeypatch.setattr(stats_module, "MAX_NODES", 3)
+    summary = stats_module.Stats()
+    for frame in range(1, 11):
+        record = _status(frame, 1)
+        record.node = f"made-up-{frame}"
+        summary.add(record)
+    out = summary.to_dict()
+    assert len(out["heartbeat"]["nodes"]) == 3
+    assert out["untracked_node_records"] == 7
