@@ -8,7 +8,17 @@ which conftest happened to load last. Tests import them with ``from policy impor
 from __future__ import annotations
 
 import pytest
-from policy import missing_for_netns, skip_or_fail
+from policy import CAPTURES, missing_for_netns, skip_or_fail
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Give the committed authkeys files the mode 600 Heartbeat wants (git keeps no modes).
+
+    Otherwise every test that loads one through `AuthKeys.load` gets Heartbeat's
+    permission warning, which is right for a real keyfile but only noise here.
+    """
+    for keyfile in CAPTURES.glob("*/authkeys"):
+        keyfile.chmod(0o600)
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
