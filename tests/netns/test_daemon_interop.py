@@ -125,7 +125,9 @@ def test_auto_failback_real_node_gives_our_vip_back(lab):
     log = real.log_text()
     assert "node1 wants to go standby [foreign]" in log
     assert "standby: node2 can take our foreign resources" in log
-    assert "Other node completed standby takeover of foreign resources." in log
+    # Logged when our "done" arrives, which we send after taking the VIP: wait for it.
+    wait_for(lambda: "Other node completed standby takeover of foreign resources."
+             in real.log_text(), timeout=10, what="real node1 to log the completed takeover")
     assert [e["reason"] for e in ours.events("resource_taken")][-1] == "auto_failback"
 
 
@@ -138,16 +140,20 @@ def test_auto_failback_hbtools_gives_the_real_nodes_vip_back(lab):
     wait_for(lambda: real.node.has_address(VIP), timeout=20, what="real node1 to take its VIP")
     real.kill()
     wait_for(lambda: ours.node.has_address(VIP), timeout=10, what="hbtools node2 to take the VIP")
+    # 3.0.6 keeps the VIP after SIGKILL: remove it before the client asks, or both answer ARP.
+    real.node.run(["ip", "addr", "del", f"{VIP}/24", "dev", "eth0"], check=False)
     client_knows(client, ours.node)
-    real.node.run(["ip", "addr", "del", f"{VIP}/24", "dev", "eth0"], check=False)  # 3.0.6 keeps it
     real.start()
     wait_for(lambda: real.node.has_address(VIP) and not ours.node.has_address(VIP), timeout=20,
              what="the VIP to fail back from hbtools node2 to real node1")
     arp_moves_to(client, real.node)
-    log = real.log_text()
-    assert "node2 wants to go standby [foreign]" in log
-    assert "Standby resource acquisition done [foreign]." in log
-    assert [e["state"] for e in ours.events("standby")] == ["me", "done", "not"]
+    # The real node logs the end of the hand-over after its resource scripts (and the ARPs)
+    # finish, which can be later than the address move: wait for it, bounded.
+    wait_for(lambda: "Standby resource acquisition done [foreign]." in real.log_text(),
+             timeout=15, what="real node1 to log the finished standby acquisition")
+    assert "node2 wants to go standby [foreign]" in real.log_text()
+    wait_for(lambda: [e["state"] for e in ours.events("standby")] == ["me", "done", "not"],
+             timeout=10, what="hbtools node2's standby events me, done, not")
 
 
 def test_clean_stop_hbtools_hands_over_to_real(lab):
