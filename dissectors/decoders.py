@@ -1,10 +1,8 @@
 """From a UDP payload to a `Record`, through the project's codecs.
 
-This is the one place that imports the protocol codecs, and the Totem/kronosnet ones
-are optional: without them, Totem and knet datagrams still get rows, with an error that
-says their codec is missing, and Heartbeat works alone. The codecs are the only
-authority on fields and their JSON rendering; the fast paths elsewhere in
-``dissectors`` are tested to agree with what is produced here.
+This is the one place that imports the protocol codecs. They are the only authority on
+fields and their JSON rendering; the fast paths elsewhere in ``dissectors`` are tested to
+agree with what is produced here.
 """
 
 from __future__ import annotations
@@ -15,25 +13,10 @@ from typing import Any
 from dissectors.detect import HEARTBEAT, KNET, TOTEM
 from dissectors.records import AUTH_BAD, AUTH_OK, AUTH_UNCHECKED, Record
 from hbtools import heartbeat
+from hbtools import knet as _knet
+from hbtools import totem as _totem
 
-try:  # the Totem and kronosnet codecs land separately from Heartbeat's
-    from hbtools import knet as _knet
-    from hbtools import totem as _totem
-except ImportError:  # pragma: no cover - exercised only on a tree without them
-    _knet = None  # type: ignore[assignment]
-    _totem = None  # type: ignore[assignment]
-
-__all__ = ["HAVE_TOTEM", "Decoders", "knet_module", "totem_module"]
-
-HAVE_TOTEM = _totem is not None and _knet is not None
-
-
-def totem_module() -> Any:
-    return _totem
-
-
-def knet_module() -> Any:
-    return _knet
+__all__ = ["Decoders"]
 
 
 class Decoders:
@@ -98,10 +81,6 @@ class Decoders:
     # -- Corosync --------------------------------------------------------------------
 
     def totem(self, record: Record, payload: bytes) -> Record:
-        if _totem is None:
-            record.error = "totem: codec not available in this installation"
-            record.fields = {}
-            return record
         try:
             msg = _totem.decode(payload)
         except _totem.DecodeError as exc:
@@ -115,10 +94,6 @@ class Decoders:
 
     def knet(self, record: Record, payload: bytes) -> Record:
         """A knet packet; the Totem it carries (whole or reassembled) is under ``totem``."""
-        if _knet is None:
-            record.error = "knet: codec not available in this installation"
-            record.fields = {}
-            return record
         try:
             packet = _knet.decode(payload)
         except _knet.DecodeError as exc:

@@ -31,8 +31,9 @@ from collections.abc import Callable
 from operator import itemgetter
 from typing import Any
 
-from dissectors.decoders import Decoders, knet_module, totem_module
+from dissectors.decoders import Decoders
 from dissectors.records import AUTH_UNCHECKED, Record
+from hbtools import knet, totem
 from hbtools.fields import FIELDS, Kind, WireType, spec_for
 
 __all__ = ["FastDecoders", "HeartbeatFast", "compile_layout"]
@@ -463,7 +464,7 @@ class KnetFast:
     def __init__(self, knet: Any, totem_fast: TotemFast | None) -> None:
         self.knet = knet
         self.totem_fast = totem_fast
-        self.looks_clear: Callable[[bytes], bool] | None = getattr(knet, "_looks_clear", None)
+        self.looks_clear: Callable[[bytes], bool] = knet.looks_clear
         self.table: dict[int, tuple[str, Callable[[bytes], tuple[Any, ...]]]] = {}
         for code, name in knet.TYPES.items():
             lead = f'"type_name": {json.dumps(name)}, '
@@ -471,7 +472,7 @@ class KnetFast:
                                                      ("node",)))
 
     def __call__(self, payload: bytes) -> tuple[str, int | None, str]:
-        if self.looks_clear is None or not self.looks_clear(payload):
+        if not self.looks_clear(payload):
             raise _Fallback("not clear")  # encrypted or malformed: the codec decides
         entry = self.table.get(payload[1])
         if entry is None:
@@ -492,15 +493,11 @@ class FastDecoders(Decoders):
     def __init__(self, keys: Any = None) -> None:
         super().__init__(keys)
         self.hb_fast = HeartbeatFast()
-        totem = totem_module()
-        knet = knet_module()
-        self.totem_fast = TotemFast(totem) if totem is not None else None
-        self.knet_fast = KnetFast(knet, self.totem_fast) if knet is not None else None
+        self.totem_fast = TotemFast(totem)
+        self.knet_fast = KnetFast(knet, self.totem_fast)
         self.by_proto["heartbeat"] = self.heartbeat_fast
-        if self.totem_fast is not None:
-            self.by_proto["totem"] = self.totem_fastpath
-        if self.knet_fast is not None:
-            self.by_proto["knet"] = self.knet_fastpath
+        self.by_proto["totem"] = self.totem_fastpath
+        self.by_proto["knet"] = self.knet_fastpath
 
     def heartbeat_fast(self, record: Record, payload: bytes) -> Record:
         if self.keys is not None:
@@ -513,7 +510,6 @@ class FastDecoders(Decoders):
         return record
 
     def totem_fastpath(self, record: Record, payload: bytes) -> Record:
-        assert self.totem_fast is not None
         try:
             record.type, record.node, record.fields_json = self.totem_fast(payload)
         except Exception:  # noqa: BLE001 - any refusal: the codec decides
@@ -521,7 +517,6 @@ class FastDecoders(Decoders):
         return record
 
     def knet_fastpath(self, record: Record, payload: bytes) -> Record:
-        assert self.knet_fast is not None
         if len(payload) > 12 and payload[1] == 0 and payload[11] > 1:
             return self.knet(record, payload)  # a fragment: the reassembler needs it
         try:

@@ -32,6 +32,7 @@ __all__ = [
     "Reassembler",
     "decode",
     "encode",
+    "looks_clear",
 ]
 
 
@@ -218,7 +219,7 @@ MIN_ENCRYPTED_SIZE = 32
 _PING_SIZE = LAYOUTS["ping"].fixed_size
 
 
-def _looks_clear(data: bytes) -> bool:
+def looks_clear(data: bytes) -> bool:
     """Would a cleartext knet sender have produced exactly these bytes?
 
     With crypto on the packet is uniformly random, so it passes every check below only by
@@ -248,7 +249,7 @@ def decode(data: bytes | bytearray | memoryview, *, crypto: bool | None = None) 
     judge each packet by whether it is a plausible cleartext packet.
     """
     data = bytes(data)
-    if crypto or (crypto is None and not _looks_clear(data)):
+    if crypto or (crypto is None and not looks_clear(data)):
         if not data:
             raise DecodeError("empty packet")
         if crypto is None and len(data) < MIN_ENCRYPTED_SIZE:

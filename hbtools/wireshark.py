@@ -1252,7 +1252,7 @@ local function totem_dissect(tvb, pinfo, tree)
   return totem_summary(layout, res)
 end
 
--- Would a cleartext knet sender have produced these bytes? (hbtools.knet._looks_clear)
+-- Would a cleartext knet sender have produced these bytes? (hbtools.knet.looks_clear)
 local function knet_looks_clear(tvb)
   local n = tvb:len()
   if n < KNET_HEADER_SIZE then return false end
