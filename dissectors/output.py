@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import datetime as _dt
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, TextIO
 
 from tabulate import tabulate
@@ -200,6 +200,24 @@ def _types(by_type: dict[str, int]) -> str:
     return ", ".join(f"{k} {v}" for k, v in by_type.items())
 
 
+def _over_deadtime(e: dict[str, Any]) -> str:
+    tail = " (silent until the end of the capture)" if e.get("until_capture_end") else ""
+    return f"{e['interval_ms']} ms without a heartbeat (deadtime {e['deadtime_ms']} ms){tail}"
+
+
+#: Heartbeat stats event lists in the order the table shows them: key, label, text.
+_HEARTBEAT_EVENTS: tuple[tuple[str, str, Callable[[dict[str, Any]], str]], ...] = (
+    ("status_changes", "status", lambda e: f"{e['old'] or '(first seen)'} -> {e['new']}"),
+    ("generation_changes", "restart", lambda e: f"generation {e['old']:x} -> {e['new']:x}"),
+    ("gaps_over_deadtime", "over deadtime", _over_deadtime),
+    ("late_heartbeats", "late", lambda e: f"{e['interval_ms']} ms (warntime {e['warntime_ms']} ms)"),
+    ("seq_gaps", "seq gap", lambda e: f"{e['missing']} missing after seq {e['after']:x}"),
+    ("rexmit_requests", "rexmit request",
+     lambda e: f"to {e['dest']}: {e['firstseq']}..{e['lastseq']}"),
+    ("naks", "nak", lambda e: f"to {e['dest']}: {e['firstseq']} ({e['info']})"),
+)
+
+
 def render_stats(summary: dict[str, Any], fmt: str) -> str:
     """The statistics as text tables, or as one JSON line ``{"stats": ...}``."""
     if fmt == "json":
@@ -235,30 +253,9 @@ def render_stats(summary: dict[str, Any], fmt: str) -> str:
             type_rows, headers=["node", "types"], tablefmt="simple"))
         events = []
         for n in hb:
-            for e in n["status_changes"]["events"]:
-                events.append([_t(e["time"]), n["node"], "status",
-                               f"{e['old'] or '(first seen)'} -> {e['new']}"])
-            for e in n["generation_changes"]["events"]:
-                events.append([_t(e["time"]), n["node"], "restart",
-                               f"generation {e['old']:x} -> {e['new']:x}"])
-            for e in n["gaps_over_deadtime"]["events"]:
-                tail = " (silent until the end of the capture)" if e.get(
-                    "until_capture_end") else ""
-                events.append([_t(e["time"]), n["node"], "over deadtime",
-                               f"{e['interval_ms']} ms without a heartbeat "
-                               f"(deadtime {e['deadtime_ms']} ms){tail}"])
-            for e in n["late_heartbeats"]["events"]:
-                events.append([_t(e["time"]), n["node"], "late",
-                               f"{e['interval_ms']} ms (warntime {e['warntime_ms']} ms)"])
-            for e in n["seq_gaps"]["events"]:
-                events.append([_t(e["time"]), n["node"], "seq gap",
-                               f"{e['missing']} missing after seq {e['after']:x}"])
-            for e in n["rexmit_requests"]["events"]:
-                events.append([_t(e["time"]), n["node"], "rexmit request",
-                               f"to {e['dest']}: {e['firstseq']}..{e['lastseq']}"])
-            for e in n["naks"]["events"]:
-                events.append([_t(e["time"]), n["node"], "nak",
-                               f"to {e['dest']}: {e['firstseq']} ({e['info']})"])
+            for key, label, describe in _HEARTBEAT_EVENTS:
+                for e in n[key]["events"]:
+                    events.append([_t(e["time"]), n["node"], label, describe(e)])
         if events:
             events.sort(key=lambda row: row[0])
             parts.append("\nHeartbeat events\n" + tabulate(
