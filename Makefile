@@ -9,7 +9,7 @@ DEMO        ?= captures/hb-bcast-crc
 # netfilterqueue needs to compile.
 APT_PACKAGES := heartbeat corosync tshark tcpdump arping iproute2 iptables nftables \
                 libnetfilter-queue-dev build-essential python3-dev python3-venv wireshark-common \
-                lua5.3 lua5.4
+                lua5.3 lua5.4 pacemaker pacemaker-cli-utils resource-agents fence-agents
 
 .PHONY: demo test setup system venv lint bench clean
 
