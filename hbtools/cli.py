@@ -31,6 +31,7 @@ VERBS: dict[str, str] = {
     "replay": "hbtools.commands.inject:replay",
     "fault": "hbtools.commands.fault:fault",
     "wireshark": "hbtools.commands.wireshark:wireshark",
+    "detectors": "hbtools.commands.detectors:detectors",
 }
 
 
