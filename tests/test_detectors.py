@@ -342,3 +342,31 @@ def test_evaluate_bad_trace_is_one_line_and_exit_2(tmp_path):
     res = CliRunner().invoke(cli, ["detectors", "evaluate", "--no-generated", "-t", str(bad)])
     assert res.exit_code == 2
     assert "t.json: not a trace file" in res.output and "Traceback" not in res.output
+
+
+# -- the daemon seam -------------------------------------------------------------------------
+def test_parse_detector_directive():
+    from hbtools.detectors.adapter import parse_detector
+
+    spec = parse_detector(["phi", "threshold=10", "pause=0.5"])
+    assert (spec.kind, spec.threshold, spec.acceptable_pause) == ("phi", 10.0, 0.5)
+    for bad in ([], ["swim"], ["phi", "threshold"], ["phi", "threshold=x"], ["phi", "nope=1"],
+                ["phi", "threshold=-1"], ["phi", "window=0"]):
+        with pytest.raises(ValueError):
+            parse_detector(bad)
+
+
+def test_peerwatch_phi_is_never_slower_than_dt_nor_sooner_than_two_keepalives():
+    from hbtools.detectors.adapter import PeerWatch, parse_detector
+
+    w = PeerWatch(parse_detector(["phi", "pause=0", "threshold=1"]), keepalive=1.0, deadtime=30.0)
+    for t in range(0, 30):
+        w.heard("node1", float(t), dt_ms=5000)
+    # steady 1 s beats: φ=1 would fire ~1.1 s after the last; the floor holds it to 2 s.
+    assert w.deadline("node1", 29.0) == 31.0
+    assert not w.dead("node1", 30.9) and w.dead("node1", 31.0)
+    slow = PeerWatch(parse_detector(["phi", "threshold=16", "pause=5"]), keepalive=1.0, deadtime=30.0)
+    for t in range(0, 30):
+        slow.heard("n", float(t), dt_ms=5000)
+    assert slow.deadline("n", 29.0) == 34.0  # φ: 29 + 1 + 5 + ~0.8 s; the dt cap (5 s) wins
+    assert w.deadline("unknown", 1.0) is None

@@ -73,12 +73,14 @@ def _mean(xs: list[float]) -> float:
     return math.inf if any(math.isinf(x) for x in xs) else statistics.fmean(xs)
 
 
-def _generated(sc: traces.Scenario, req: Request) -> list[Row]:
-    base = replace(sc, duration=req.duration, seed=req.seed)
+def race(sc: traces.Scenario, duration: float, trials: int, seed: int) -> list[Row]:
+    """Every point of every curve on one generated scenario: mistakes on a crash-free run of
+    ``duration`` seconds, T_D as the mean of ``trials`` crash runs (crash 90 s in, random phase)."""
+    base = replace(sc, duration=duration, seed=seed)
     quiet = traces.one_way(base)
-    rng = random.Random(req.seed)
-    crash_runs = [base.with_crash(90.0 + rng.uniform(0.0, base.interval), req.seed * 1000 + k)
-                  for k in range(req.trials)]
+    rng = random.Random(seed)
+    crash_runs = [base.with_crash(90.0 + rng.uniform(0.0, base.interval), seed * 1000 + k)
+                  for k in range(trials)]
     crash_traces = [traces.one_way(c) for c in crash_runs]
     rows: list[Row] = []
     for cv in catalog.CURVES:
@@ -142,7 +144,7 @@ def evaluate(req: Request) -> Evaluation:
     for tr in loaded:
         rows += _captured(tr)
     for name in req.scenarios:
-        rows += _generated(SCENARIOS[name], req)
+        rows += race(SCENARIOS[name], req.duration, req.trials, req.seed)
     png = None
     if req.png and req.scenarios:
         png = plot(rows, req.scenarios, req.png)
