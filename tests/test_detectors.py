@@ -370,3 +370,25 @@ def test_peerwatch_phi_is_never_slower_than_dt_nor_sooner_than_two_keepalives():
         slow.heard("n", float(t), dt_ms=5000)
     assert slow.deadline("n", 29.0) == 34.0  # φ: 29 + 1 + 5 + ~0.8 s; the dt cap (5 s) wins
     assert w.deadline("unknown", 1.0) is None
+
+
+def test_bundled_trace_is_what_the_decoder_reads_from_the_capture():
+    """The shipped JSON must not drift from captures/hb-failover (one arrival per seq: the
+    start-up burst seq 1-3 is one frame-time apart and counts three times, repeats none)."""
+    from hbtools.detectors.traces import from_capture
+
+    got = from_capture(str(ROOT / "captures/hb-failover/capture.pcap"))
+    shipped = bundled()
+    assert (got.arrivals, got.crash, got.end, got.dt_ms) == (
+        shipped.arrivals, shipped.crash, shipped.end, shipped.dt_ms)
+    # node1 advertises dt = deadtime + 2 s (7000) while it starts, then 5000 (PROTOCOL-NOTES §1).
+    assert shipped.dt_ms[0] == 7000 and shipped.dt_ms[-1] == 5000
+
+
+def test_evaluate_over_a_directory_of_recordings_skips_corosync_ones(tmp_path):
+    res = CliRunner().invoke(cli, ["detectors", "evaluate", "--no-generated", "--png", "",
+                                   "-t", str(ROOT / "captures")])
+    assert res.exit_code == 0, res.output
+    assert "hb-ucast-md5:node1" in res.output and "totem-knet" in res.output  # the skip line
+    rows = [line.split() for line in res.output.splitlines()]
+    assert sum(1 for r in rows if r[:2] == ["hb-failover:node1", "heartbeat-dt"]) == 1

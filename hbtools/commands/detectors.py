@@ -23,8 +23,9 @@ def detectors() -> None:
 @detectors.command()
 @click.option("-t", "--trace", "trace_paths", multiple=True, metavar="FILE",
               help="A capture (Heartbeat status messages of the SIGKILLed node, or of the first "
-                   "node) or a JSON trace. Repeatable. The bundled trace is always included "
-                   "unless --no-bundled.")
+                   "node), a JSON trace, or a directory of recordings (every */capture.pcap "
+                   "with Heartbeat traffic, e.g. captures/). Repeatable. The bundled trace "
+                   "is always included unless --no-bundled.")
 @click.option("--no-bundled", is_flag=True, help="Leave out the bundled hb-failover trace.")
 @click.option("-s", "--scenario", "scenarios", multiple=True,
               type=click.Choice(list(uc.SCENARIOS)),
@@ -58,6 +59,8 @@ def evaluate(trace_paths: tuple[str, ...], no_bundled: bool, scenarios: tuple[st
     except uc.EvaluateError as exc:
         click.echo(f"hbtool detectors evaluate: {exc}", err=True)
         sys.exit(EXIT_USAGE)
+    for why in ev.skipped:
+        click.echo(f"skipped: {why}", err=True)
     click.echo(tabulate(uc.table(ev, everything), headers=uc.HEADERS, disable_numparse=True))
     if ev.png:
         click.echo(f"\nplot written: {ev.png}")

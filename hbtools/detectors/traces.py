@@ -99,9 +99,12 @@ class Trace:
     crash: float | None = None
     sent: int = 0
     dt_ms: list[int | None] = field(default_factory=list)
+    rate: float | None = None  # a capture: status messages per second while the node ran
 
     @property
     def messages_per_second(self) -> float:
+        if self.rate is not None:
+            return self.rate
         span = self.end - self.start
         return self.sent / span if span > 0 else 0.0
 
@@ -162,8 +165,9 @@ def from_capture(path: str, node: str | None = None) -> Trace:
         keep = [i for i, a in enumerate(arrivals) if a <= crash]
         arrivals = [arrivals[i] for i in keep]
         dts = [dts[i] for i in keep]
+    rate = (len(arrivals) - 1) / (arrivals[-1] - arrivals[0]) if arrivals[-1] > arrivals[0] else 0.0
     return Trace(f"{os.path.basename(os.path.dirname(path)) or path}:{node}", arrivals,
-                 arrivals[0], end, crash, len(arrivals), dts)
+                 arrivals[0], end, crash, len(arrivals), dts, rate)
 
 
 def _crash_from_meta(path: str) -> tuple[float | None, str | None]:
@@ -183,8 +187,8 @@ def _crash_from_meta(path: str) -> tuple[float | None, str | None]:
 
 def dump(trace: Trace) -> str:
     return json.dumps({"name": trace.name, "start": trace.start, "end": trace.end,
-                       "crash": trace.crash, "arrivals": trace.arrivals, "dt_ms": trace.dt_ms},
-                      indent=0)
+                       "crash": trace.crash, "arrivals": trace.arrivals, "dt_ms": trace.dt_ms,
+                       "rate": trace.rate}, indent=0)
 
 
 def load(path: str) -> Trace:
@@ -194,7 +198,8 @@ def load(path: str) -> Trace:
         arrivals = [float(a) for a in data["arrivals"]]
         trace = Trace(str(data["name"]), sorted(arrivals), float(data["start"]),
                       float(data["end"]), None if data.get("crash") is None else float(data["crash"]),
-                      len(arrivals), list(data.get("dt_ms") or []))
+                      len(arrivals), list(data.get("dt_ms") or []),
+                      None if data.get("rate") is None else float(data["rate"]))
     except OSError as exc:
         raise TraceError(f"{path}: {exc.strerror}") from None
     except (ValueError, KeyError, TypeError) as exc:

@@ -14,6 +14,7 @@ import os
 import random
 import statistics
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 from hbtools.detectors import catalog, qos, simulate, traces
 from hbtools.detectors.fixed import FixedDeadtime
@@ -63,6 +64,7 @@ class Evaluation:
     rows: list[Row]
     png: str | None
     traces: list[str]
+    skipped: list[str] = field(default_factory=list)
 
 
 class EvaluateError(ValueError):
@@ -136,8 +138,21 @@ def evaluate(req: Request) -> Evaluation:
     if unknown:
         raise EvaluateError(f"unknown scenario {unknown[0]!r} (known: {', '.join(SCENARIOS)})")
     loaded = [traces.bundled()] if req.bundled else []
+    skipped: list[str] = []
     try:
-        loaded += [load_trace(p) for p in req.trace_paths]
+        for p in req.trace_paths:
+            if os.path.isdir(p):
+                # A directory of recordings (captures/): every Heartbeat one; Corosync ones and
+                # captures without two status messages are skipped, and said so.
+                for cap in sorted(Path(p).glob("*/capture.pcap")):
+                    try:
+                        got = traces.from_capture(str(cap))
+                        if got.name not in {t.name for t in loaded}:
+                            loaded.append(got)
+                    except traces.TraceError as exc:
+                        skipped.append(str(exc))
+            else:
+                loaded.append(load_trace(p))
     except traces.TraceError as exc:
         raise EvaluateError(str(exc)) from None
     rows: list[Row] = []
@@ -148,7 +163,7 @@ def evaluate(req: Request) -> Evaluation:
     png = None
     if req.png and req.scenarios:
         png = plot(rows, req.scenarios, req.png)
-    return Evaluation(rows, png, [t.name for t in loaded] + list(req.scenarios))
+    return Evaluation(rows, png, [t.name for t in loaded] + list(req.scenarios), skipped)
 
 
 def _fmt(x: float | None, digits: int = 2) -> str:
