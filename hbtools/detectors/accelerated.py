@@ -255,14 +255,22 @@ class Participant:
 
 
 class Binary(Root):
-    """Binary protocol: one root, one participant (p[1])."""
+    """Binary protocol: one root, one participant (p[1]).
+
+    ``variant="original"``: Gouda & McGuire as issue 16 gives it; ``"fixed"``: round numbers
+    echoed, explicit joins (our reconstruction of Atif & Mousavi's correction; see the module
+    docstring)."""
 
     def __init__(self, tmin: float, tmax: float, variant: str = "original", sticky: bool = True) -> None:
         super().__init__(tmin, tmax, (1,), variant, sticky=sticky, name=f"binary-{variant}")
 
 
 class Static(Root):
-    """Static protocol: one root, ``n`` participants known in advance; a round waits min(tm[i])."""
+    """Static protocol: one root, ``n`` participants known in advance; a round waits min(tm[i]).
+
+    ``variant="original"``: Gouda & McGuire as issue 16 gives it; ``"fixed"``: round numbers
+    echoed, explicit joins (our reconstruction of Atif & Mousavi's correction; see the module
+    docstring)."""
 
     def __init__(self, tmin: float, tmax: float, n: int, variant: str = "original",
                  sticky: bool = True) -> None:
@@ -271,7 +279,11 @@ class Static(Root):
 
 
 class Expanding(Root):
-    """Expanding protocol: participants join (original: by sending a beat; fixed: a JOIN)."""
+    """Expanding protocol: participants join (original: by sending a beat; fixed: a JOIN).
+
+    ``variant="original"``: Gouda & McGuire as issue 16 gives it; ``"fixed"``: round numbers
+    echoed, explicit joins (our reconstruction of Atif & Mousavi's correction; see the module
+    docstring)."""
 
     def __init__(self, tmin: float, tmax: float, variant: str = "original", sticky: bool = True,
                  members: tuple[int, ...] = ()) -> None:
@@ -280,7 +292,11 @@ class Expanding(Root):
 
 
 class Dynamic(Root):
-    """Dynamic protocol: participants join and leave (original: beat(true) / beat(false))."""
+    """Dynamic protocol: participants join and leave (original: beat(true) / beat(false)).
+
+    ``variant="original"``: Gouda & McGuire as issue 16 gives it; ``"fixed"``: round numbers
+    echoed, explicit joins (our reconstruction of Atif & Mousavi's correction; see the module
+    docstring)."""
 
     def __init__(self, tmin: float, tmax: float, variant: str = "original", sticky: bool = True,
                  members: tuple[int, ...] = ()) -> None:

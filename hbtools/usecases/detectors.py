@@ -31,6 +31,9 @@ SCENARIOS: dict[str, traces.Scenario] = {
         traces.Scenario("gc-pause", pauses=tuple((t, t + 6.0) for t in range(300, 3600, 600)),
                         jitter=0.02),
         traces.Scenario("late", late_every=60.0, late_delay=2.6, jitter=0.02),
+        # The counterexample's pattern for the accelerated root at tmax = 1 s: every 20 s one
+        # message 1.05 s late, just past the timeout that halves t, so a reply lands a round late.
+        traces.Scenario("late-reply", late_every=20.0, late_delay=1.05, jitter=0.02),
     )
 }
 
