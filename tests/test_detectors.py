@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hbtools.cli import cli
 from hbtools.detectors import (
@@ -392,3 +394,34 @@ def test_evaluate_over_a_directory_of_recordings_skips_corosync_ones(tmp_path):
     assert "hb-ucast-md5:node1" in res.output and "totem-knet" in res.output  # the skip line
     rows = [line.split() for line in res.output.splitlines()]
     assert sum(1 for r in rows if r[:2] == ["hb-failover:node1", "heartbeat-dt"]) == 1
+
+
+# -- the properties again, over random crash times and small delays ---------------------------
+@settings(max_examples=40, deadline=None)
+@given(variant=st.sampled_from(VARIANTS), crash_at=st.floats(0.0, 120.0),
+       rnd=st.randoms(use_true_random=False), delta=st.floats(0.0, 0.45))
+def test_properties_hold_with_delays_below_half_tmin(variant, crash_at, rnd, delta):
+    """Delays up to δ < tmin/2 (round trip < tmin, so no reply can miss its round): the
+    participant's crash is found within 23 s + 2δ, nobody goes inactive before it, and the
+    surviving participant follows the root within its wait (plus δ)."""
+    def delay(kind, src, dst, t):
+        return rnd.uniform(0.0, delta)
+
+    root = Static(TMIN, TMAX, 2, variant)
+    r, ps = run(root, parts_for(2, variant), until=400.0, delay=delay, crash={1: crash_at})
+    assert r is not None and crash_at < r <= crash_at + ROOT_BOUND + 2 * delta
+    assert ps[2] is not None and r < ps[2] <= r + WAIT + delta
+
+
+@settings(max_examples=25, deadline=None)
+@given(variant=st.sampled_from(VARIANTS), rnd=st.randoms(use_true_random=False),
+       delta=st.floats(0.0, 0.45), kind=st.sampled_from(["static", "expanding", "dynamic"]))
+def test_without_crash_or_loss_nobody_goes_inactive_despite_small_delays(variant, rnd, delta, kind):
+    def delay(k, src, dst, t):
+        return rnd.uniform(0.0, delta)
+
+    root = {"static": lambda: Static(TMIN, TMAX, 3, variant),
+            "expanding": lambda: Expanding(TMIN, TMAX, variant),
+            "dynamic": lambda: Dynamic(TMIN, TMAX, variant)}[kind]()
+    r, ps = run(root, parts_for(3, variant), until=300.0, delay=delay)
+    assert r is None and all(v is None for v in ps.values())
