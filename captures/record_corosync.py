@@ -326,8 +326,10 @@ SCENARIOS = {s.name: s for s in (
 # --------------------------------------------------------------------------- summary
 
 
-def summarize(pcap: Path, scenario: Scenario) -> dict[str, object]:
-    """Counts from the pcap, for people reading meta.json (the tests count for themselves)."""
+def summarize(pcap: Path, scenario: Scenario,
+              ports: tuple[int, ...] = TOTEM_PORTS) -> dict[str, object]:
+    """Counts from the pcap, for people reading meta.json (the tests count for themselves);
+    ``ports`` are the UDP destination ports that carry Totem (knet link L uses 5405 + L)."""
     from scapy.all import UDP, PcapReader
 
     totem_types: Counter[str] = Counter()
@@ -337,7 +339,7 @@ def summarize(pcap: Path, scenario: Scenario) -> dict[str, object]:
     with PcapReader(str(pcap)) as reader:
         for pkt in reader:
             frames += 1
-            if UDP not in pkt or pkt[UDP].dport not in TOTEM_PORTS:
+            if UDP not in pkt or pkt[UDP].dport not in ports:
                 continue
             udp += 1
             payload = bytes(pkt[UDP].payload)

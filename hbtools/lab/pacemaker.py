@@ -33,6 +33,7 @@ from pathlib import Path
 from types import TracebackType
 from xml.sax.saxutils import quoteattr
 
+from hbtools import knet
 from hbtools.lab import (
     COROSYNC_LAB_SECTIONS,
     LAB_PREFIXLEN,
@@ -77,6 +78,11 @@ def link_address(link: int, host: int) -> str:
     (198.18.0.<host>), link L is 198.18.L.<host> (a second address on eth0)."""
     first, second, _ = LAB_SUBNET.split(".")
     return f"{first}.{second}.{link}.{host}"
+
+
+def knet_port(link: int) -> int:
+    """UDP port of knet link ``link`` (corosync's default, which the lab keeps)."""
+    return knet.LINK_PORTS[link]
 
 
 def token_ms(timing: Timing) -> int:
