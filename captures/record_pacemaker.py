@@ -46,7 +46,7 @@ from record_corosync import (  # noqa: E402
     parse_quorumtool,
     summarize,
 )
-from recording import package_version, scratch_folder  # noqa: E402
+from recording import capture_meta, log_event, package_version, scratch_folder  # noqa: E402
 
 from hbtools.lab import Capture, Lab, wait_until  # noqa: E402
 from hbtools.lab.cluster import Timing  # noqa: E402
@@ -162,13 +162,7 @@ class Recording:
     figures: dict[str, float] = field(default_factory=dict)
 
     def event(self, what: str, **details: object) -> float:
-        now = time.time()
-        entry: dict[str, object] = {"t": round(now, 6),
-                                    "t_rel": round(now - self.capture.started, 3), "what": what}
-        entry.update(details)
-        self.events.append(entry)
-        print(f"  {entry['t_rel']:7.2f}s  {what}", flush=True)
-        return now
+        return log_event(self.events, self.capture.started, what, **details)
 
     def start(self) -> None:
         t0 = time.monotonic()
@@ -229,13 +223,17 @@ class Recording:
     def idle(self, seconds: float) -> None:
         time.sleep(seconds)
 
+    def settle(self, phase: str, pause: float = 3.0) -> None:
+        """Start the cluster, wait for every node online, pause, record the view."""
+        self.start()
+        self.wait_online(self.cluster.nodes)
+        self.idle(pause)
+        self.snapshot(phase)
+
 
 def steady(rec: Recording, after: float = 7.0) -> None:
     """Start, let the cluster settle with the VIP placed, record its view, idle a little."""
-    rec.start()
-    rec.wait_online(rec.cluster.nodes)
-    rec.idle(4)
-    rec.snapshot("steady")
+    rec.settle("steady", pause=4)
     rec.idle(after)
 
 
@@ -247,10 +245,7 @@ def steady_short(rec: Recording) -> None:
 def crash_holder(rec: Recording) -> None:
     """SIGKILL corosync on the VIP holder: the survivor's Pacemaker takes the VIP; without
     fencing the victim's interface keeps it too (two owners, a fact of the real stack)."""
-    rec.start()
-    rec.wait_online(rec.cluster.nodes)
-    rec.idle(3)
-    rec.snapshot("before crash")
+    rec.settle("before crash")
     victim, survivor = rec.owner()
     t0 = time.monotonic()
     pids = rec.cluster.kill_corosync(victim)
@@ -266,10 +261,7 @@ def crash_holder(rec: Recording) -> None:
 
 def move_vip(rec: Recording) -> None:
     """``crm_resource --move`` the VIP to the other node (a planned switch-over)."""
-    rec.start()
-    rec.wait_online(rec.cluster.nodes)
-    rec.idle(3)
-    rec.snapshot("before move")
+    rec.settle("before move")
     owner, other = rec.owner()
     t0 = time.monotonic()
     out = rec.cluster.move_vip(other)
@@ -293,10 +285,7 @@ def _link_state(rec: Recording, node: str, peer: int, link: int) -> str | None:
 def cut_one_link(rec: Recording) -> None:
     """Two knet links; link 0 (the one carrying data in passive mode) of node2 is cut with a
     drop rule in node2 for a while, then restored. The ring survives on link 1."""
-    rec.start()
-    rec.wait_online(rec.cluster.nodes)
-    rec.idle(3)
-    rec.snapshot("both links")
+    rec.settle("both links")
     node2 = rec.cluster.node("node2")
     link0 = ".".join(link_address(0, 0).split(".")[:3]) + ".0/24"
     script = (
@@ -405,14 +394,8 @@ def record(scenario: Scenario, out_root: Path) -> Path:
             "crypto": {"cipher": CRYPTO_CIPHER if scenario.crypto else "none",
                        "hash": CRYPTO_HASH if scenario.crypto else "none"},
             "token_ms": cluster.token_ms,
-            "capture": {
-                "file": "capture.pcap",
-                "where": "tcpdump -i br0 -s 0 -U on the lab bridge, no filter",
-                "start": round(capture.started, 6),
-                "end": round(capture.stopped or time.time(), 6),
-                "packets": packets,
-                "bytes": (tmp / "capture.pcap").stat().st_size,
-            },
+            "capture": capture_meta(capture, packets,
+                                    "tcpdump -i br0 -s 0 -U on the lab bridge, no filter"),
             "network": "198.18.0.0/24 (and 198.18.1.0/24 for link 1) on one bridge; "
                        "IPv6 disabled; no default route",
             "config": {"corosync.conf": "corosync.conf", "cib.xml": "cib.xml",
