@@ -293,12 +293,21 @@ class PacemakerCluster:
                 self._start_corosync(name, timeout=max(1.0, deadline - time.monotonic()))
             for name in self.nodes:
                 self._start_pacemaker(name)
-            wait_until(lambda: len(self.vip_owners()) == 1,
+            wait_until(self._one_owner,
                        timeout=max(1.0, deadline - time.monotonic()), interval=0.1,
                        what=f"one node of {', '.join(self.nodes)} to hold the VIP {self.vip}")
         except BaseException:
             self.close()
             raise
+
+    def _one_owner(self) -> bool:
+        """Start-up predicate: fail at once (with the log's last words) if a node's
+        pacemakerd gave up, instead of waiting out the whole timeout."""
+        for name in self.nodes:
+            if not self.stack_pids(name, frozenset({"pacemakerd"})):
+                raise LabError(f"pacemakerd on {name} exited during start-up: "
+                               f"{_tail(self.logs()[name])}")
+        return len(self.vip_owners()) == 1
 
     def _start_corosync(self, name: str, *, timeout: float = 20.0) -> None:
         node = self.node(name)
@@ -316,6 +325,8 @@ class PacemakerCluster:
 
     def _start_pacemaker(self, name: str) -> None:
         self.node(name).popen(["pacemakerd"], env=PACEMAKER_ENV)
+        wait_until(lambda: self.stack_pids(name, frozenset({"pacemakerd"})), timeout=10,
+                   interval=0.05, what=f"pacemakerd to start on {name}")
 
     def crash(self, node: str) -> None:
         """Kill the node's PID-namespace init: the kernel SIGKILLs corosync, every Pacemaker

@@ -115,3 +115,26 @@ def test_freeze_past_token_then_thaw(lab: Lab) -> None:
         print(f"thaw -> one owner again ({cluster.vip_owners()}): {seen - t0:.2f} s")
     finally:
         cluster.close()
+
+
+def test_fencing_crypto_two_links(lab: Lab) -> None:
+    """The optional parts: fence_dummy fences the crashed owner before the survivor takes the
+    VIP, knet runs encrypted, and corosync reports both links of every peer connected."""
+    cluster = PacemakerCluster(lab, 2, TIMING, crypto=True, links=2, fencing=True)
+    try:
+        cluster.start(timeout=90)
+        (owner,) = cluster.vip_owners()
+        other = next(n for n in cluster.nodes if n != owner)
+        assert "crypto_cipher: aes256" in cluster.corosync_conf
+        links = cluster.tool(other, ["corosync-cfgtool", "-n"])
+        for link in ("LINK: 0 udp (198.18.0.", "LINK: 1 udp (198.18.1."):
+            line = next(x for x in links.splitlines() if link in x)
+            assert "connected" in line.split(), links
+        cluster.crash(owner)
+        cluster.wait_owners([owner, other], timeout=60)
+        log = cluster.logs()[other]
+        wait_until(lambda: f"Operation 'reboot' targeting {owner} by {other}" in
+                   log.read_text(errors="replace"), timeout=30, interval=0.5,
+                   what=f"{other} to log the fencing of {owner}")
+    finally:
+        cluster.close()
