@@ -47,7 +47,7 @@ import recording  # noqa: E402  (captures/recording.py: the shared recorder part
 from recording import package_version, scratch_folder  # noqa: E402
 
 from hbtools import knet, totem  # noqa: E402
-from hbtools.lab import Capture, Lab, Node, wait_until  # noqa: E402
+from hbtools.lab import COROSYNC_LAB_SECTIONS, Capture, Lab, Node, wait_until  # noqa: E402
 
 MCAST_GROUP = "239.18.0.2"
 TOTEM_PORTS = (5404, 5405)
@@ -84,17 +84,7 @@ def corosync_conf(scenario: Scenario) -> str:
         f"    crypto_hash: {scenario.crypto_hash}\n"
         f"{interface}"
         "}\n"
-        "logging {\n"
-        "    to_stderr: no\n"
-        "    to_logfile: yes\n"
-        "    logfile: /var/log/corosync/corosync.log\n"
-        "    to_syslog: no\n"
-        "    timestamp: hires\n"
-        "    debug: off\n"
-        "}\n"
-        "quorum {\n"
-        "    provider: corosync_votequorum\n"
-        "}\n"
+        f"{COROSYNC_LAB_SECTIONS}"
         "nodelist {\n"
         f"{nodes}"
         "}\n"
@@ -208,16 +198,7 @@ class Recording:
 
     def corosync_pids(self, node: Node) -> list[int]:
         """Host pids of the corosync daemon running in this node."""
-        assert node.anchor is not None
-        pids = []
-        for pid in node.anchor.processes():
-            try:
-                comm = Path(f"/proc/{pid}/comm").read_text().strip()
-            except OSError:
-                continue
-            if comm == "corosync":
-                pids.append(pid)
-        return pids
+        return node.pids_named({"corosync"})
 
     def start(self, node: Node) -> None:
         node.popen(["corosync", "-f"])
@@ -345,8 +326,10 @@ SCENARIOS = {s.name: s for s in (
 # --------------------------------------------------------------------------- summary
 
 
-def summarize(pcap: Path, scenario: Scenario) -> dict[str, object]:
-    """Counts from the pcap, for people reading meta.json (the tests count for themselves)."""
+def summarize(pcap: Path, scenario: Scenario,
+              ports: tuple[int, ...] = TOTEM_PORTS) -> dict[str, object]:
+    """Counts from the pcap, for people reading meta.json (the tests count for themselves);
+    ``ports`` are the UDP destination ports that carry Totem (knet link L uses 5405 + L)."""
     from scapy.all import UDP, PcapReader
 
     totem_types: Counter[str] = Counter()
@@ -356,7 +339,7 @@ def summarize(pcap: Path, scenario: Scenario) -> dict[str, object]:
     with PcapReader(str(pcap)) as reader:
         for pkt in reader:
             frames += 1
-            if UDP not in pkt or pkt[UDP].dport not in TOTEM_PORTS:
+            if UDP not in pkt or pkt[UDP].dport not in ports:
                 continue
             udp += 1
             payload = bytes(pkt[UDP].payload)

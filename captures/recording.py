@@ -13,6 +13,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,7 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from hbtools.lab import LabError  # noqa: E402
+from hbtools.lab import Capture, LabError  # noqa: E402
 
 CAPTURES = Path(__file__).resolve().parent
 #: Captures are committed: each must stay small.
@@ -54,6 +55,29 @@ def scratch_folder(out_root: Path, name: str) -> Iterator[Path]:
     final = out_root / name
     shutil.rmtree(final, ignore_errors=True)
     tmp.rename(final)
+
+
+def capture_meta(capture: Capture, packets: int | None, where: str) -> dict[str, Any]:
+    """The ``capture`` block of a meta.json: file, how it was taken, its time span, size."""
+    return {
+        "file": "capture.pcap",
+        "where": where,
+        "start": round(capture.started, 6),
+        "end": round(capture.stopped or time.time(), 6),
+        "packets": packets,
+        "bytes": capture.path.stat().st_size,
+    }
+
+
+def log_event(events: list[dict[str, Any]], started: float, what: str,
+              **details: Any) -> float:
+    """Append a timed entry (epoch and seconds since the capture started) and print it."""
+    now = time.time()
+    entry: dict[str, Any] = {"t": round(now, 6), "t_rel": round(now - started, 3), "what": what}
+    entry.update(details)
+    events.append(entry)
+    print(f"  {entry['t_rel']:7.2f}s  {what}", flush=True)
+    return now
 
 
 def _sigterm(signum: int, frame: FrameType | None) -> None:

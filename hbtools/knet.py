@@ -43,6 +43,12 @@ class DecodeError(ValueError):
 #: KNET_HEADER_VERSION: the on-wire version libknet 1.x sends.
 VERSION = 1
 
+PORT = 5405
+"""UDP port of knet link 0 (corosync's default ``mcastport``)."""
+MAX_LINKS = 8
+"""knet links a node can have; corosync gives link L the port PORT + L unless configured."""
+LINK_PORTS = tuple(PORT + link for link in range(MAX_LINKS))
+
 #: KNET_HEADER_TYPE_* in onwire.h.
 TYPES: Mapping[int, str] = MappingProxyType({
     0x00: "data",

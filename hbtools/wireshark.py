@@ -329,6 +329,8 @@ def _layout_tables() -> str:
     header_size = sum(f.scalar_size() or 0 for f in knet.HEADER)
     out.append(f"local KNET_HEADER_SIZE = {header_size}")
     out.append("local TOTEM_PORTS = {" + ", ".join(str(p) for p in TOTEM_PORTS) + "}")
+    extra = [p for p in knet.LINK_PORTS if p not in TOTEM_PORTS]
+    out.append("local KNET_LINK_PORTS = {" + ", ".join(str(p) for p in extra) + "}")
     return "\n".join(out)
 
 
@@ -1402,4 +1404,6 @@ function p_knet.dissector(tvb, pinfo, tree)
 end
 
 for _, port in ipairs(TOTEM_PORTS) do udp_table:add(port, p_totem) end
+-- knet links 1..7 use the next ports by default (5406, ...)
+for _, port in ipairs(KNET_LINK_PORTS) do udp_table:add(port, p_totem) end
 """  # noqa: E501  (Lua text)

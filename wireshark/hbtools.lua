@@ -1007,6 +1007,7 @@ local KNET_MIN_ENCRYPTED_SIZE = 32
 local KNET_PING_SIZE = 26
 local KNET_HEADER_SIZE = 6
 local TOTEM_PORTS = {5404, 5405}
+local KNET_LINK_PORTS = {5406, 5407, 5408, 5409, 5410, 5411, 5412}
 
 ---------------------------------------------------------------------------- layouts
 -- A generic walker over the layout tables above (a port of hbtools.layout.decode_from):
@@ -1323,3 +1324,5 @@ function p_knet.dissector(tvb, pinfo, tree)
 end
 
 for _, port in ipairs(TOTEM_PORTS) do udp_table:add(port, p_totem) end
+-- knet links 1..7 use the next ports by default (5406, ...)
+for _, port in ipairs(KNET_LINK_PORTS) do udp_table:add(port, p_totem) end

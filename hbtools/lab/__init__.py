@@ -60,7 +60,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -88,6 +88,22 @@ BRIDGE = "br0"
 NODE_IF = "eth0"
 CLEAN_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
+COROSYNC_LAB_SECTIONS = (
+    "logging {\n"
+    "    to_stderr: no\n"
+    "    to_logfile: yes\n"
+    "    logfile: /var/log/corosync/corosync.log\n"
+    "    to_syslog: no\n"
+    "    timestamp: hires\n"
+    "    debug: off\n"
+    "}\n"
+    "quorum {\n"
+    "    provider: corosync_votequorum\n"
+    "}\n"
+)
+"""The ``logging`` and ``quorum`` sections of every lab corosync.conf: the log goes to the
+node's own /var/log/corosync (a bind mount, readable from the host), nothing to syslog."""
+
 _T = TypeVar("_T")
 
 
@@ -108,6 +124,12 @@ _PACKAGES = {
     "ping": "iputils-ping",
     "cl_status": "heartbeat",
     "corosync": "corosync",
+    "pacemakerd": "pacemaker",
+    "crm_mon": "pacemaker-cli-utils",
+    "crm_resource": "pacemaker-cli-utils",
+    "cibadmin": "pacemaker-cli-utils",
+    "fence_dummy": "fence-agents",
+    "/usr/lib/ocf/resource.d/heartbeat/IPaddr2": "resource-agents",
     HEARTBEAT_BIN: "heartbeat",
 }
 
@@ -405,6 +427,7 @@ class Node:
     prefixlen: int = LAB_PREFIXLEN
     ifname: str = NODE_IF
     anchor: Anchor | None = field(default=None, repr=False)
+    anchor_spec: AnchorSpec | None = field(default=None, repr=False)
 
     def command(self, cmd: Sequence[str]) -> list[str]:
         """The host command line that runs ``cmd`` inside this node."""
@@ -476,7 +499,41 @@ class Node:
 
         init_pid = wait_until(init_child, timeout=5, what=f"the anchor init of {self.name}")
         self.anchor = Anchor(proc, init_pid)
+        self.anchor_spec = spec
         return self.anchor
+
+    def pids_named(self, names: Collection[str]) -> list[int]:
+        """Host pids of the live processes of this node's PID namespace whose name
+        (``/proc/PID/comm``) is one of ``names`` (empty when the node has no running anchor)."""
+        if self.anchor is None or not _alive(self.anchor.init_pid):
+            return []
+        pids = []
+        for pid in self.anchor.processes():
+            try:
+                comm = Path(f"/proc/{pid}/comm").read_text().strip()
+            except OSError:
+                continue
+            if comm in names and _alive(pid):
+                pids.append(pid)
+        return pids
+
+    def anchor_alive(self) -> bool:
+        """True while the node's PID-namespace init runs (False after a crash)."""
+        return self.anchor is not None and _alive(self.anchor.init_pid)
+
+    def reboot_anchor(self, *, timeout: float = 10.0) -> Anchor:
+        """Kill the node's anchor if it still runs and start a new one from the same spec.
+
+        This is a reboot of the node's "machine": the PID namespace and every tmpfs
+        (``/run``, ``/dev/shm``) start empty, while the bind-mounted host directories (a
+        daemon's state and logs) persist, as disks do across a reboot.
+        """
+        if self.anchor_spec is None:
+            raise LabError(f"node {self.name} has no anchor to restart")
+        if self.anchor is not None:
+            self.anchor.kill()
+            self.anchor = None
+        return self.start_anchor(self.anchor_spec, timeout=timeout)
 
     def processes(self) -> list[int]:
         """Host pids of every process in this node's network namespace."""
@@ -752,22 +809,51 @@ class Lab:
         self.heartbeats[name] = hb
         return hb
 
-    def add_corosync_node(self, name: str, *, host: int | None = None) -> Node:
+    def add_corosync_node(self, name: str, *, host: int | None = None,
+                          pacemaker: bool = False) -> Node:
         """A node prepared for ``corosync -f``: private /run and /dev/shm, and its own
         /etc/corosync, /var/lib/corosync, /var/log/corosync from ``workdir/etc-corosync``,
         ``workdir/var-lib-corosync`` and ``workdir/var-log-corosync`` (created empty, so ring
-        ids start afresh; write corosync.conf and any authkey before starting corosync)."""
+        ids start afresh; write corosync.conf and any authkey before starting corosync).
+
+        With ``pacemaker`` the node also gets its own ``/var/lib/pacemaker`` (``cib``,
+        ``pengine``, ``blackbox``, ``cores``) and ``/var/log/pacemaker`` from
+        ``workdir/var-lib-pacemaker`` and ``workdir/var-log-pacemaker``, owned by hacluster
+        as the daemons require, plus ``/run/crm``, ``/run/resource-agents``, ``/run/lock``
+        and a world-writable ``/dev/shm`` (the daemons run as hacluster and keep their libqb
+        IPC buffers there).
+        """
         node = self.add_node(name, host=host)
+        mounts = [("etc-corosync", "/etc/corosync"), ("var-lib-corosync", "/var/lib/corosync"),
+                  ("var-log-corosync", "/var/log/corosync")]
+        if pacemaker:
+            mounts += [("var-lib-pacemaker", "/var/lib/pacemaker"),
+                       ("var-log-pacemaker", "/var/log/pacemaker")]
         binds = []
-        for sub, target in (("etc-corosync", "/etc/corosync"),
-                            ("var-lib-corosync", "/var/lib/corosync"),
-                            ("var-log-corosync", "/var/log/corosync")):
+        for sub, target in mounts:
             src = node.workdir / sub
             src.mkdir()
             if not Path(target).is_dir():
-                raise LabError(f"{target} does not exist (Debian package corosync)")
+                package = "corosync" if "corosync" in target else "pacemaker"
+                raise LabError(f"{target} does not exist (Debian package {package})")
             binds.append((src, target))
-        node.start_anchor(AnchorSpec(hostname=name, tmpfs=("/run", "/dev/shm"),
+        dirs: tuple[DirSpec, ...] = ()
+        if pacemaker:
+            owned = [node.workdir / "var-lib-pacemaker", node.workdir / "var-log-pacemaker"]
+            for sub in ("cib", "pengine", "blackbox", "cores"):
+                (owned[0] / sub).mkdir(mode=0o750)
+                owned.append(owned[0] / sub)
+            try:
+                for d in owned:
+                    shutil.chown(d, "hacluster", "haclient")
+            except LookupError as exc:
+                raise LabError("no hacluster user or haclient group (Debian package "
+                               "pacemaker)") from exc
+            (node.workdir / "var-log-pacemaker").chmod(0o770)
+            dirs = (DirSpec("/dev/shm", mode=0o1777),
+                    DirSpec("/run/crm", "hacluster", "haclient", 0o750),
+                    DirSpec("/run/resource-agents"), DirSpec("/run/lock"))
+        node.start_anchor(AnchorSpec(hostname=name, tmpfs=("/run", "/dev/shm"), dirs=dirs,
                                      binds=tuple(binds)))
         return node
 
