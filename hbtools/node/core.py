@@ -118,6 +118,84 @@ class Event:
 Output = Send | TakeResource | ReleaseResource | Fence | SendPing | Event
 
 
+# ----------------------------------------------------------------------------- drops and wire text
+
+
+def shown(value: object, limit: int = 80) -> str:
+    """Wire text made safe to print: control, format and separator characters as escapes.
+
+    A forged ``src`` must not start a new log line or send terminal escapes; long values are cut
+    so one datagram cannot make a screenful. ``None`` (field absent) is shown as ``?``.
+    """
+    if value is None:
+        return "?"
+    text = value if isinstance(value, str) else str(value)
+    if len(text) > limit:
+        text = text[:limit] + "..."
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else
+                   (f"\\x{ord(c):02x}" if ord(c) < 0x100 else f"\\u{ord(c):04x}") for c in text)
+
+
+DROP_WINDOW = 10.0  # seconds summarised by one "N datagrams dropped" line
+DROP_SOURCES = 64  # distinct (reason, address) pairs reported per window; the rest are summed
+MAX_COUNTERS = 128  # distinct counter names (some carry a wire message type)
+
+_DROP_LABELS = {
+    "undecodable": "undecodable", "auth": "bad auth", "bad_compression": "bad compression",
+    "unknown_node": "unknown node", "bad_field": "bad field", "old_generation": "old generation",
+}
+
+
+@dataclass
+class DropLog:
+    """Rate-limited reports of dropped datagrams, aggregated per reason and source address.
+
+    The first drop of a (reason, address) pair in a window is reported in full; the others are
+    counted and summarised when the window closes ("N datagrams dropped for bad auth from X in
+    the last 10 s"). Memory is bounded by DROP_SOURCES pairs; beyond that, drops are summed per
+    reason under "other addresses". Pure: the node calls `note` and `flush` with its ``now``.
+    """
+
+    window_end: float | None = None
+    counts: dict[tuple[str, str], int] = field(default_factory=dict)
+    overflow: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def due(self) -> float | None:
+        return self.window_end
+
+    def note(self, now: float, reason: str, source: str) -> bool:
+        """Record one drop; True if it should be reported in full."""
+        if self.window_end is None:
+            self.window_end = now + DROP_WINDOW
+        key = (reason, source)
+        if key in self.counts:
+            self.counts[key] += 1
+            return False
+        if len(self.counts) >= DROP_SOURCES:
+            self.overflow[reason] = self.overflow.get(reason, 0) + 1
+            return False
+        self.counts[key] = 0
+        return True
+
+    def flush(self, now: float) -> list[Event]:
+        """Summary events for a window that has closed (nothing before its end)."""
+        if self.window_end is None or now < self.window_end:
+            return []
+        out = [Event(now, "dropped_summary", f"{n} datagrams dropped for {_DROP_LABELS.get(r, r)} "
+                     f"from {src} in the last {DROP_WINDOW:g} s", {"reason": r, "source": src, "count": n})
+               for (r, src), n in self.counts.items() if n]
+        out.extend(Event(now, "dropped_summary", f"{n} datagrams dropped for {_DROP_LABELS.get(r, r)} "
+                         f"from other addresses in the last {DROP_WINDOW:g} s",
+                         {"reason": r, "source": "other", "count": n}) for r, n in self.overflow.items())
+        self.window_end = None
+        self.counts.clear()
+        self.overflow.clear()
+        return out
+
+
 # ----------------------------------------------------------------------------- peers
 
 
@@ -224,7 +302,7 @@ class Node:
         self.next_ping: float | None = None
         self.ping_ready_at: float | None = None
         self.counters: dict[str, int] = {}
-        self._unknown_logged: set[str] = set()
+        self.drops = DropLog()
 
     # ------------------------------------------------------------------ public API
 
@@ -271,6 +349,8 @@ class Node:
             times.append(self.ping_ready_at)
         if self.standby_deadline is not None:
             times.append(self.standby_deadline)
+        if self.drops.due is not None:
+            times.append(self.drops.due)
         return min(times) if times else None
 
     def tick(self, now: float) -> list[Output]:
@@ -297,31 +377,45 @@ class Node:
             self._abandon_standby(now, out, "timed out")
         self._ping_tick(now, out)
         self._plan(now, out)
+        out.extend(self.drops.flush(now))
         return self._finish(out)
 
     def receive(self, data: bytes, addr: tuple[str, int] | None, now: float) -> list[Output]:
-        """Handle one datagram from ``addr``; anything not authentic is dropped and logged."""
+        """Handle one datagram from ``addr``; anything not authentic is dropped and logged.
+
+        Drops are reported through `DropLog`: the first of each kind from each address in full,
+        then one summary line per 10 s, so a flood cannot turn into a flood of log lines.
+        """
         out: list[Output] = []
         if self.status is LocalStatus.DEAD or self.started_at is None:
             return out
-        where = f"{addr[0]}:{addr[1]}" if addr else "?"
+        host = shown(addr[0]) if addr else "?"
+        where = f"{host}:{addr[1]}" if addr else "?"
         try:
             msg = heartbeat.decode(data)
         except heartbeat.DecodeError as err:
-            self._count("undecodable")
-            out.append(self._event(now, "dropped", f"undecodable datagram from {where}: {err}",
-                                   reason="undecodable", addr=where))
+            self._drop(now, out, "undecodable", host, f"undecodable datagram from {where}: "
+                       f"{shown(err.problem)}", addr=where)
             return out
-        if not self._authentic(msg, data):
-            self._count("bad_auth")
-            out.append(self._event(now, "dropped",
-                                   f"authentication failed for a message from {msg.src} at {where}",
-                                   reason="auth", src=msg.src, addr=where, type=msg.type))
+        try:
+            authentic = self._authentic(msg, data)
+        except heartbeat.DecodeError:
+            authentic = False  # a signature layout no real node could check
+        if not authentic:
+            self._drop(now, out, "auth", host, f"authentication failed for a message from "
+                       f"{shown(msg.src)} at {where}", src=msg.src, addr=where, type=msg.type)
             return out
         if "_compressed_payload" in msg:
-            inner = heartbeat.decompress(msg)
+            try:
+                inner = heartbeat.decompress(msg)
+            except heartbeat.DecodeError as err:
+                inner = None
+                problem = err.problem
+            else:
+                problem = "not a compressed message"
             if inner is None:
-                self._count("undecodable")
+                self._drop(now, out, "bad_compression", host, f"bad compressed message from "
+                           f"{shown(msg.src)} at {where}: {shown(problem)}", src=msg.src, addr=where)
                 return out
             msg = inner
         src = msg.src
@@ -330,19 +424,14 @@ class Node:
             return out
         peer = self.peers.get(src or "")
         if peer is None:
-            self._count("unknown_node")
-            key = src or "?"
-            if key not in self._unknown_logged:
-                self._unknown_logged.add(key)
-                out.append(self._event(now, "dropped", f"message from unknown node {src!r} at {where}",
-                                       reason="unknown_node", src=src, addr=where))
+            self._drop(now, out, "unknown_node", host, f"message from unknown node {shown(src)} "
+                       f"at {where}", src=src, addr=where)
             return out
         try:
             self._accept(peer, msg, now, where, out)
         except heartbeat.DecodeError as err:
-            self._count("undecodable")
-            out.append(self._event(now, "dropped", f"bad field from {src} at {where}: {err.problem}",
-                                   reason="bad_field", src=src, addr=where))
+            self._drop(now, out, "bad_field", host, f"bad field from {src} at {where}: "
+                       f"{shown(err.problem)}", src=src, addr=where)
         return self._finish(out)
 
     def ping_reply(self, address: str, now: float) -> list[Output]:
@@ -417,11 +506,10 @@ class Node:
         if generation is not None:
             if peer.generation is not None and generation < peer.generation:
                 self._count("replay")
-                out.append(self._event(now, "dropped",
-                                       f"node {peer.name}: generation {generation} older than "
-                                       f"{peer.generation} (replay?) from {where}",
-                                       reason="old_generation", src=peer.name, addr=where,
-                                       generation=generation, known=peer.generation))
+                self._drop(now, out, "old_generation", where.rsplit(":", 1)[0],
+                           f"node {peer.name}: generation {generation} older than "
+                           f"{peer.generation} (replay?) from {where}", src=peer.name, addr=where,
+                           generation=generation, known=peer.generation)
                 return
             if peer.generation is not None and generation > peer.generation:
                 out.append(self._event(now, "restart", f"node {peer.name} restarted "
@@ -477,7 +565,7 @@ class Node:
                                        f"node {peer.name} reaches {count} ping node(s)",
                                        node=peer.name, count=int(count)))
         else:
-            self._count(f"ignored:{mtype}")
+            self._count(f"ignored:{shown(mtype)[:40]}")
         self._plan(now, out)
 
     def _track_seq(self, peer: Peer, seq: int, now: float, out: list[Output]) -> bool:
@@ -971,4 +1059,14 @@ class Node:
         return Event(now, kind, text, data)
 
     def _count(self, what: str) -> None:
+        """Count by name; names made of wire text are bounded (MAX_COUNTERS, then ``other``)."""
+        if what not in self.counters and len(self.counters) >= MAX_COUNTERS:
+            what = "other"
         self.counters[what] = self.counters.get(what, 0) + 1
+
+    def _drop(self, now: float, out: list[Output], reason: str, source: str, text: str,
+              **data: Any) -> None:
+        """Count a dropped datagram and report it through the rate-limited `DropLog`."""
+        self._count(reason)
+        if self.drops.note(now, reason, source):
+            out.append(self._event(now, "dropped", text, reason=reason, **data))

@@ -19,6 +19,7 @@ decisions stay in the core; this module only knows how to talk to Linux.
 from __future__ import annotations
 
 import contextlib
+import errno
 import ipaddress
 import json
 import os
@@ -27,6 +28,7 @@ import selectors
 import shlex
 import signal
 import socket
+import stat
 import struct
 import subprocess
 import sys
@@ -38,6 +40,7 @@ from typing import IO, Any
 
 from hbtools.node.config import ClusterConfig, IPAddrResource, Medium
 from hbtools.node.core import (
+    DROP_WINDOW,
     Event,
     Fence,
     Node,
@@ -46,6 +49,7 @@ from hbtools.node.core import (
     Send,
     SendPing,
     TakeResource,
+    shown,
 )
 
 SO_BINDTODEVICE = getattr(socket, "SO_BINDTODEVICE", 25)
@@ -66,21 +70,30 @@ def load_identity(state_dir: Path, now_wall: float) -> tuple[bytes, int]:
 
     Same files as Heartbeat (``hb_uuid``: 16 raw bytes, ``hb_generation``: decimal text), written
     before the first message goes out so a crash right after start still counts as a start.
+    We run as root and the directory may be under /tmp: a group- or world-writable directory is
+    refused (anyone could swap the files), and files are created without following symlinks.
     """
     try:
-        state_dir.mkdir(parents=True, exist_ok=True)
+        state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        info = os.lstat(state_dir)
     except OSError as exc:
         raise RunnerError(f"cannot create state directory {state_dir}: {exc.strerror}") from None
+    if not stat.S_ISDIR(info.st_mode):
+        raise RunnerError(f"state directory {state_dir} is not a directory (a symlink?)")
+    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise RunnerError(f"state directory {state_dir} is writable by group or others "
+                          f"(mode {stat.S_IMODE(info.st_mode):o}); use a private directory (chmod 700)")
     uuid_path, gen_path = state_dir / "hb_uuid", state_dir / "hb_generation"
     try:
-        raw = uuid_path.read_bytes() if uuid_path.exists() else b""
-        if len(raw) != 16:
+        raw = _read_private(uuid_path)
+        if raw is None or len(raw) != 16:
             raw = uuidlib.uuid4().bytes
             _atomic_write(uuid_path, raw)
         generation = int(now_wall)
-        if gen_path.exists():
-            text = gen_path.read_text().strip()
-            if not text.isdigit():
+        text_raw = _read_private(gen_path)
+        if text_raw is not None:
+            text = text_raw.decode("ascii", "replace").strip()
+            if not (text.isascii() and text.isdigit()) or len(text) > 20:
                 raise RunnerError(f"{gen_path}: not a generation number: {text[:20]!r}")
             generation = int(text) + 1
         _atomic_write(gen_path, f"{generation}\n".encode())
@@ -89,9 +102,40 @@ def load_identity(state_dir: Path, now_wall: float) -> tuple[bytes, int]:
     return raw, generation
 
 
+def _read_private(path: Path) -> bytes | None:
+    """A state file's bytes (None if absent), refusing symlinks and anything but a regular file."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise RunnerError(f"{path} is a symlink; refusing to follow it") from None
+        raise
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise RunnerError(f"{path} is not a regular file")
+        return os.read(fd, 4096)
+    finally:
+        os.close(fd)
+
+
 def _atomic_write(path: Path, data: bytes) -> None:
+    """Write ``path`` through a fresh temporary file: O_EXCL|O_NOFOLLOW, so a planted file or
+    symlink at the temporary name is never written through (it is removed and creation retried
+    once; a second planted one is an error)."""
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        fd = os.open(tmp, flags, 0o600)
+    except FileExistsError:
+        os.unlink(tmp)  # unlink removes a symlink itself, never its target
+        fd = os.open(tmp, flags, 0o600)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
     os.replace(tmp, path)
 
 
@@ -106,33 +150,68 @@ def read_loadavg() -> str:
 
 
 class EventLog:
-    """JSON lines with monotonic and wall times, plus a human line on stderr."""
+    """JSON lines with monotonic and wall times, plus a human line on stderr.
+
+    A log write never ends the daemon: a full disk, ``/dev/full`` or a closed stderr pipe only
+    counts the lost lines (``lost``); a broken stderr is pointed at /dev/null so the interpreter
+    does not fail flushing it at exit. The file is opened without following a symlink.
+    """
 
     def __init__(self, node: str, path: Path | None, stderr: IO[str] | None, wall_offset: float) -> None:
         self.node = node
         self.stderr = stderr
         self.wall_offset = wall_offset
-        self.file: IO[str] | None = None
+        self.fd: int | None = None
+        self.lost = 0
         if path is not None:
+            flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
             try:
-                self.file = open(path, "a", buffering=1)  # noqa: SIM115 - lives as long as the runner
+                self.fd = os.open(path, flags, 0o640)
+                if not stat.S_ISREG(os.fstat(self.fd).st_mode) and not _is_char_device(self.fd):
+                    os.close(self.fd)
+                    self.fd = None
+                    raise RunnerError(f"cannot open event log {path}: not a regular file")
+                os.set_blocking(self.fd, True)
             except OSError as exc:
-                raise RunnerError(f"cannot open event log {path}: {exc.strerror}") from None
+                why = "is a symlink (not followed)" if exc.errno == errno.ELOOP else exc.strerror
+                raise RunnerError(f"cannot open event log {path}: {why}") from None
 
     def write(self, event: Event) -> None:
         wall = event.at + self.wall_offset
-        if self.file is not None:
+        if self.fd is not None:
             record = {"mono": round(event.at, 6), "wall": round(wall, 6), "daemon": self.node,
                       "kind": event.kind, "text": event.text, **event.data}
-            self.file.write(json.dumps(record, default=str) + "\n")
+            try:
+                os.write(self.fd, (json.dumps(record, default=str) + "\n").encode())
+            except OSError:
+                self.lost += 1
         if self.stderr is not None:
             stamp = time.strftime("%H:%M:%S", time.localtime(wall)) + f".{int(wall * 1000) % 1000:03d}"
-            self.stderr.write(f"{stamp} hbtool daemon[{self.node}]: {event.text}\n")
-            self.stderr.flush()
+            try:
+                self.stderr.write(f"{stamp} hbtool daemon[{self.node}]: {shown(event.text, 4000)}\n")
+                self.stderr.flush()
+            except (OSError, ValueError):
+                self.lost += 1
+                self._abandon_stderr()
+
+    def _abandon_stderr(self) -> None:
+        broken, self.stderr = self.stderr, None
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            if broken is not None and broken.fileno() == 2:
+                null = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(null, 2)
+                os.close(null)
 
     def close(self) -> None:
-        if self.file is not None:
-            self.file.close()
+        if self.fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self.fd)
+            self.fd = None
+
+
+def _is_char_device(fd: int) -> bool:
+    """/dev/null and /dev/full are fine targets for --events (tests, throw-away runs)."""
+    return stat.S_ISCHR(os.fstat(fd).st_mode)
 
 
 # ----------------------------------------------------------------------------- interfaces
@@ -255,6 +334,9 @@ class Runner:
         self.fence_proc: tuple[subprocess.Popen[bytes], str, float] | None = None
         self.fence_queue: list[str] = []
         self.stopping = False
+        self.internal_errors = 0
+        self._errors_reported = 0
+        self._error_logged_at: float | None = None
         self._wake_r, self._wake_w = os.pipe()
 
     # -- set-up
@@ -383,7 +465,28 @@ class Runner:
                 data, addr = sock.recvfrom(RECV_SIZE)
             except (BlockingIOError, InterruptedError):
                 return
-            self.execute(self.node.receive(data, addr, self.mono()))
+            self._receive_one(data, addr)
+
+    def _receive_one(self, data: bytes, addr: tuple[str, int]) -> None:
+        """Feed one datagram to the core. Nothing from the network may end the daemon: an
+        unexpected error (a bug in the core) drops this datagram and is logged, at most once per
+        DROP_WINDOW with the number of further errors, and the loop goes on."""
+        now = self.mono()
+        try:
+            outputs = self.node.receive(data, addr, now)
+        except Exception as exc:  # noqa: BLE001 - the rule: log, drop the datagram, go on
+            self.internal_errors += 1
+            if self._error_logged_at is None or now - self._error_logged_at >= DROP_WINDOW:
+                more = self.internal_errors - self._errors_reported - 1
+                self._error_logged_at, self._errors_reported = now, self.internal_errors
+                self.log.write(Event(now, "internal_error",
+                                     f"datagram from {shown(addr[0])} dropped: internal error "
+                                     f"{type(exc).__name__}: {shown(str(exc))}"
+                                     + (f" ({more} more since the last report)" if more > 0 else ""),
+                                     {"addr": addr[0], "error": type(exc).__name__,
+                                      "count": self.internal_errors}))
+            return
+        self.execute(outputs)
 
     def _read_icmp(self) -> None:
         assert self.ping_sock is not None
