@@ -41,10 +41,12 @@ def _err(message: str) -> None:
 @click.option("--seed", type=int, default=None, help="Seed for retransmission delays (tests).")
 @click.option("--keep-stale", is_flag=True,
               help="Do not remove configured addresses left on interfaces by an earlier run.")
+@click.option("--insecure-authkeys", is_flag=True,
+              help="Start even if group or others may read authkeys (3.0.6 refuses; test setups only).")
 @click.option("--check", is_flag=True, help="Only read the configuration and report problems.")
 def daemon(config_dir: str, node_name: str | None, state_dir: str, events: str | None, quiet: bool,
            fence_command: str | None, fence_timeout: float, arp_count: int, arp_interval: int,
-           seed: int | None, keep_stale: bool, check: bool) -> None:
+           seed: int | None, keep_stale: bool, insecure_authkeys: bool, check: bool) -> None:
     """Be one node of a Heartbeat cluster: heartbeats, dead-peer detection, VIP failover.
 
     \b
@@ -57,12 +59,12 @@ def daemon(config_dir: str, node_name: str | None, state_dir: str, events: str |
     (shutdone), so it takes over at once instead of after deadtime.
     """
     from hbtools.node.config import ConfigError, load_config
-    from hbtools.node.runner import Runner, RunnerError, RunnerOptions
+    from hbtools.node.runner import Runner, RunnerError, RunnerOptions, missing_interfaces
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            config = load_config(config_dir)
+            config = load_config(config_dir, insecure_authkeys=insecure_authkeys)
         except ConfigError as exc:
             _err(str(exc))
             sys.exit(EXIT_USAGE)
@@ -74,6 +76,10 @@ def daemon(config_dir: str, node_name: str | None, state_dir: str, events: str |
     if name not in config.ha.nodes:
         _err(f"node name {name!r} is not a 'node' in {Path(config_dir) / 'ha.cf'} "
              f"({' '.join(config.ha.nodes)}); use --node-name")
+        sys.exit(EXIT_USAGE)
+    missing = missing_interfaces(config, str(Path(config_dir) / "ha.cf"))
+    if missing:
+        _err(missing[0])
         sys.exit(EXIT_USAGE)
     if check:
         click.echo(f"{config_dir}: ok: node {name}, {len(config.ha.nodes)} nodes, "

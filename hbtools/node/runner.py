@@ -246,6 +246,19 @@ def interface_info(name: str) -> Interface:
     raise RunnerError(f"interface {name} has no IPv4 address")
 
 
+def missing_interfaces(config: ClusterConfig, source: str = "ha.cf") -> list[str]:
+    """One ``file:line: problem`` per medium whose interface does not exist in this namespace
+    (``daemon --check`` reports them; the runner refuses to start instead of failing later)."""
+    problems: list[str] = []
+    for medium in config.ha.media:
+        try:
+            socket.if_nametoindex(medium.interface)
+        except OSError:
+            where = f"{source}:{medium.line}" if medium.line else source
+            problems.append(f"{where}: interface {medium.interface} does not exist")
+    return problems
+
+
 def own_addresses() -> set[str]:
     out: set[str] = set()
     for link in _ip_json(["-4", "addr", "show"]):
@@ -325,7 +338,7 @@ class Runner:
                          wall_offset=wall_offset, rng=random.Random(options.seed),
                          loadavg=read_loadavg, fencing=options.fence_command is not None)
         self.sel = selectors.DefaultSelector()
-        self.recv_sock: socket.socket | None = None
+        self.recv_socks: dict[tuple[str, int], socket.socket] = {}
         self.send_socks: list[tuple[socket.socket, list[tuple[str, int]]]] = []
         self.ping_sock: socket.socket | None = None
         self.ping_seq = 0
@@ -344,29 +357,10 @@ class Runner:
     def open(self) -> None:
         ha = self.config.ha
         mine = own_addresses()
-        try:
-            recv = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            recv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            recv.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
-            recv.bind(("0.0.0.0", ha.udpport))
-        except PermissionError:
-            raise RunnerError(f"binding UDP port {ha.udpport} needs root (CAP_NET_BIND_SERVICE)") from None
-        except OSError as exc:
-            raise RunnerError(f"cannot bind UDP port {ha.udpport}: {exc.strerror}") from None
-        recv.setblocking(False)
-        self.recv_sock = recv
-        self.sel.register(recv, selectors.EVENT_READ, "udp")
-        ports: set[int] = set()
         for medium in ha.media:
             iface = interface_info(medium.interface)
-            if medium.port != ha.udpport and medium.port not in ports:
-                extra = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-                extra.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                extra.bind(("0.0.0.0", medium.port))
-                extra.setblocking(False)
-                self.sel.register(extra, selectors.EVENT_READ, "udp")
-                ports.add(medium.port)
-            self.send_socks.append(self._medium_socket(medium, iface, mine))
+            recv = self._recv_socket(medium.interface, medium.port)
+            self.send_socks.append(self._medium_socket(medium, iface, mine, recv))
         if ha.ping_nodes:
             try:
                 self.ping_sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
@@ -379,7 +373,30 @@ class Runner:
         if self.options.release_stale:
             self._release_stale()
 
-    def _medium_socket(self, medium: Medium, iface: Interface, mine: set[str]
+    def _recv_socket(self, interface: str, port: int) -> socket.socket:
+        """The receiving socket of one medium's interface and port, bound to that interface
+        (SO_BINDTODEVICE, as 3.0.6 does): a datagram that arrives on another interface is never
+        seen. Media on the same interface and port share one socket."""
+        key = (interface, port)
+        if key in self.recv_socks:
+            return self.recv_socks[key]
+        try:
+            recv = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            recv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            recv.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+            recv.setsockopt(socket.SOL_SOCKET, SO_BINDTODEVICE, interface.encode())
+            recv.bind(("0.0.0.0", port))
+        except PermissionError:
+            raise RunnerError(f"binding UDP port {port} on {interface} needs root "
+                              "(CAP_NET_BIND_SERVICE, CAP_NET_RAW)") from None
+        except OSError as exc:
+            raise RunnerError(f"cannot bind UDP port {port} on {interface}: {exc.strerror}") from None
+        recv.setblocking(False)
+        self.recv_socks[key] = recv
+        self.sel.register(recv, selectors.EVENT_READ, "udp")
+        return recv
+
+    def _medium_socket(self, medium: Medium, iface: Interface, mine: set[str], recv: socket.socket
                        ) -> tuple[socket.socket, list[tuple[str, int]]]:
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         try:
@@ -395,10 +412,9 @@ class Runner:
             sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton(iface.address))
             sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, medium.ttl)
             sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, int(medium.loop))
-            assert self.recv_sock is not None
             mreq = socket.inet_aton(medium.address) + socket.inet_aton(iface.address)
             with contextlib.suppress(OSError):  # already joined by an earlier medium
-                self.recv_sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreq)
+                recv.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreq)
             targets = [(medium.address, medium.port)]
         else:
             assert medium.address is not None
@@ -627,7 +643,7 @@ class Runner:
 
     def close(self) -> None:
         # ARP rounds still pending are dropped: the addresses are gone after shutdown.
-        for sock in [self.recv_sock, self.ping_sock, *(s for s, _ in self.send_socks),
+        for sock in [*self.recv_socks.values(), self.ping_sock, *(s for s, _ in self.send_socks),
                      *(s for s, _ in self.arp_socks.values())]:
             if sock is not None:
                 with contextlib.suppress(OSError):
