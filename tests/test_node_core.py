@@ -488,3 +488,34 @@ def test_outputs_are_never_lost_after_shutdown():
     assert any(isinstance(o, ReleaseResource) for o in out)
     assert node.next_timer() is None and node.tick(200.0) == [] and node.receive(b"x", None, 201) == []
     assert not any(isinstance(o, TakeResource) for o in node.shutdown(112.0))
+
+
+def test_one_way_partition_heal_ends_with_one_owner_as_3_0_6():
+    """issue 13 / PROTOCOL-NOTES §1 (3.0.6 measured): node2 drops everything from node1 for 9 s.
+
+    node2 declares node1 dead and takes the VIP; when node1 is heard again node2 logs "Cluster
+    node node1 returning after partition", restarts (a new generation: node1 logs a restart) and
+    gives the VIP back: one owner within ~10 s of the heal.
+    """
+    sim = two_nodes()
+    sim.run_for(12)
+    assert [bool(n.held) for n in sim.nodes.values()] == [True, False]
+    generation = sim.nodes["node2"].generation
+    sim.deaf.add(("node2", "node1"))
+    sim.run_for(9)
+    assert len(sim.takes("node2")) == 1 and sim.events("node1", "dead") == []
+    heal = sim.now
+    sim.deaf.clear()
+    sim.run_for(10)
+    (healed,) = sim.events("node2", "partition_healed")
+    assert healed.text.startswith("Cluster node node1 returning after partition")
+    assert sim.nodes["node2"].generation == generation + 1
+    assert [e.data["node"] for e in sim.events("node1", "restart")] == ["node2"]
+    release = sim.releases("node2")
+    assert len(release) == 1 and heal < release[0].at < heal + 10
+    held = {name: bool(node.held) for name, node in sim.nodes.items()}
+    assert held == {"node1": True, "node2": False}
+    assert len(sim.takes("node1")) == 1 and sim.releases("node1") == []
+    sim.run_for(30)  # and it stays that way
+    assert {name: bool(node.held) for name, node in sim.nodes.items()} == held
+    assert len(sim.events("node2", "partition_healed")) == 1

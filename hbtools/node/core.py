@@ -49,6 +49,7 @@ __all__ = [
     "Node",
     "Output",
     "ReleaseResource",
+    "Restart",
     "Send",
     "SendPing",
     "TakeResource",
@@ -62,6 +63,7 @@ MAX_SEQ_GAP = 250  # a bigger jump resets tracking instead of asking for 250+ me
 ACK_MSG_DIV = 10  # a stream is acked at every seq with seq % 10 == that stream's random trigger
 STANDBY_INIT_TIMEOUT = 10.0  # 3.0.6 waits 10 s for the peer to agree (STANDBY_INIT_TO_MS)
 STANDBY_RSC_TIMEOUT = 3600.0  # then up to an hour for the resources to move (HB_STANDBY_RSC_TO_MS)
+PARTITION_RESTART_DELAY = 2.0  # 3.0.6 restarts 2 s after "returning after partition"
 STARTUP_EXTRA_DT_MS = 2000  # dt carries deadtime + 2 s while the node starts (seen on the wire)
 PROTOCOL_VERSION = "1"
 
@@ -115,7 +117,19 @@ class Event:
     data: dict[str, Any] = field(default_factory=dict)
 
 
-Output = Send | TakeResource | ReleaseResource | Fence | SendPing | Event
+@dataclass(frozen=True)
+class Restart:
+    """Start again as a new incarnation: persist generation + 1 and run a fresh `Node`.
+
+    Comes last, after the outputs of a clean stop (resources released, ``shutdone``); 3.0.6
+    restarts itself this way when a node it declared dead turns out to be alive (a healed
+    partition), so that at most one side keeps the resources.
+    """
+
+    reason: str
+
+
+Output = Send | TakeResource | ReleaseResource | Fence | SendPing | Event | Restart
 
 
 # ----------------------------------------------------------------------------- drops and wire text
@@ -303,6 +317,7 @@ class Node:
         self.ping_ready_at: float | None = None
         self.counters: dict[str, int] = {}
         self.drops = DropLog()
+        self.restart_at: float | None = None  # a healed partition: give up and restart then
 
     # ------------------------------------------------------------------ public API
 
@@ -351,6 +366,8 @@ class Node:
             times.append(self.standby_deadline)
         if self.drops.due is not None:
             times.append(self.drops.due)
+        if self.restart_at is not None:
+            times.append(self.restart_at)
         return min(times) if times else None
 
     def tick(self, now: float) -> list[Output]:
@@ -378,6 +395,13 @@ class Node:
         self._ping_tick(now, out)
         self._plan(now, out)
         out.extend(self.drops.flush(now))
+        if self.restart_at is not None and now >= self.restart_at:
+            out = self._finish(out)
+            out.extend(self.shutdown(now))
+            out.append(self._event(now, "restarting", "Heartbeat restart triggered (healed partition)",
+                                   generation=self.generation))
+            out.append(Restart("healed partition"))
+            return out
         return self._finish(out)
 
     def receive(self, data: bytes, addr: tuple[str, int] | None, now: float) -> list[Output]:
@@ -520,6 +544,10 @@ class Node:
                 peer.stable = False
                 peer.ping_count = None
                 peer.shutting_down = False
+            if (generation == peer.generation and generation > 0 and msg.type == "status"
+                    and peer.status is PeerStatus.DEAD and self.restart_at is None
+                    and self.status is not LocalStatus.DEAD):
+                self._partition_healed(peer, now, out)
             peer.generation = generation
         raw_uuid = msg.get("srcuuid")
         if isinstance(raw_uuid, bytes) and len(raw_uuid) == 16:
@@ -567,6 +595,19 @@ class Node:
         else:
             self._count(f"ignored:{shown(mtype)[:40]}")
         self._plan(now, out)
+
+    def _partition_healed(self, peer: Peer, now: float, out: list[Output]) -> None:
+        """A node we declared dead speaks again without having restarted (same generation).
+
+        Both sides may hold the same resources now. 3.0.6's answer (should_drop_message): log
+        "Cluster node X returning after partition", send a status at once, and 2 s later give
+        up every resource and restart with a new generation; the peer, which never lost us,
+        keeps what it holds. That ends with one owner, which is what this copies.
+        """
+        out.append(self._event(now, "partition_healed", f"Cluster node {peer.name} returning after "
+                               "partition; restarting to give up resources", node=peer.name))
+        out.append(self._status_message(now))
+        self.restart_at = now + PARTITION_RESTART_DELAY
 
     def _track_seq(self, peer: Peer, seq: int, now: float, out: list[Output]) -> bool:
         """Record ``seq``; False for a duplicate. Gaps are scheduled for NS_rexmit requests."""

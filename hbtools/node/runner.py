@@ -46,6 +46,7 @@ from hbtools.node.core import (
     Node,
     Output,
     ReleaseResource,
+    Restart,
     Send,
     SendPing,
     TakeResource,
@@ -330,13 +331,10 @@ class Runner:
         self.config = config
         self.options = options
         self.mono = time.monotonic
-        wall_offset = time.time() - time.monotonic()
-        uuid, generation = load_identity(options.state_dir, time.time())
+        self.wall_offset = time.time() - time.monotonic()
         self.log = EventLog(options.node_name, options.events, None if options.quiet else sys.stderr,
-                            wall_offset)
-        self.node = Node(config, options.node_name, uuid=uuid, generation=generation,
-                         wall_offset=wall_offset, rng=random.Random(options.seed),
-                         loadavg=read_loadavg, fencing=options.fence_command is not None)
+                            self.wall_offset)
+        self.node = self._new_node()
         self.sel = selectors.DefaultSelector()
         self.recv_socks: dict[tuple[str, int], socket.socket] = {}
         self.send_socks: list[tuple[socket.socket, list[tuple[str, int]]]] = []
@@ -351,6 +349,23 @@ class Runner:
         self._errors_reported = 0
         self._error_logged_at: float | None = None
         self._wake_r, self._wake_w = os.pipe()
+
+    def _new_node(self) -> Node:
+        """A fresh core; every start (and every restart) is a new generation on disk first."""
+        uuid, generation = load_identity(self.options.state_dir, time.time())
+        return Node(self.config, self.options.node_name, uuid=uuid, generation=generation,
+                    wall_offset=self.wall_offset, rng=random.Random(self.options.seed),
+                    loadavg=read_loadavg, fencing=self.options.fence_command is not None)
+
+    def _restart(self) -> None:
+        """The core asked to start again (a healed partition): as 3.0.6 re-executing itself."""
+        try:
+            self.node = self._new_node()
+        except RunnerError as exc:
+            self.log.write(Event(self.mono(), "restart_failed", f"cannot restart: {exc}", {}))
+            self.stopping = True
+            return
+        self.execute(self.node.start(self.mono()))
 
     # -- set-up
 
@@ -535,6 +550,8 @@ class Runner:
                 self._start_fence(item.node)
             elif isinstance(item, SendPing):
                 self._ping(item.address)
+            elif isinstance(item, Restart):
+                self._restart()
 
     def _send(self, data: bytes) -> None:
         for sock, targets in self.send_socks:
