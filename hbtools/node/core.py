@@ -506,6 +506,26 @@ class Node:
         out.append(self._send(now, [("t", "shutdone"), ("st", "dead")]))
         return self._finish(out)
 
+    def report(self, now: float) -> dict[str, Any]:
+        """What ``hbtool daemon status`` shows (cl_status's questions): node states, who holds
+        which group, and how long ago each peer's last heartbeat came. JSON-ready, pure."""
+        peers = {}
+        for peer in self.peers.values():
+            ago = None if peer.last_heard is None else round((now - peer.last_heard) * 1000)
+            peers[peer.name] = {"status": peer.status.value, "last_heartbeat_ms_ago": ago,
+                                "generation": peer.generation, "rsc_hold": peer.rsc_hold}
+        groups = []
+        for i, group in enumerate(self.groups):
+            holders = [self.name] if i in self.held else []
+            for peer in self.peers.values():
+                if peer.status in ALIVE and peer.rsc_hold in (
+                        "all", "local" if group.home == peer.name else "foreign"):
+                    holders.append(peer.name)
+            groups.append({"group": group.name, "home": group.home, "held_by": holders})
+        return {"node": self.name, "status": self.status.value, "generation": self.generation,
+                "resources": self.phase.value, "rsc_hold": self.rsc_hold, "peers": peers,
+                "groups": groups, "counters": dict(self.counters)}
+
     @property
     def rsc_hold(self) -> str:
         """What we hold in Heartbeat's words: none, local (our home groups), foreign, all."""

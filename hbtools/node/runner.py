@@ -34,6 +34,7 @@ import subprocess
 import sys
 import time
 import uuid as uuidlib
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -324,6 +325,44 @@ class RunnerOptions:
     arp_interval: float = 0.25
     seed: int | None = None
     release_stale: bool = True
+    config_dir: Path | None = None  # reread on SIGHUP (None: SIGHUP only logs)
+    insecure_authkeys: bool = False
+
+
+STATUS_SOCKET = "hbtool.sock"  # in the state directory: `hbtool daemon status` asks here
+STATUS_CLIENTS = 8  # status requests answered per wake-up
+
+
+def status_socket_path(state_dir: Path) -> Path:
+    return state_dir / STATUS_SOCKET
+
+
+def ask_status(state_dir: Path, timeout: float = 5.0) -> dict[str, Any]:
+    """The running daemon's `Node.report`, read from its status socket (one JSON object)."""
+    path = status_socket_path(state_dir)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    try:
+        sock.connect(str(path))
+        chunks = []
+        total = 0
+        while total < 4 * 1024 * 1024:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+    except OSError as exc:
+        raise RunnerError(f"no daemon answers on {path}: {exc.strerror or exc}") from None
+    finally:
+        sock.close()
+    try:
+        report = json.loads(b"".join(chunks))
+    except ValueError:
+        raise RunnerError(f"{path}: the answer is not a status report") from None
+    if not isinstance(report, dict):
+        raise RunnerError(f"{path}: the answer is not a status report")
+    return report
 
 
 class Runner:
@@ -345,6 +384,9 @@ class Runner:
         self.fence_proc: tuple[subprocess.Popen[bytes], str, float] | None = None
         self.fence_queue: list[str] = []
         self.stopping = False
+        self.exit_code = 0
+        self.reload_requested = False
+        self.status_sock: socket.socket | None = None
         self.internal_errors = 0
         self._errors_reported = 0
         self._error_logged_at: float | None = None
@@ -383,8 +425,6 @@ class Runner:
                 raise RunnerError("ping nodes need root (CAP_NET_RAW) for ICMP") from None
             self.ping_sock.setblocking(False)
             self.sel.register(self.ping_sock, selectors.EVENT_READ, "icmp")
-        os.set_blocking(self._wake_r, False)
-        self.sel.register(self._wake_r, selectors.EVENT_READ, "wake")
         if self.options.release_stale:
             self._release_stale()
 
@@ -454,17 +494,35 @@ class Runner:
 
     # -- main loop
 
-    def request_stop(self, *_: object) -> None:
+    def request_stop(self, signum: int = signal.SIGTERM, *_: object) -> None:
+        """SIGTERM exits 0, SIGINT 130 (the shell's convention); both stop cleanly."""
         self.stopping = True
+        if signum == signal.SIGINT:
+            self.exit_code = 130
+        self._wake()
+
+    def request_reload(self, *_: object) -> None:
+        """SIGHUP: reread the configuration, as Heartbeat does (handled in the loop)."""
+        self.reload_requested = True
+        self._wake()
+
+    def _wake(self) -> None:
         with contextlib.suppress(OSError):
             os.write(self._wake_w, b"x")
 
     def run(self) -> int:
-        self.open()
         signal.signal(signal.SIGTERM, self.request_stop)
         signal.signal(signal.SIGINT, self.request_stop)
+        signal.signal(signal.SIGHUP, self.request_reload)
+        os.set_blocking(self._wake_r, False)
+        self.sel.register(self._wake_r, selectors.EVENT_READ, "wake")
+        self.open()
+        self._open_status_socket()
         self.execute(self.node.start(self.mono()))
         while not self.stopping:
+            if self.reload_requested:
+                self.reload_requested = False
+                self._reload()
             now = self.mono()
             deadlines = [t for t in (self.node.next_timer(),) if t is not None]
             if self.arp_rounds:
@@ -477,6 +535,8 @@ class Runner:
                     self._read_udp(key.fileobj)  # type: ignore[arg-type]
                 elif key.data == "icmp":
                     self._read_icmp()
+                elif key.data == "status":
+                    self._answer_status()
                 else:
                     with contextlib.suppress(OSError):
                         os.read(self._wake_r, 64)
@@ -488,7 +548,52 @@ class Runner:
                 self.execute(self.node.tick(now))
         self.execute(self.node.shutdown(self.mono()))
         self.close()
-        return 0
+        return self.exit_code
+
+    # -- SIGHUP
+
+    def _reload(self) -> None:
+        """Reread ha.cf, authkeys, haresources. A bad new configuration is logged and the running
+        one kept (3.0.6: "Config errors: ... NOT restarted"); new keys alone are swapped in
+        ("Rereading authentication file."); a changed ha.cf or haresources restarts the node
+        with it (a clean stop, then a new generation); nothing changed: "Configuration unchanged"."""
+        from hbtools.node.config import ConfigError, load_config
+
+        now = self.mono()
+        if self.options.config_dir is None:
+            self.log.write(Event(now, "reload", "SIGHUP: no configuration directory to reread", {}))
+            return
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                new = load_config(self.options.config_dir, insecure_authkeys=self.options.insecure_authkeys)
+            if self.options.node_name not in new.ha.nodes:
+                raise ConfigError(str(self.options.config_dir / "ha.cf"), None,
+                                  f"node {self.options.node_name} is no longer a 'node'")
+            problems = missing_interfaces(new, str(self.options.config_dir / "ha.cf"))
+            if problems:
+                raise RunnerError(problems[0])
+        except (ConfigError, RunnerError) as exc:
+            self.log.write(Event(now, "reload_failed", f"SIGHUP: configuration errors, keeping the "
+                                 f"running one: {exc}", {"error": str(exc)}))
+            return
+        same_cf = (_comparable(new.ha) == _comparable(self.config.ha)
+                   and [(g.home, g.resources) for g in new.groups]
+                   == [(g.home, g.resources) for g in self.config.groups])
+        if same_cf and new.keys.keys == self.config.keys.keys and new.keys.active == self.config.keys.active:
+            self.log.write(Event(now, "reload", "SIGHUP: configuration unchanged", {}))
+            return
+        if same_cf:
+            self.config.keys = new.keys  # the core signs and checks with config.keys
+            self.log.write(Event(now, "reload", "SIGHUP: rereading authentication file", {}))
+            return
+        self.log.write(Event(now, "reload", "SIGHUP: configuration changed; restarting with it", {}))
+        self.execute(self.node.shutdown(now))
+        self._close_sockets()
+        self.config = new
+        self.open()
+        self._restart()
+
 
     def _read_udp(self, sock: socket.socket) -> None:
         for _ in range(MAX_BATCH):
@@ -658,19 +763,92 @@ class Runner:
         if self.fence_queue:
             self._start_fence(self.fence_queue.pop(0))
 
-    def close(self) -> None:
+    # -- status socket
+
+    def _open_status_socket(self) -> None:
+        """A unix socket in the (private, checked) state directory; a stale one from a crashed
+        run is replaced, anything else at that name is an error. Mode 600: root asks."""
+        path = status_socket_path(self.options.state_dir)
+        try:
+            info = os.lstat(path)
+        except FileNotFoundError:
+            pass
+        else:
+            if not stat.S_ISSOCK(info.st_mode):
+                raise RunnerError(f"{path} exists and is not a socket; remove it")
+            probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            probe.settimeout(1.0)
+            try:
+                probe.connect(str(path))
+            except OSError:
+                os.unlink(path)  # stale: nobody listens
+            else:
+                raise RunnerError(f"another daemon answers on {path}; is it already running?")
+            finally:
+                probe.close()
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        old = os.umask(0o077)
+        try:
+            sock.bind(str(path))
+        except OSError as exc:
+            sock.close()
+            raise RunnerError(f"cannot create status socket {path}: {exc.strerror}") from None
+        finally:
+            os.umask(old)
+        sock.listen(STATUS_CLIENTS)
+        sock.setblocking(False)
+        self.status_sock = sock
+        self.sel.register(sock, selectors.EVENT_READ, "status")
+
+    def _answer_status(self) -> None:
+        assert self.status_sock is not None
+        for _ in range(STATUS_CLIENTS):
+            try:
+                conn, _ = self.status_sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                return
+            with conn:
+                conn.settimeout(0.5)  # a client that does not read cannot stall the node long
+                with contextlib.suppress(OSError):
+                    report = self.node.report(self.mono())
+                    conn.sendall(json.dumps(report, default=str).encode())
+
+    def _close_sockets(self) -> None:
         # ARP rounds still pending are dropped: the addresses are gone after shutdown.
         for sock in [*self.recv_socks.values(), self.ping_sock, *(s for s, _ in self.send_socks),
                      *(s for s, _ in self.arp_socks.values())]:
             if sock is not None:
+                with contextlib.suppress(KeyError, ValueError):
+                    self.sel.unregister(sock)
                 with contextlib.suppress(OSError):
                     sock.close()
+        self.recv_socks, self.send_socks, self.arp_socks = {}, [], {}
+        self.ping_sock = None
+        self.arp_rounds = []
+
+    def close(self) -> None:
+        self._close_sockets()
+        if self.status_sock is not None:
+            with contextlib.suppress(OSError):
+                self.status_sock.close()
+            with contextlib.suppress(OSError):
+                os.unlink(status_socket_path(self.options.state_dir))
         if self.fence_proc is not None:
             self.fence_proc[0].kill()
         with contextlib.suppress(OSError):
             os.close(self._wake_r)
             os.close(self._wake_w)
         self.log.close()
+
+
+def _comparable(ha: Any) -> Any:
+    """HaConfig without its warnings and line numbers: what a SIGHUP compares."""
+    fields = dict(vars(ha))
+    fields.pop("warnings", None)
+    fields["media"] = [(m.kind, m.interface, m.address, m.port, m.ttl, m.loop) for m in ha.media]
+    return fields
 
 
 def _icmp_checksum(data: bytes) -> int:
