@@ -5,6 +5,8 @@ Only option parsing and error reporting live here; the node is `hbtools.node`.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import socket
 import sys
 import warnings
@@ -16,7 +18,15 @@ EXIT_USAGE = 2
 
 
 def _err(message: str) -> None:
-    click.echo(f"hbtool daemon: {message}", err=True)
+    """One line on stderr; a closed stderr (a dead log pipe) must not stop a daemon from
+    starting or stopping cleanly, so a failed write points stderr at /dev/null and goes on."""
+    try:
+        click.echo(f"hbtool daemon: {message}", err=True)
+    except OSError:
+        with contextlib.suppress(OSError):
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, 2)
+            os.close(null)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]}, invoke_without_command=True)
