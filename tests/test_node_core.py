@@ -519,3 +519,20 @@ def test_one_way_partition_heal_ends_with_one_owner_as_3_0_6():
     sim.run_for(30)  # and it stays that way
     assert {name: bool(node.held) for name, node in sim.nodes.items()} == held
     assert len(sim.events("node2", "partition_healed")) == 1
+
+
+def test_a_status_after_shutdone_is_no_healed_partition():
+    """The real 3.0.6 node sends a status after its shutdone; 3.0.6 marks a peer dead only by
+    deadtime, so that is no partition (seen against the real node: test_clean_stop_real_…)."""
+    sim = two_nodes()
+    sim.run_for(12)
+    node1 = sim.nodes["node1"]
+    sim.stop("node1")
+    sim.run_for(1)
+    assert [e.data["reason"] for e in sim.events("node2", "dead")] == ["shutdone"]
+    late = Message.build([("t", "status"), ("st", "active"), ("dt", "1388"), ("protocol", "1"),
+                          ("src", "node1"), ("seq", format(node1.seq + 1, "x")),
+                          ("hg", format(node1.generation, "x")), ("ts", "6b05fb98"), ("ttl", "3")])
+    sim.inject("node2", heartbeat.encode(late, AuthKeys.parse(CRC_KEYS)))
+    sim.run_for(5)
+    assert sim.events("node2", "partition_healed") == [] and sim.events("node2", "restarting") == []

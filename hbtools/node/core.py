@@ -241,6 +241,7 @@ class Peer:
     shutting_down: bool = False
     ping_count: int | None = None
     fence: FenceState = FenceState.NOT_NEEDED
+    lost: bool = False  # declared dead by deadtime (a partition can heal), not by shutdone
 
     def reset_stream(self) -> None:
         self.last_seq = 0
@@ -547,6 +548,7 @@ class Node:
 
     def _accept(self, peer: Peer, msg: Message, now: float, where: str, out: list[Output]) -> None:
         generation = msg.generation
+        known = peer.generation
         if generation is not None:
             if peer.generation is not None and generation < peer.generation:
                 self._count("replay")
@@ -564,11 +566,13 @@ class Node:
                 peer.stable = False
                 peer.ping_count = None
                 peer.shutting_down = False
-            if (generation == peer.generation and generation > 0 and msg.type == "status"
-                    and peer.status is PeerStatus.DEAD and self.restart_at is None
-                    and self.status is not LocalStatus.DEAD):
-                self._partition_healed(peer, now, out)
             peer.generation = generation
+        # 3.0.6 sees a healed partition in a new status message from a node it declared dead
+        # (deadtime, not shutdone: a cleanly stopped node is not marked dead there) that did
+        # not restart: same generation.
+        healed = (msg.type == "status" and peer.status is PeerStatus.DEAD and peer.lost
+                  and generation is not None and generation == known and generation > 0
+                  and self.restart_at is None)
         raw_uuid = msg.get("srcuuid")
         if isinstance(raw_uuid, bytes) and len(raw_uuid) == 16:
             peer.uuid = raw_uuid
@@ -578,6 +582,8 @@ class Node:
             if not self._track_seq(peer, seq, now, out):
                 self._count("duplicate")
                 return
+        if healed:
+            self._partition_healed(peer, now, out)
         if mtype == "status":
             self._on_status(peer, msg, now, out)
         elif mtype == "NS_rexmit":
@@ -838,6 +844,7 @@ class Node:
         peer.status = transition(PEER_TRANSITIONS, old, event)
         if peer.status is old:
             return
+        peer.lost = peer.status is PeerStatus.DEAD and event is PeerEvent.DEADTIME_EXPIRED
         if peer.status is PeerStatus.DEAD:
             silent = None if peer.last_heard is None else round((now - peer.last_heard) * 1000)
             how = "stopped cleanly" if clean else "is dead"

@@ -22,7 +22,7 @@ from hbtools import heartbeat
 from hbtools.auth import AuthKeys
 from hbtools.heartbeat import Message
 from hbtools.lab import Lab, Node, heartbeat_ha_cf
-from hbtools.node.labsupport import REPO, HbtoolsDaemon, wait_for
+from hbtools.node.labsupport import REPO, HbtoolsDaemon, flood, wait_for
 
 pytestmark = pytest.mark.netns
 
@@ -162,3 +162,82 @@ def test_sighup_reloads_and_sigint_exits_130_releasing_the_vip(lab):
     assert a.wait_exit(10) == 130
     assert not a.node.has_address(VIP)
     wait_for(lambda: owners(a, b) == ["node2"], timeout=5, what="node2 to take over at shutdone")
+
+
+FLOOD_SECONDS = float(os.environ.get("HBTOOLS_FLOOD_SECONDS", "6"))  # manual run for figures: 20
+FLOOD_RATE = 10_000  # datagrams per second, of each kind at once
+
+
+def heartbeat_intervals(pcap: Path, address: str) -> list[float]:
+    """Seconds between successive status messages one node sent, read from the bridge capture."""
+    from scapy.layers.inet import IP, UDP
+    from scapy.utils import PcapReader
+
+    times: list[float] = []
+    seen: set[int] = set()
+    with PcapReader(str(pcap)) as reader:
+        for packet in reader:
+            if UDP not in packet or packet[IP].src != address:
+                continue
+            try:
+                msg = heartbeat.decode(bytes(packet[UDP].payload))
+            except heartbeat.DecodeError:
+                continue
+            if msg.type == "status" and msg.seq is not None and msg.seq not in seen:
+                seen.add(msg.seq)
+                times.append(float(packet.time))
+    return [b - a for a, b in zip(times, times[1:], strict=False)]
+
+
+def test_a_flood_of_every_bad_kind_moves_nothing_and_stays_bounded(lab, record_property):
+    """Issue 12/13: 10k msg/s each of garbage, bad signatures and old-generation replays, at
+    once, broadcast at a 2-node cluster (keepalive 1 s, deadtime 5 s, as the 3.0.6 floods):
+    no false death, no VIP move, RSS and log bytes bounded. Figures go to the junit properties
+    and are printed (README: the 20 s figures)."""
+    pytest.importorskip("scapy")
+    cf = dict(keepalive="1", warntime="3", deadtime="5", initdead="10")
+    nodes = [HbtoolsDaemon(lab.add_node(n)) for n in ("node1", "node2")]
+    for d in nodes:
+        d.write_config(ha_cf(**cf), SHA1, f"node1 IPaddr::{VIP}/24/eth0\n")
+        d.start()
+    a, b = nodes
+    wait_for(lambda: a.node.has_address(VIP), timeout=30, what="node1 to take its VIP")
+    wait_for(lambda: b.status()["peers"]["node1"]["status"] == "active", timeout=10,
+             what="node2 to see node1 active")
+    client = lab.add_client()
+    broadcast = str(ipaddress.IPv4Interface(f"{client.address}/{client.prefixlen}").network.broadcast_address)
+    pcap = lab.workdir / "flood.pcap"
+    logs = [d.events_path for d in nodes] + [d.stderr_path for d in nodes]
+    log_before = sum(p.stat().st_size for p in logs)
+    rss_before = [d.rss_kib() for d in nodes]
+    rss_peak = list(rss_before)
+    with lab.capture(pcap, f"udp and (src host {a.node.address} or src host {b.node.address})"):
+        senders = [flood(client, broadcast, kind, rate=FLOOD_RATE, seconds=FLOOD_SECONDS, authkeys=SHA1)
+                   for kind in ("garbage", "badsig", "replay")]
+        owners_seen: set[tuple[str, ...]] = set()
+        deadline = time.monotonic() + FLOOD_SECONDS + 30
+        while any(s.poll() is None for s in senders) and time.monotonic() < deadline:
+            owners_seen.add(tuple(owners(a, b)))
+            rss_peak = [max(p, d.rss_kib()) for p, d in zip(rss_peak, nodes, strict=True)]
+            time.sleep(0.1)
+        sent = []
+        for s in senders:
+            out, _ = s.communicate(timeout=30)
+            sent.append(int(out.split()[0]))
+        time.sleep(2)  # the last heartbeats after the flood
+    log_bytes = sum(p.stat().st_size for p in logs) - log_before
+    intervals = sorted(heartbeat_intervals(pcap, a.node.address) + heartbeat_intervals(pcap, b.node.address))
+    p99 = intervals[min(len(intervals) - 1, int(len(intervals) * 0.99))]
+    figures = {"seconds": FLOOD_SECONDS, "sent_per_kind": sent, "heartbeat_interval_p99_s": round(p99, 3),
+               "heartbeat_interval_max_s": round(intervals[-1], 3),
+               "rss_kib_before": rss_before, "rss_kib_peak": rss_peak, "log_bytes": log_bytes}
+    print("flood figures:", figures)
+    for key, value in figures.items():
+        record_property(key, value)
+    assert a.running() and b.running()
+    assert a.events("dead") == [] and b.events("dead") == []
+    assert owners_seen == {("node1",)}
+    assert min(sent) >= FLOOD_RATE * FLOOD_SECONDS * 0.5  # the flood really happened
+    assert intervals[-1] < 3.0  # below warntime: the flood never delayed a heartbeat that much
+    assert all(peak - before < 30 * 1024 for peak, before in zip(rss_peak, rss_before, strict=True))
+    assert log_bytes < 64 * 1024 * max(1.0, FLOOD_SECONDS / 10)
