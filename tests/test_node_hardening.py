@@ -91,15 +91,33 @@ def test_a_flood_of_bad_auth_is_one_line_then_one_summary_per_window():
     lines: list[Event] = []
     for i in range(5000):
         lines += events(node.receive(bad, ("198.18.0.66", 40000 + i % 100), NOW + i * 0.001))
-    assert [e.kind for e in lines] == ["dropped"]
+    assert [e.data["reason"] for e in lines] == ["auth", "quarantined"]
     assert lines[0].text.startswith("authentication failed for a message from node1 at 198.18.0.66:")
+    assert lines[1].text.startswith("ignoring datagrams from 198.18.0.66 unread")
     timer = node.next_timer()
     assert timer is not None and timer <= NOW + 10.0 + 1e-9
     summary = events(node.tick(NOW + 10.0), "dropped_summary")
     assert [e.text for e in summary] == [
-        "4999 datagrams dropped for bad auth from 198.18.0.66 in the last 10 s"]
-    assert node.counters["auth"] == 5000
+        "199 datagrams dropped for bad auth from 198.18.0.66 in the last 10 s",
+        "4799 datagrams dropped for an address that sent over 200 bad ones (not read) from 198.18.0.66 "
+        "in the last 10 s"]
+    assert node.counters["auth"] == 200 and node.counters["quarantined"] == 4800
     assert events(node.tick(NOW + 25.0), "dropped_summary") == []
+    # a new window: the address is read again
+    out = node.receive(heartbeat.encode(status_from("node1"), KEYS), ("198.18.0.66", 694), NOW + 26)
+    assert [e.data["status"] for e in events(out, "peer_status")] == ["active"]
+
+
+def test_the_real_peers_address_is_never_quarantined():
+    """Forged datagrams with the real peer's source address must not silence the peer."""
+    node = started_node()
+    good = heartbeat.encode(status_from("node1"), KEYS)
+    node.receive(good, ("198.18.0.1", 694), NOW)
+    for i in range(1000):
+        node.receive(b"garbage", ("198.18.0.1", 694), NOW + i * 0.001)
+    assert "quarantined" not in node.counters
+    out = node.receive(heartbeat.encode(status_from("node1", seq=2), KEYS), ("198.18.0.1", 694), NOW + 2)
+    assert events(out, "dropped") == [] and node.peers["node1"].last_heard == NOW + 2
 
 
 def test_distinct_sender_names_do_not_grow_memory_or_the_log():

@@ -155,10 +155,12 @@ def shown(value: object, limit: int = 80) -> str:
 DROP_WINDOW = 10.0  # seconds summarised by one "N datagrams dropped" line
 DROP_SOURCES = 64  # distinct (reason, address) pairs reported per window; the rest are summed
 MAX_COUNTERS = 128  # distinct counter names (some carry a wire message type)
+QUARANTINE_AFTER = 200  # bad datagrams from one address in a window before it is ignored unread
 
 _DROP_LABELS = {
     "undecodable": "undecodable", "auth": "bad auth", "bad_compression": "bad compression",
     "unknown_node": "unknown node", "bad_field": "bad field", "old_generation": "old generation",
+    "quarantined": f"an address that sent over {QUARANTINE_AFTER} bad ones (not read)",
 }
 
 
@@ -175,15 +177,29 @@ class DropLog:
     window_end: float | None = None
     counts: dict[tuple[str, str], int] = field(default_factory=dict)
     overflow: dict[str, int] = field(default_factory=dict)
+    by_source: dict[str, int] = field(default_factory=dict)  # drops per address this window
+    good: set[str] = field(default_factory=set)  # addresses that sent an accepted message
 
     @property
     def due(self) -> float | None:
         return self.window_end
 
+    def quarantined(self, source: str) -> bool:
+        """True for an address that sent QUARANTINE_AFTER bad datagrams and nothing accepted in
+        this window: its datagrams are dropped before decoding, so a flood from one address
+        costs a dict lookup each, and the socket queue keeps room for the real peers."""
+        return self.by_source.get(source, 0) >= QUARANTINE_AFTER and source not in self.good
+
+    def accepted(self, source: str) -> None:
+        if source not in self.good and len(self.good) < DROP_SOURCES:
+            self.good.add(source)
+
     def note(self, now: float, reason: str, source: str) -> bool:
         """Record one drop; True if it should be reported in full."""
         if self.window_end is None:
             self.window_end = now + DROP_WINDOW
+        if source in self.by_source or len(self.by_source) < DROP_SOURCES:
+            self.by_source[source] = self.by_source.get(source, 0) + 1
         key = (reason, source)
         if key in self.counts:
             self.counts[key] += 1
@@ -207,6 +223,8 @@ class DropLog:
         self.window_end = None
         self.counts.clear()
         self.overflow.clear()
+        self.by_source.clear()
+        self.good.clear()
         return out
 
 
@@ -415,6 +433,10 @@ class Node:
         if self.status is LocalStatus.DEAD or self.started_at is None:
             return out
         host = shown(addr[0]) if addr else "?"
+        if self.drops.quarantined(host):
+            self._drop(now, out, "quarantined", host, f"ignoring datagrams from {host} unread until the "
+                       f"window ends: over {QUARANTINE_AFTER} bad ones and nothing valid from it")
+            return out
         where = f"{host}:{addr[1]}" if addr else "?"
         try:
             msg = heartbeat.decode(data)
@@ -567,6 +589,7 @@ class Node:
                 peer.ping_count = None
                 peer.shutting_down = False
             peer.generation = generation
+        self.drops.accepted(where.rsplit(":", 1)[0])  # authentic, known, not a replay
         # 3.0.6 sees a healed partition in a new status message from a node it declared dead
         # (deadtime, not shutdone: a cleanly stopped node is not marked dead there) that did
         # not restart: same generation.

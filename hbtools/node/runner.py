@@ -57,6 +57,8 @@ from hbtools.node.core import (
 SO_BINDTODEVICE = getattr(socket, "SO_BINDTODEVICE", 25)
 ETH_P_ARP = 0x0806
 RECV_SIZE = 65535
+RECV_BUFFER = 4 * 1024 * 1024
+SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
 MAX_BATCH = 256  # datagrams read per wake-up, so timers are never starved
 
 
@@ -441,6 +443,10 @@ class Runner:
             recv.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
             recv.setsockopt(socket.SOL_SOCKET, SO_BINDTODEVICE, interface.encode())
             recv.bind(("0.0.0.0", port))
+            # Room for a burst: a flood must not push the peers' heartbeats out of the queue
+            # before the core has had a chance to drop the flood cheaply (FORCE: above rmem_max).
+            with contextlib.suppress(OSError):
+                recv.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, RECV_BUFFER)
         except PermissionError:
             raise RunnerError(f"binding UDP port {port} on {interface} needs root "
                               "(CAP_NET_BIND_SERVICE, CAP_NET_RAW)") from None
