@@ -244,7 +244,7 @@ def test_gap_asks_for_each_missing_seq_after_a_random_delay():
     # the gap fills: requests stop
     node.receive(peer_msg("status", 43), None, 101.95)
     node.receive(peer_msg("status", 44), None, 101.96)
-    assert not node.peers["node2"].missing and node.peers["node2"].last_seq == 45
+    assert not node.peers["node2"].stream.missing and node.peers["node2"].stream.last_seq == 45
 
 
 def test_rexmit_delays_are_deterministic_with_a_seed():
@@ -253,7 +253,7 @@ def test_rexmit_delays_are_deterministic_with_a_seed():
         node.start(100.0)
         node.receive(peer_msg("status", 1), None, 100.5)
         node.receive(peer_msg("status", 5), None, 100.6)
-        return sorted(r.due for r in node.peers["node2"].missing.values())
+        return sorted(r.due for r in node.peers["node2"].stream.missing.values())
     assert run(3) == run(3)
     assert run(3) != run(4)
 
@@ -345,14 +345,14 @@ def test_auth_checks_what_a_real_node_checks():
     classic = peer_msg("status", 2, wire_format="classic")
     assert classic.startswith(b">>>\n")
     assert not events(node.receive(classic, None, 101.2), "dropped")
-    assert node.peers["node2"].last_seq == 2
+    assert node.peers["node2"].stream.last_seq == 2
 
 
 def test_newer_generation_is_a_restart():
     node, _ = lone_node()
     node.receive(peer_msg("status", 30, hg=100), None, 101.0)
     out = node.receive(peer_msg("status", 1, hg=101, st="init"), None, 102.0)
-    assert events(out, "restart") and node.peers["node2"].last_seq == 1
+    assert events(out, "restart") and node.peers["node2"].stream.last_seq == 1
 
 
 # ----------------------------------------------------------------------------- resources (two nodes)

@@ -42,6 +42,7 @@ from hbtools.node.state import (
     heard,
     transition,
 )
+from hbtools.node.stream import ACK_MSG_DIV, PeerStream, Seen
 
 __all__ = [
     "Event",
@@ -56,11 +57,6 @@ __all__ = [
 ]
 
 HISTORY_SIZE = 500  # messages kept for retransmission (Heartbeat's MAXMSGHIST)
-REXMIT_MIN_DELAY = 0.050  # a gap is asked for after a random 50..250 ms
-REXMIT_MAX_DELAY = 0.250  # max_rexmit_delay; also the repeat interval
-REXMIT_MAX_TRIES = 10  # then the gap is given up (and logged), so a loop is bounded
-MAX_SEQ_GAP = 250  # a bigger jump resets tracking instead of asking for 250+ messages
-ACK_MSG_DIV = 10  # a stream is acked at every seq with seq % 10 == that stream's random trigger
 STANDBY_INIT_TIMEOUT = 10.0  # 3.0.6 waits 10 s for the peer to agree (STANDBY_INIT_TO_MS)
 STANDBY_RSC_TIMEOUT = 3600.0  # then up to an hour for the resources to move (HB_STANDBY_RSC_TO_MS)
 PARTITION_RESTART_DELAY = 2.0  # 3.0.6 restarts 2 s after "returning after partition"
@@ -232,12 +228,6 @@ class DropLog:
 
 
 @dataclass
-class _Rexmit:
-    due: float
-    tries: int = 0
-
-
-@dataclass
 class Peer:
     """What this node knows about one other configured node."""
 
@@ -248,11 +238,7 @@ class Peer:
     deadtime_ms: int | None = None  # from its own dt field
     last_heard: float | None = None  # last status message (the heartbeat)
     late_warned: bool = False
-    # sequence tracking of its stream
-    last_seq: int = 0  # every seq <= last_seq has arrived (0: nothing yet)
-    above: set[int] = field(default_factory=set)
-    missing: dict[int, _Rexmit] = field(default_factory=dict)
-    ack_trigger: int = 0  # its seqs with seq % ACK_MSG_DIV == ack_trigger get an NS_ackmsg
+    stream: PeerStream = field(default_factory=PeerStream)  # sequence tracking of its stream
     # resources
     rsc_hold: str | None = None  # None: it has not told us since it (or we) started
     stable: bool = False  # other_is_stable: its last resource message said isstable=1
@@ -260,11 +246,6 @@ class Peer:
     ping_count: int | None = None
     fence: FenceState = FenceState.NOT_NEEDED
     lost: bool = False  # declared dead by deadtime (a partition can heal), not by shutdone
-
-    def reset_stream(self) -> None:
-        self.last_seq = 0
-        self.above.clear()
-        self.missing.clear()
 
 
 # ----------------------------------------------------------------------------- the node
@@ -313,7 +294,7 @@ class Node:
         # 3.0.6 draws one ack trigger per node, its own stream included (it acks itself too).
         self.own_ack_trigger = self.rng.randrange(ACK_MSG_DIV)
         for peer in self.peers.values():
-            peer.ack_trigger = self.rng.randrange(ACK_MSG_DIV)
+            peer.stream.ack_trigger = self.rng.randrange(ACK_MSG_DIV)
         self._own_acks: list[tuple[Send, Send]] = []
         self.reqnodes_sent = False
         self.standby = Standby.NOT
@@ -378,7 +359,9 @@ class Node:
                 times.append(peer.last_heard + self._peer_deadtime(peer))
                 if not peer.late_warned:
                     times.append(peer.last_heard + self.warntime)
-            times.extend(r.due for r in peer.missing.values())
+            due = peer.stream.next_due()
+            if due is not None:
+                times.append(due)
         if self.ping_ready_at is not None:
             times.append(self.ping_ready_at)
         if self.standby_deadline is not None:
@@ -583,7 +566,7 @@ class Node:
                 out.append(self._event(now, "restart", f"node {peer.name} restarted "
                                        f"(generation {peer.generation} -> {generation})",
                                        node=peer.name, generation=generation))
-                peer.reset_stream()
+                peer.stream.reset()
                 peer.rsc_hold = None
                 peer.stable = False
                 peer.ping_count = None
@@ -659,31 +642,16 @@ class Node:
         self.restart_at = now + PARTITION_RESTART_DELAY
 
     def _track_seq(self, peer: Peer, seq: int, now: float, out: list[Output]) -> bool:
-        """Record ``seq``; False for a duplicate. Gaps are scheduled for NS_rexmit requests."""
-        if peer.last_seq == 0 and not peer.above:
-            peer.last_seq = seq
-        elif seq <= peer.last_seq or seq in peer.above:
+        """Record ``seq`` in the peer's stream; False for a duplicate."""
+        last = peer.stream.last_seq
+        seen, ack = peer.stream.track(seq, now, self.rng)
+        if seen is Seen.DUPLICATE:
             return False
-        elif seq - peer.last_seq > MAX_SEQ_GAP:
+        if seen is Seen.RESET:
             out.append(self._event(now, "seq_reset",
-                                   f"node {peer.name}: seq jumped {peer.last_seq} -> {seq}; tracking reset",
-                                   node=peer.name, seq=seq, last=peer.last_seq))
-            peer.reset_stream()
-            peer.last_seq = seq
-        elif seq == peer.last_seq + 1:
-            peer.last_seq = seq
-        else:
-            peer.above.add(seq)
-            for missing in range(peer.last_seq + 1, seq):
-                if missing not in peer.above and missing not in peer.missing:
-                    delay = self.rng.uniform(REXMIT_MIN_DELAY, REXMIT_MAX_DELAY)
-                    peer.missing[missing] = _Rexmit(now + delay)
-        peer.missing.pop(seq, None)
-        while peer.last_seq + 1 in peer.above:
-            peer.last_seq += 1
-            peer.above.discard(peer.last_seq)
-        # 3.0.6 acks a seq whose last digit is the stream's trigger, unless an earlier one is missing
-        if seq % ACK_MSG_DIV == peer.ack_trigger and (not peer.missing or seq < min(peer.missing)):
+                                   f"node {peer.name}: seq jumped {last} -> {seq}; tracking reset",
+                                   node=peer.name, seq=seq, last=last))
+        if ack:
             out.append(self._ack(now, peer.name, seq, peer.uuid))
         return True
 
@@ -761,18 +729,9 @@ class Node:
         if msg.dest not in (None, self.name):
             return
         seq = msg.firstseq
-        if seq is not None and seq in peer.missing:
-            del peer.missing[seq]
-            self._give_up_seq(peer, seq)
+        if seq is not None and peer.stream.give_up(seq):
             out.append(self._event(now, "rexmit_gave_up", f"node {peer.name} no longer has seq {seq}",
                                    node=peer.name, seq=seq, reason="nak"))
-
-    def _give_up_seq(self, peer: Peer, seq: int) -> None:
-        """Count a lost message as seen so the stream moves on."""
-        peer.above.add(seq)
-        while peer.last_seq + 1 in peer.above:
-            peer.last_seq += 1
-            peer.above.discard(peer.last_seq)
 
     # ------------------------------------------------------------------ timers
 
@@ -790,23 +749,16 @@ class Node:
                 out.append(self._event(now, "warntime", f"node {peer.name}: no heartbeat for "
                                        f"{silent * 1000:.0f} ms (warntime)", node=peer.name,
                                        silent_ms=round(silent * 1000)))
-        for seq in sorted(peer.missing):
-            request = peer.missing[seq]
-            if request.due > now:
-                continue
-            if request.tries >= REXMIT_MAX_TRIES:
-                del peer.missing[seq]
-                self._give_up_seq(peer, seq)
+        for seq, attempt in peer.stream.due(now):
+            if attempt is None:
                 out.append(self._event(now, "rexmit_gave_up", f"node {peer.name}: seq {seq} never came",
                                        node=peer.name, seq=seq, reason="tries"))
                 continue
-            request.tries += 1
-            request.due = now + REXMIT_MAX_DELAY
             self._count("rexmit_request")
             out.append(self._send(now, [("t", "NS_rexmit"), ("firstseq", str(seq)), ("lastseq", str(seq)),
                                         ("dest", peer.name), *self._destuuid(peer)], sequenced=False))
             out.append(self._event(now, "rexmit_request", f"asked {peer.name} for seq {seq}",
-                                   node=peer.name, seq=seq, attempt=request.tries))
+                                   node=peer.name, seq=seq, attempt=attempt))
 
     def _initdead_expired(self, now: float, out: list[Output]) -> None:
         for peer in self.peers.values():
@@ -876,7 +828,7 @@ class Node:
             peer.rsc_hold = None
             peer.shutting_down = False
             peer.ping_count = None
-            peer.missing.clear()
+            peer.stream.missing.clear()
             peer.stable = True  # a dead node is not going anywhere (takeover_from_node)
             if self.standby is not Standby.NOT:
                 self._abandon_standby(now, out, f"{peer.name} is dead")
