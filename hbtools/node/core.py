@@ -24,6 +24,7 @@ from typing import Any
 from hbtools import heartbeat
 from hbtools.heartbeat import Message
 from hbtools.node.config import ClusterConfig, ResourceGroup
+from hbtools.node.placement import PeerView, holds_group, ping_preferred, should_hold
 from hbtools.node.state import (
     ALIVE,
     LOCAL_TRANSITIONS,
@@ -524,8 +525,7 @@ class Node:
         for i, group in enumerate(self.groups):
             holders = [self.name] if i in self.held else []
             for peer in self.peers.values():
-                if peer.status in ALIVE and peer.rsc_hold in (
-                        "all", "local" if group.home == peer.name else "foreign"):
+                if peer.status in ALIVE and holds_group(peer.rsc_hold, peer.name, group.home):
                     holders.append(peer.name)
             groups.append({"group": group.name, "home": group.home, "held_by": holders})
         return {"node": self.name, "status": self.status.value, "generation": self.generation,
@@ -900,43 +900,20 @@ class Node:
             return "ping nodes"
         return "auto_failback" if self.config.ha.auto_failback else "initial"
 
-    def _ping_preferred(self) -> str | None:
-        """The node that should hold everything because it reaches more ping nodes (ipfail)."""
-        peer = next(iter(self.peers.values()), None)
-        if peer is None or self.ping_count is None or peer.ping_count is None:
+    def _peer_view(self, peer: Peer | None) -> PeerView | None:
+        if peer is None:
             return None
-        if self.ping_count > peer.ping_count:
-            return self.name
-        if self.ping_count < peer.ping_count:
-            return peer.name
-        return None
+        return PeerView(peer.name, peer.status in ALIVE, peer.status is PeerStatus.ACTIVE, peer.fence,
+                        peer.shutting_down, peer.rsc_hold, peer.ping_count)
+
+    def _ping_preferred(self) -> str | None:
+        peer = next(iter(self.peers.values()), None)
+        return ping_preferred(self.name, self.ping_count, self._peer_view(peer))
 
     def _should_hold(self, index: int, group: ResourceGroup, peer: Peer | None) -> bool:
-        holding = index in self.held
-        if peer is None:
-            return True
-        if peer.status not in ALIVE:
-            if peer.fence in (FenceState.PENDING, FenceState.FAILED):
-                return holding
-            return True
-        if peer.shutting_down:
-            return holding  # it is handing over: take at shutdone
-        if peer.rsc_hold is None:
-            return holding  # not told yet (it restarted): change nothing
-        peer_home = group.home == peer.name
-        peer_holds = peer.rsc_hold == "all" or peer.rsc_hold == ("local" if peer_home else "foreign")
-        by_ping = self._ping_preferred()
-        preferred = by_ping or group.home
-        if holding:
-            if peer_holds:
-                return preferred == self.name  # both hold it: the preferred node keeps it
-            if preferred == peer.name and by_ping is not None:
-                # Hand it over only to a peer that is up and has told us its state.
-                return peer.status is not PeerStatus.ACTIVE
-            return True  # auto_failback gives groups back through ask_resources (_auto_failback)
-        if peer_holds:
-            return False
-        return preferred == self.name
+        view = self._peer_view(peer)
+        return should_hold(self.name, group.home, index in self.held, view,
+                           ping_preferred(self.name, self.ping_count, view))
 
     # ------------------------------------------------------------------ standby (ask_resources)
 
