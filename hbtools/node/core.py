@@ -27,19 +27,24 @@ from hbtools.node.config import ClusterConfig, ResourceGroup
 from hbtools.node.placement import PeerView, holds_group, ping_preferred, should_hold
 from hbtools.node.state import (
     ALIVE,
+    FENCE_TRANSITIONS,
     LOCAL_TRANSITIONS,
     PEER_TRANSITIONS,
     RESOURCE_TRANSITIONS,
+    STANDBY_MESSAGES,
     STANDBY_TRANSITIONS,
+    FenceEvent,
     FenceState,
     LocalEvent,
     LocalStatus,
+    MessageKind,
     PeerEvent,
     PeerStatus,
     ResourceEvent,
     ResourcePhase,
     Standby,
     StandbyEvent,
+    dispatch,
     heard,
     transition,
 )
@@ -481,11 +486,11 @@ class Node:
         if peer is None or peer.fence is not FenceState.PENDING:
             return out
         if ok:
-            peer.fence = FenceState.DONE
+            peer.fence = transition(FENCE_TRANSITIONS, peer.fence, FenceEvent.SUCCEEDED)
             out.append(self._event(now, "fence", f"node {node}: fenced", node=node, ok=True,
                                    detail=detail))
         else:
-            peer.fence = FenceState.FAILED
+            peer.fence = transition(FENCE_TRANSITIONS, peer.fence, FenceEvent.FAILED)
             out.append(self._event(now, "fence_failed",
                                    f"node {node}: fence FAILED ({detail or 'no detail'}); "
                                    "not taking over its resources", node=node, ok=False, detail=detail))
@@ -508,7 +513,8 @@ class Node:
                                    group=self.groups[index].name, reason="shutdown"))
         self.held.clear()
         self.phase = transition(RESOURCE_TRANSITIONS, self.phase, ResourceEvent.SHUTDOWN)
-        self.standby, self.standby_deadline = Standby.NOT, None
+        if self.standby is not Standby.NOT:
+            self._standby_to(StandbyEvent.ABANDON, now, out, "standby hand-over abandoned: shutdown", None)
         self._set_local(LocalEvent.SHUTDOWN, now, out)
         out.append(self._send(now, [("t", "shutdone"), ("st", "dead")]))
         return self._finish(out)
@@ -590,15 +596,16 @@ class Node:
                 return
         if healed:
             self._partition_healed(peer, now, out)
-        if mtype == "status":
+        kind = dispatch(mtype)
+        if kind is MessageKind.STATUS:
             self._on_status(peer, msg, now, out)
-        elif mtype == "NS_rexmit":
+        elif kind is MessageKind.REXMIT:
             self._on_rexmit(peer, msg, now, out)
-        elif mtype == "NS_nak_rexmit":
+        elif kind is MessageKind.NAK:
             self._on_nak(peer, msg, now, out)
-        elif mtype == "NS_ackmsg":
+        elif kind is MessageKind.ACK:
             self._count("ack")
-        elif mtype == "starting":
+        elif kind is MessageKind.STARTING:
             # It (re)starts resource negotiation: tell it what we hold, and whether we are
             # settled (3.0.6: isstable says whether our own resource state is stable).
             peer.rsc_hold = None
@@ -607,17 +614,20 @@ class Node:
                 out.append(self._resource_message(now, None, stable=self.phase is ResourcePhase.STABLE))
                 if self.ping_count is not None:
                     out.append(self._ping_count_message(now))
-        elif mtype == "resource":
+        elif kind is MessageKind.RESOURCE:
             self._on_resource(peer, msg, now, out)
-        elif mtype == "shutdone":
+        elif kind is MessageKind.SHUTDONE:
             self._peer_event(peer, PeerEvent.SHUTDONE, now, out, clean=True)
-        elif mtype == "ask_resources":
+        elif kind is MessageKind.ASK_RESOURCES:
             self._on_ask_resources(peer, msg, now, out)
-        elif mtype == "reqnodes" and msg.dest == self.name:
-            out.append(self._send(now, [("dest", peer.name), ("t", "repnodes"),
-                                        ("nodelist", " ".join(self.config.ha.nodes) + " "),
-                                        ("delnodelist", " "), *self._destuuid(peer)]))
-        elif mtype == "num_ping_nodes":
+        elif kind is MessageKind.REQNODES:
+            if msg.dest == self.name:
+                out.append(self._send(now, [("dest", peer.name), ("t", "repnodes"),
+                                            ("nodelist", " ".join(self.config.ha.nodes) + " "),
+                                            ("delnodelist", " "), *self._destuuid(peer)]))
+            else:
+                self._count("ignored:reqnodes")
+        elif kind is MessageKind.PING_COUNT:
             count = msg.get("num_ping")
             if isinstance(count, str) and count.isdigit():
                 peer.ping_count = int(count)
@@ -833,14 +843,14 @@ class Node:
             if self.standby is not Standby.NOT:
                 self._abandon_standby(now, out, f"{peer.name} is dead")
             if self.fencing and not clean:
-                peer.fence = FenceState.PENDING
+                peer.fence = transition(FENCE_TRANSITIONS, peer.fence, FenceEvent.DIED_UNCLEAN)
                 out.append(self._event(now, "fence_start", f"node {peer.name}: fencing", node=peer.name))
                 out.append(Fence(peer.name))
             else:
-                peer.fence = FenceState.NOT_NEEDED
+                peer.fence = transition(FENCE_TRANSITIONS, peer.fence, FenceEvent.NO_FENCE_NEEDED)
         else:
             if old is PeerStatus.DEAD:
-                peer.fence = FenceState.NOT_NEEDED
+                peer.fence = transition(FENCE_TRANSITIONS, peer.fence, FenceEvent.BACK)
                 peer.stable = False  # back: unsettled until its resource message says isstable=1
                 if self.status is LocalStatus.ACTIVE:
                     # Back from the dead without a restart (a healed partition): it forgot what
@@ -963,9 +973,10 @@ class Node:
         if self.phase is ResourcePhase.STOPPED:
             return
         why = ""
+        event = STANDBY_MESSAGES.get((self.standby, info)) if isinstance(info, str) else None
         if rsc not in ("none", "local", "foreign", "all") or not isinstance(info, str):
             why = "bad rsc_hold or info"
-        elif info == "me" and self.standby is Standby.NOT:
+        elif event is StandbyEvent.ASKED:
             if not peer.stable:
                 why = "other side is in flux"
             elif self.phase is not ResourcePhase.STABLE:
@@ -977,7 +988,7 @@ class Node:
                                  "resources (ask_resources info=other)", now + STANDBY_RSC_TIMEOUT)
                 out.append(self._ask_resources(now, "other"))
                 return
-        elif info == "other" and self.standby is Standby.ME:
+        elif event is StandbyEvent.AGREED:
             self.standby_rsc = rsc
             give = [i for i in self._set_of(rsc, self.name) if i in self.held]
             self.held.difference_update(give)
@@ -990,7 +1001,7 @@ class Node:
                                        group=self.groups[i].name, reason="auto_failback"))
             out.append(self._ask_resources(now, "done"))
             return
-        elif info == "done" and self.standby is Standby.OTHER:
+        elif event is StandbyEvent.PEER_DONE and self.standby is Standby.OTHER:
             self.standby_rsc = rsc
             take = [i for i in self._set_of(rsc, peer.name) if i not in self.held]
             self._standby_to(StandbyEvent.PEER_DONE, now, out, f"{peer.name} released its {rsc} "
@@ -1003,7 +1014,7 @@ class Node:
             out.append(self._ask_resources(now, "done"))
             out.append(self._resource_message(now, None))
             return
-        elif info == "done" and self.standby is Standby.DONE:
+        elif event is StandbyEvent.PEER_DONE:  # from DONE: the peer took what we released
             self._standby_to(StandbyEvent.PEER_DONE, now, out, f"{peer.name} completed the standby "
                              f"takeover of {rsc} resources", None)
             out.append(self._resource_message(now, None))
