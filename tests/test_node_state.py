@@ -44,3 +44,17 @@ def test_fence_results_count_only_while_pending():
 ])
 def test_dispatch_by_heartbeats_type_names(wire, kind):
     assert dispatch(wire) is kind
+
+
+def test_every_typed_event_kind_is_documented():
+    """The JSON `kind` of each event class is what docs/DAEMON.md promises readers of --events."""
+    import re
+    from pathlib import Path
+
+    from hbtools.node.events import EVENT_TYPES
+
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "DAEMON.md").read_text()
+    section = doc.split("## Event kinds", 1)[1].split("\n## ", 1)[0]
+    documented = set(re.findall(r"`([a-z_]+)`", section))
+    assert set(EVENT_TYPES) <= documented, set(EVENT_TYPES) - documented
+    assert all(cls.kind == kind for kind, cls in EVENT_TYPES.items())

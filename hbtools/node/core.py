@@ -24,6 +24,36 @@ from typing import Any
 from hbtools import heartbeat
 from hbtools.heartbeat import Message
 from hbtools.node.config import ClusterConfig, ResourceGroup
+from hbtools.node.events import (  # noqa: F401 - re-exported: callers import Event from here
+    DeadEvent,
+    DroppedEvent,
+    DroppedSummaryEvent,
+    Event,
+    FencedEvent,
+    FenceFailedEvent,
+    FenceStartEvent,
+    LateHeartbeatEvent,
+    LocalStatusEvent,
+    PartitionHealedEvent,
+    PeerPingCountEvent,
+    PeerResourcesEvent,
+    PeerStatusEvent,
+    PingCountEvent,
+    ResourcePhaseEvent,
+    ResourceReleasedEvent,
+    ResourceTakenEvent,
+    RestartEvent,
+    RestartingEvent,
+    RexmitGaveUpEvent,
+    RexmitNakEvent,
+    RexmitRequestEvent,
+    RexmitServedEvent,
+    SeqResetEvent,
+    ShutdownEvent,
+    StandbyChangedEvent,
+    StandbyIgnoredEvent,
+    WarntimeEvent,
+)
 from hbtools.node.placement import PeerView, holds_group, ping_preferred, should_hold
 from hbtools.node.state import (
     ALIVE,
@@ -107,16 +137,6 @@ class SendPing:
     """One ICMP echo to a ping node; report replies with `Node.ping_reply`."""
 
     address: str
-
-
-@dataclass(frozen=True)
-class Event:
-    """Something a person wants to read later: ``kind`` is stable, ``text`` is for humans."""
-
-    at: float
-    kind: str
-    text: str
-    data: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -216,10 +236,10 @@ class DropLog:
         """Summary events for a window that has closed (nothing before its end)."""
         if self.window_end is None or now < self.window_end:
             return []
-        out = [Event(now, "dropped_summary", f"{n} datagrams dropped for {_DROP_LABELS.get(r, r)} "
+        out: list[Event] = [DroppedSummaryEvent(now, f"{n} datagrams dropped for {_DROP_LABELS.get(r, r)} "
                      f"from {src} in the last {DROP_WINDOW:g} s", {"reason": r, "source": src, "count": n})
                for (r, src), n in self.counts.items() if n]
-        out.extend(Event(now, "dropped_summary", f"{n} datagrams dropped for {_DROP_LABELS.get(r, r)} "
+        out.extend(DroppedSummaryEvent(now, f"{n} datagrams dropped for {_DROP_LABELS.get(r, r)} "
                          f"from other addresses in the last {DROP_WINDOW:g} s",
                          {"reason": r, "source": "other", "count": n}) for r, n in self.overflow.items())
         self.window_end = None
@@ -334,7 +354,7 @@ class Node:
         self.startup_dt_until = now + self.deadtime_ms / 1000
         self.initdead_at = now + self.initdead
         self.next_keepalive = now + self.keepalive
-        out.append(self._event(now, "local_status", f"local status now {self.status.value}",
+        out.append(self._event(now, LocalStatusEvent, f"local status now {self.status.value}",
                                status=self.status.value, generation=self.generation))
         out.append(self._status_message(now))
         self._set_local(LocalEvent.STARTED, now, out)
@@ -406,7 +426,7 @@ class Node:
         if self.restart_at is not None and now >= self.restart_at:
             out = self._finish(out)
             out.extend(self.shutdown(now))
-            out.append(self._event(now, "restarting", "Heartbeat restart triggered (healed partition)",
+            out.append(self._event(now, RestartingEvent, "Heartbeat restart triggered (healed partition)",
                                    generation=self.generation))
             out.append(Restart("healed partition"))
             return out
@@ -487,11 +507,11 @@ class Node:
             return out
         if ok:
             peer.fence = transition(FENCE_TRANSITIONS, peer.fence, FenceEvent.SUCCEEDED)
-            out.append(self._event(now, "fence", f"node {node}: fenced", node=node, ok=True,
+            out.append(self._event(now, FencedEvent, f"node {node}: fenced", node=node, ok=True,
                                    detail=detail))
         else:
             peer.fence = transition(FENCE_TRANSITIONS, peer.fence, FenceEvent.FAILED)
-            out.append(self._event(now, "fence_failed",
+            out.append(self._event(now, FenceFailedEvent,
                                    f"node {node}: fence FAILED ({detail or 'no detail'}); "
                                    "not taking over its resources", node=node, ok=False, detail=detail))
         self._plan(now, out)
@@ -502,13 +522,13 @@ class Node:
         out: list[Output] = []
         if self.status is LocalStatus.DEAD:
             return out
-        out.append(self._event(now, "shutdown", "shutting down: handing resources over"))
+        out.append(self._event(now, ShutdownEvent, "shutting down: handing resources over"))
         if self.status is LocalStatus.ACTIVE:
             out.append(self._send(now, [("t", "resource"), ("rsc_hold", "none"), ("rtype", "full"),
                                         ("isstable", "0"), ("info", "shutdown")]))
         for index in sorted(self.held):
             out.append(ReleaseResource(self.groups[index]))
-            out.append(self._event(now, "resource_released",
+            out.append(self._event(now, ResourceReleasedEvent,
                                    f"released {self.groups[index].name} (shutdown)",
                                    group=self.groups[index].name, reason="shutdown"))
         self.held.clear()
@@ -569,7 +589,7 @@ class Node:
                            generation=generation, known=peer.generation)
                 return
             if peer.generation is not None and generation > peer.generation:
-                out.append(self._event(now, "restart", f"node {peer.name} restarted "
+                out.append(self._event(now, RestartEvent, f"node {peer.name} restarted "
                                        f"(generation {peer.generation} -> {generation})",
                                        node=peer.name, generation=generation))
                 peer.stream.reset()
@@ -631,7 +651,7 @@ class Node:
             count = msg.get("num_ping")
             if isinstance(count, str) and count.isdigit():
                 peer.ping_count = int(count)
-                out.append(self._event(now, "peer_ping_count",
+                out.append(self._event(now, PeerPingCountEvent,
                                        f"node {peer.name} reaches {count} ping node(s)",
                                        node=peer.name, count=int(count)))
         else:
@@ -646,7 +666,7 @@ class Node:
         up every resource and restart with a new generation; the peer, which never lost us,
         keeps what it holds. That ends with one owner, which is what this copies.
         """
-        out.append(self._event(now, "partition_healed", f"Cluster node {peer.name} returning after "
+        out.append(self._event(now, PartitionHealedEvent, f"Cluster node {peer.name} returning after "
                                "partition; restarting to give up resources", node=peer.name))
         out.append(self._status_message(now))
         self.restart_at = now + PARTITION_RESTART_DELAY
@@ -658,7 +678,7 @@ class Node:
         if seen is Seen.DUPLICATE:
             return False
         if seen is Seen.RESET:
-            out.append(self._event(now, "seq_reset",
+            out.append(self._event(now, SeqResetEvent,
                                    f"node {peer.name}: seq jumped {last} -> {seq}; tracking reset",
                                    node=peer.name, seq=seq, last=last))
         if ack:
@@ -673,7 +693,7 @@ class Node:
         if peer.last_heard is not None and peer.status in ALIVE:
             interval = now - peer.last_heard
             if interval > self.warntime:
-                out.append(self._event(now, "late_heartbeat",
+                out.append(self._event(now, LateHeartbeatEvent,
                                        f"Late heartbeat: Node {peer.name}: interval {interval * 1000:.0f} ms",
                                        node=peer.name, interval_ms=round(interval * 1000)))
         peer.last_heard = now
@@ -700,7 +720,7 @@ class Node:
             peer.shutting_down = True
         if isinstance(hold, str) and hold in ("none", "local", "foreign", "all"):
             if hold != peer.rsc_hold:
-                out.append(self._event(now, "peer_resources", f"node {peer.name} holds {hold} resources"
+                out.append(self._event(now, PeerResourcesEvent, f"node {peer.name} holds {hold} resources"
                                        + (f" ({info})" if isinstance(info, str) else ""),
                                        node=peer.name, rsc_hold=hold, info=info))
             peer.rsc_hold = hold
@@ -725,14 +745,14 @@ class Node:
             if copy is not None:
                 self._count("rexmit_served")
                 out.append(Send(copy, "rexmit"))
-                out.append(self._event(now, "rexmit_served", f"resent seq {seq} for {peer.name}",
+                out.append(self._event(now, RexmitServedEvent, f"resent seq {seq} for {peer.name}",
                                        node=peer.name, seq=seq))
             else:
                 self._count("nak")
                 out.append(self._send(now, [("t", "NS_nak_rexmit"), ("firstseq", format(seq, "x")),
                                             ("info", "seqno not found"), ("dest", peer.name),
                                             *self._destuuid(peer)], sequenced=False))
-                out.append(self._event(now, "rexmit_nak", f"seq {seq} asked by {peer.name} is too old",
+                out.append(self._event(now, RexmitNakEvent, f"seq {seq} asked by {peer.name} is too old",
                                        node=peer.name, seq=seq))
 
     def _on_nak(self, peer: Peer, msg: Message, now: float, out: list[Output]) -> None:
@@ -740,7 +760,7 @@ class Node:
             return
         seq = msg.firstseq
         if seq is not None and peer.stream.give_up(seq):
-            out.append(self._event(now, "rexmit_gave_up", f"node {peer.name} no longer has seq {seq}",
+            out.append(self._event(now, RexmitGaveUpEvent, f"node {peer.name} no longer has seq {seq}",
                                    node=peer.name, seq=seq, reason="nak"))
 
     # ------------------------------------------------------------------ timers
@@ -756,18 +776,18 @@ class Node:
                 self._peer_event(peer, PeerEvent.DEADTIME_EXPIRED, now, out)
             elif silent >= self.warntime and not peer.late_warned:
                 peer.late_warned = True
-                out.append(self._event(now, "warntime", f"node {peer.name}: no heartbeat for "
+                out.append(self._event(now, WarntimeEvent, f"node {peer.name}: no heartbeat for "
                                        f"{silent * 1000:.0f} ms (warntime)", node=peer.name,
                                        silent_ms=round(silent * 1000)))
         for seq, attempt in peer.stream.due(now):
             if attempt is None:
-                out.append(self._event(now, "rexmit_gave_up", f"node {peer.name}: seq {seq} never came",
+                out.append(self._event(now, RexmitGaveUpEvent, f"node {peer.name}: seq {seq} never came",
                                        node=peer.name, seq=seq, reason="tries"))
                 continue
             self._count("rexmit_request")
             out.append(self._send(now, [("t", "NS_rexmit"), ("firstseq", str(seq)), ("lastseq", str(seq)),
                                         ("dest", peer.name), *self._destuuid(peer)], sequenced=False))
-            out.append(self._event(now, "rexmit_request", f"asked {peer.name} for seq {seq}",
+            out.append(self._event(now, RexmitRequestEvent, f"asked {peer.name} for seq {seq}",
                                    node=peer.name, seq=seq, attempt=attempt))
 
     def _initdead_expired(self, now: float, out: list[Output]) -> None:
@@ -795,7 +815,7 @@ class Node:
         count = sum(1 for t in self.ping_last.values() if t is not None and now - t < window)
         if count != self.ping_count:
             old, self.ping_count = self.ping_count, count
-            out.append(self._event(now, "ping_count", f"{count} of {len(self.ping_last)} ping node(s) "
+            out.append(self._event(now, PingCountEvent, f"{count} of {len(self.ping_last)} ping node(s) "
                                    "reachable", count=count, previous=old))
             if self.status is LocalStatus.ACTIVE:
                 out.append(self._ping_count_message(now))
@@ -807,7 +827,7 @@ class Node:
         self.status = transition(LOCAL_TRANSITIONS, old, event)
         if self.status is old:
             return
-        out.append(self._event(now, "local_status", f"local status now {self.status.value} ({event.value})",
+        out.append(self._event(now, LocalStatusEvent, f"local status now {self.status.value} ({event.value})",
                                status=self.status.value, previous=old.value))
         if self.status is LocalStatus.ACTIVE:
             out.append(self._status_message(now))
@@ -820,7 +840,7 @@ class Node:
         old = self.phase
         self.phase = transition(RESOURCE_TRANSITIONS, old, event)
         if self.phase is not old:
-            out.append(self._event(now, "resource_phase", f"resources {self.phase.value} ({event.value})",
+            out.append(self._event(now, ResourcePhaseEvent, f"resources {self.phase.value} ({event.value})",
                                    phase=self.phase.value))
 
     def _peer_event(self, peer: Peer, event: PeerEvent, now: float, out: list[Output],
@@ -833,7 +853,7 @@ class Node:
         if peer.status is PeerStatus.DEAD:
             silent = None if peer.last_heard is None else round((now - peer.last_heard) * 1000)
             how = "stopped cleanly" if clean else "is dead"
-            out.append(self._event(now, "dead", f"node {peer.name}: {how}", node=peer.name,
+            out.append(self._event(now, DeadEvent, f"node {peer.name}: {how}", node=peer.name,
                                    reason=event.name.lower(), silent_ms=silent))
             peer.rsc_hold = None
             peer.shutting_down = False
@@ -844,7 +864,7 @@ class Node:
                 self._abandon_standby(now, out, f"{peer.name} is dead")
             if self.fencing and not clean:
                 peer.fence = transition(FENCE_TRANSITIONS, peer.fence, FenceEvent.DIED_UNCLEAN)
-                out.append(self._event(now, "fence_start", f"node {peer.name}: fencing", node=peer.name))
+                out.append(self._event(now, FenceStartEvent, f"node {peer.name}: fencing", node=peer.name))
                 out.append(Fence(peer.name))
             else:
                 peer.fence = transition(FENCE_TRANSITIONS, peer.fence, FenceEvent.NO_FENCE_NEEDED)
@@ -856,7 +876,7 @@ class Node:
                     # Back from the dead without a restart (a healed partition): it forgot what
                     # we hold, and both may hold the same group now. Tell it, so one gives up.
                     out.append(self._resource_message(now, None))
-            out.append(self._event(now, "peer_status", f"node {peer.name}: status {peer.status.value}",
+            out.append(self._event(now, PeerStatusEvent, f"node {peer.name}: status {peer.status.value}",
                                    node=peer.name, status=peer.status.value, previous=old.value))
 
     # ------------------------------------------------------------------ resources
@@ -889,12 +909,12 @@ class Node:
         for i in release:
             self.held.discard(i)
             out.append(ReleaseResource(self.groups[i]))
-            out.append(self._event(now, "resource_released", f"released {self.groups[i].name}",
+            out.append(self._event(now, ResourceReleasedEvent, f"released {self.groups[i].name}",
                                    group=self.groups[i].name, reason=self._reason(peer)))
         for i in take:
             self.held.add(i)
             out.append(TakeResource(self.groups[i]))
-            out.append(self._event(now, "resource_taken", f"took {self.groups[i].name}",
+            out.append(self._event(now, ResourceTakenEvent, f"took {self.groups[i].name}",
                                    group=self.groups[i].name, reason=self._reason(peer)))
         info = "mach_down" if peer is not None and peer.status is PeerStatus.DEAD else None
         if take and info is not None:
@@ -938,7 +958,7 @@ class Node:
         old = self.standby
         self.standby = transition(STANDBY_TRANSITIONS, old, event)
         self.standby_deadline = deadline
-        out.append(self._event(now, "standby", text, state=self.standby.value, previous=old.value,
+        out.append(self._event(now, StandbyChangedEvent, text, state=self.standby.value, previous=old.value,
                                rsc=self.standby_rsc))
 
     def _ask_resources(self, now: float, info: str) -> Send:
@@ -997,7 +1017,7 @@ class Node:
             out.append(self._resource_message(now, "standby", stable=False))
             for i in give:
                 out.append(ReleaseResource(self.groups[i]))
-                out.append(self._event(now, "resource_released", f"released {self.groups[i].name}",
+                out.append(self._event(now, ResourceReleasedEvent, f"released {self.groups[i].name}",
                                        group=self.groups[i].name, reason="auto_failback"))
             out.append(self._ask_resources(now, "done"))
             return
@@ -1009,7 +1029,7 @@ class Node:
             for i in take:
                 self.held.add(i)
                 out.append(TakeResource(self.groups[i]))
-                out.append(self._event(now, "resource_taken", f"took {self.groups[i].name}",
+                out.append(self._event(now, ResourceTakenEvent, f"took {self.groups[i].name}",
                                        group=self.groups[i].name, reason="auto_failback"))
             out.append(self._ask_resources(now, "done"))
             out.append(self._resource_message(now, None))
@@ -1022,7 +1042,7 @@ class Node:
         else:
             why = f"unexpected in state {self.standby.value}"
         self._count("standby_ignored")
-        out.append(self._event(now, "standby_ignored", f"ignored standby message {info!r} from "
+        out.append(self._event(now, StandbyIgnoredEvent, f"ignored standby message {info!r} from "
                                f"{peer.name}: {why}", node=peer.name, info=info, rsc=rsc, reason=why))
 
     def _abandon_standby(self, now: float, out: list[Output], why: str) -> None:
@@ -1086,8 +1106,8 @@ class Node:
                 self._own_acks.append((sent, self._ack(now, self.name, self.seq, self.uuid)))
         return sent
 
-    def _event(self, now: float, kind: str, text: str, **data: Any) -> Event:
-        return Event(now, kind, text, data)
+    def _event(self, now: float, cls: type[Event], text: str, **data: Any) -> Event:
+        return cls(now, text, data)  # type: ignore[call-arg]  # kind is fixed per class
 
     def _count(self, what: str) -> None:
         """Count by name; names made of wire text are bounded (MAX_COUNTERS, then ``other``)."""
@@ -1100,4 +1120,4 @@ class Node:
         """Count a dropped datagram and report it through the rate-limited `DropLog`."""
         self._count(reason)
         if self.drops.note(now, reason, source):
-            out.append(self._event(now, "dropped", text, reason=reason, **data))
+            out.append(self._event(now, DroppedEvent, text, reason=reason, **data))
