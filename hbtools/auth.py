@@ -157,8 +157,12 @@ class AuthKeys:
                 raise AuthKeysError(source, number, f"key {key_number} has no method (crc, md5 or sha1)")
             method = words[1].lower()
             if method not in METHODS:
-                raise AuthKeysError(source, number, "unknown method (crc, md5 or sha1; the word is not "
-                                    "shown: it may be a key)")
+                # A short name-like word is shown (a typo: rot13, sha256); a longer one may be
+                # the key itself, written without its method, and is not.
+                word = words[1]
+                name_like = len(word) <= 10 and word.isascii() and word.isalnum()
+                got = repr(word) if name_like else "(not shown: it may be a key)"
+                raise AuthKeysError(source, number, f"unknown method {got} (crc, md5 or sha1)")
             secret = words[2].strip() if len(words) > 2 else ""
             if method != "crc" and not secret:
                 raise AuthKeysError(source, number, f"method {method} needs a key")
