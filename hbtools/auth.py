@@ -28,6 +28,14 @@ METHODS = ("crc", "md5", "sha1")
 MAX_KEY_NUMBER = 15  # Heartbeat keeps 16 slots, numbered 0..15
 
 
+MAX_FILE_BYTES = 64 * 1024  # an authkeys file is a few lines
+
+
+def _is_key_number(word: str) -> bool:
+    """ASCII digits only (no Unicode digits), and short enough that int() cannot blow up."""
+    return word.isascii() and word.isdigit() and len(word) <= 6
+
+
 class AuthKeysError(SourceError):
     """A bad authkeys file; names the file and line so the user can fix it."""
 
@@ -93,17 +101,29 @@ class AuthKeys:
     active: int
     source: str = "<authkeys>"
     warnings: list[str] = field(default_factory=list)
+    insecure_mode: bool = False  # group or others may read or write the file (3.0.6 refuses to start)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> AuthKeys:
         path = Path(path)
         try:
-            text = path.read_text(encoding="utf-8", errors="surrogateescape")
-            mode = path.stat().st_mode
+            # Non-blocking open and a regular-file check: a FIFO must not hang the caller.
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+            try:
+                info = os.fstat(fd)
+                if not stat.S_ISREG(info.st_mode):
+                    raise AuthKeysError(str(path), None, "is not a regular file")
+                raw = os.read(fd, MAX_FILE_BYTES + 1)
+            finally:
+                os.close(fd)
         except OSError as exc:
             raise AuthKeysError(str(path), None, f"cannot read: {exc.strerror}") from None
-        keys = cls.parse(text, source=str(path))
+        if len(raw) > MAX_FILE_BYTES:
+            raise AuthKeysError(str(path), None, f"is over {MAX_FILE_BYTES // 1024} KiB: not an authkeys")
+        mode = info.st_mode
+        keys = cls.parse(raw.decode("utf-8", "surrogateescape"), source=str(path))
         if mode & (stat.S_IRGRP | stat.S_IROTH | stat.S_IWGRP | stat.S_IWOTH):
+            keys.insecure_mode = True
             complaint = f"Bad permissions on keyfile [{path}], 600 recommended."
             keys.warnings.append(complaint)
             warnings.warn(complaint, AuthKeysWarning, stacklevel=2)
@@ -120,16 +140,16 @@ class AuthKeys:
                 continue
             words = line.split(None, 2)
             if words[0] == "auth":
-                if len(words) != 2 or not words[1].isdigit():
+                if len(words) != 2 or not _is_key_number(words[1]):
                     raise AuthKeysError(source, number, "expected 'auth N' with a key number")
                 if active is not None:
                     raise AuthKeysError(source, number, f"second 'auth' line (first on line {active_line})")
                 active, active_line = int(words[1]), number
                 continue
-            if not words[0].isdigit():
-                # Cut long: a binary file given as authkeys would otherwise fill the screen.
-                got = words[0] if len(words[0]) <= 40 else words[0][:40] + "..."
-                raise AuthKeysError(source, number, f"expected 'auth N' or 'N method [key]', got {got!r}")
+            if not _is_key_number(words[0]):
+                # The word is not shown: a line holding only the key would print the secret.
+                raise AuthKeysError(source, number, "expected 'auth N' or 'N method [key]' with N a number "
+                                    f"0..{MAX_KEY_NUMBER} (the line is not shown: it may hold a key)")
             key_number = int(words[0])
             if key_number > MAX_KEY_NUMBER:
                 raise AuthKeysError(source, number, f"key number {key_number} is over {MAX_KEY_NUMBER}")
@@ -137,7 +157,12 @@ class AuthKeys:
                 raise AuthKeysError(source, number, f"key {key_number} has no method (crc, md5 or sha1)")
             method = words[1].lower()
             if method not in METHODS:
-                raise AuthKeysError(source, number, f"unknown method {words[1]!r} (crc, md5 or sha1)")
+                # A short name-like word is shown (a typo: rot13, sha256); a longer one may be
+                # the key itself, written without its method, and is not.
+                word = words[1]
+                name_like = len(word) <= 10 and word.isascii() and word.isalnum()
+                got = repr(word) if name_like else "(not shown: it may be a key)"
+                raise AuthKeysError(source, number, f"unknown method {got} (crc, md5 or sha1)")
             secret = words[2].strip() if len(words) > 2 else ""
             if method != "crc" and not secret:
                 raise AuthKeysError(source, number, f"method {method} needs a key")

@@ -319,13 +319,18 @@ def _json_value(f: Field, message_type: str | None) -> Any:
 # ---------------------------------------------------------------------------
 
 
-def decode(data: bytes) -> Message:
-    """Decode one datagram's payload (either wire format)."""
+def decode(data: bytes, *, limit: int = MAX_WIRE_MESSAGE) -> Message:
+    """Decode one datagram's payload (either wire format).
+
+    ``limit`` is the wire limit (256 KiB) by default; the message inside a compression envelope
+    may be as big as Heartbeat's uncompressed limit (2 MiB), see `decompress`.
+    """
     if not isinstance(data, bytes | bytearray | memoryview):
         raise DecodeError(0, f"expected bytes, got {type(data).__name__}")
     data = bytes(data)
-    if len(data) > MAX_WIRE_MESSAGE:
-        raise DecodeError(MAX_WIRE_MESSAGE, f"message of {len(data)} bytes exceeds 256 KiB")
+    if len(data) > limit:
+        size = "256 KiB" if limit == MAX_WIRE_MESSAGE else f"{limit} bytes"
+        raise DecodeError(limit, f"message of {len(data)} bytes exceeds {size}")
     if data.startswith(NETSTRING_START):
         return _decode_netstring(data, 0, top=True)
     if data.startswith(CLASSIC_START):
@@ -708,8 +713,10 @@ def decompress(msg: Message) -> Message | None:
     if not isinstance(payload, bytes):
         raise DecodeError(-1, "_compressed_payload is not a binary field")
     algorithm = msg.get("_compression_algorithm", "zlib")
+    if not isinstance(algorithm, str):
+        raise DecodeError(-1, "_compression_algorithm is not a string")
     inner = _inflate(payload, algorithm)
-    return decode(inner)
+    return decode(inner, limit=MAX_UNCOMPRESSED_MESSAGE)
 
 
 def _inflate(payload: bytes, algorithm: str) -> bytes:

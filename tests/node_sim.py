@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from hbtools.auth import AuthKeys
 from hbtools.node.config import ClusterConfig, parse_ha_cf, parse_haresources
-from hbtools.node.core import Event, Fence, Node, ReleaseResource, Send, SendPing, TakeResource
+from hbtools.node.core import Event, Fence, Node, ReleaseResource, Restart, Send, SendPing, TakeResource
 
 CRC_KEYS = "auth 1\n1 crc\n"
 
@@ -48,10 +48,11 @@ class Sim:
     nodes: dict[str, Node] = field(default_factory=dict)
     crashed: set[str] = field(default_factory=set)
     cut: bool = False
+    deaf: set[tuple[str, str]] = field(default_factory=set)  # (receiver, sender): one-way partition
     ping_reachable: dict[str, bool] = field(default_factory=dict)
     log: list[Record] = field(default_factory=list)
     generations: dict[str, int] = field(default_factory=dict)
-    _queue: list[tuple[float, int, str, bytes]] = field(default_factory=list)
+    _queue: list[tuple[float, int, str, bytes, str]] = field(default_factory=list)
     _n: int = 0
 
     def start(self, name: str) -> Node:
@@ -83,10 +84,13 @@ class Sim:
                 for other in self.nodes:
                     if other != name:
                         self._n += 1
-                        heapq.heappush(self._queue, (self.now + self.latency, self._n, other, item.data))
+                        heapq.heappush(self._queue, (self.now + self.latency, self._n, other, item.data,
+                                                     name))
             elif isinstance(item, Fence):
                 node = self.nodes[name]
                 self._handle(name, node.fence_result(item.node, self.fence_ok, self.now))
+            elif isinstance(item, Restart):
+                self.start(name)  # a new incarnation, generation + 1, as the runner does
             elif isinstance(item, SendPing) and self.ping_reachable.get(name, True):
                 self._handle(name, self.nodes[name].ping_reply(item.address, self.now))
 
@@ -101,9 +105,9 @@ class Sim:
                 self.now = t
                 return
             if next_packet is not None and (next_timer is None or next_packet <= next_timer[0]):
-                at, _, to, data = heapq.heappop(self._queue)
+                at, _, to, data, sender = heapq.heappop(self._queue)
                 self.now = max(self.now, at)
-                if to not in self.crashed and not self.cut:
+                if to not in self.crashed and not self.cut and (to, sender) not in self.deaf:
                     self._handle(to, self.nodes[to].receive(data, ("198.18.0.1", 694), self.now))
             else:
                 assert next_timer is not None

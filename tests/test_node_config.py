@@ -142,13 +142,82 @@ def _hbtool(*args):
 def test_cli_check_and_errors(tmp_path):
     (tmp_path / "ha.cf").write_text("node n1 n2\nbcast eth0\nkeepalive 1\ndeadtime 1\n")
     (tmp_path / "authkeys").write_text("auth 1\n1 crc\n")
+    (tmp_path / "authkeys").chmod(0o600)
     res = _hbtool("daemon", "--config", str(tmp_path), "--node-name", "n1", "--check")
     assert res.returncode == 2
     assert res.stderr.strip() == (f"hbtool daemon: {tmp_path / 'ha.cf'}:4: deadtime (1000 ms) must be "
                                   "more than twice keepalive (1000 ms)")
-    (tmp_path / "ha.cf").write_text("node n1 n2\nbcast eth0\n")
+    (tmp_path / "ha.cf").write_text("node n1 n2\nbcast lo\n")
     res = _hbtool("daemon", "--config", str(tmp_path), "--node-name", "n9", "--check")
     assert res.returncode == 2 and "'n9' is not a 'node'" in res.stderr and "Traceback" not in res.stderr
     res = _hbtool("daemon", "--config", str(tmp_path), "--node-name", "n2", "--check")
     assert res.returncode == 0, res.stderr
     assert "node n2, 2 nodes, 1 media, 0 resource groups" in res.stdout
+
+
+# ----------------------------------------------------------------------------- issue 12 #7, #10; issue 14
+
+
+def _check_dir(tmp_path, ha_cf: str, authkeys: str = "auth 1\n1 crc\n", mode: int = 0o600):
+    (tmp_path / "ha.cf").write_text(ha_cf)
+    keys = tmp_path / "authkeys"
+    if not keys.is_fifo():
+        keys.write_text(authkeys)
+        keys.chmod(mode)
+    return _hbtool("daemon", "--config", str(tmp_path), "--node-name", "n1", "--check")
+
+
+def _one_line_exit_2(res, *words: str) -> None:
+    assert res.returncode == 2, res
+    assert "Traceback" not in res.stderr and res.stderr.count("\n") == 1, res.stderr
+    for word in words:
+        assert word in res.stderr
+
+
+@pytest.mark.parametrize(("line", "problem"), [
+    ("keepalive " + "9" * 5000, ":3: '99999999999999999999...' is not a time"),
+    ("deadtime 1" + "0" * 40 + "ms", "is not a time"),
+    ("udpport \u0666\u0669\u0664", ":3: port '\u0666\u0669\u0664' is not a number"),
+    ("keepalive \u0661", "is not a time"),
+])
+def test_huge_and_unicode_numbers_in_ha_cf_are_one_line_exit_2(tmp_path, line, problem):
+    res = _check_dir(tmp_path, f"node n1 n2\nbcast lo\n{line}\n")
+    _one_line_exit_2(res, problem)
+
+
+@pytest.mark.parametrize(("authkeys", "problem"), [
+    ("auth 1\n" + "1" * 5000 + " crc\n", "authkeys:2: expected 'auth N' or 'N method [key]'"),
+    ("auth " + "1" * 5000 + "\n1 crc\n", "authkeys:1: expected 'auth N'"),
+    ("auth \u0661\n1 crc\n", "authkeys:1: expected 'auth N'"),
+])
+def test_huge_key_numbers_are_one_line_exit_2(tmp_path, authkeys, problem):
+    _one_line_exit_2(_check_dir(tmp_path, "node n1 n2\nbcast lo\n", authkeys), problem)
+
+
+def test_an_authkeys_line_holding_only_the_key_does_not_echo_it(tmp_path):
+    secret = "Zq8s3cr3tK3yValue"
+    res = _check_dir(tmp_path, "node n1 n2\nbcast lo\n", f"auth 1\n{secret}\n")
+    _one_line_exit_2(res, "authkeys:2:")
+    assert secret not in res.stderr and secret[:6] not in res.stderr
+    res = _check_dir(tmp_path, "node n1 n2\nbcast lo\n", f"auth 1\n1 {secret}\n")
+    _one_line_exit_2(res, "authkeys:2: unknown method")
+    assert secret[:6] not in res.stderr
+
+
+def test_an_authkeys_fifo_does_not_hang_check(tmp_path):
+    os.mkfifo(tmp_path / "authkeys")
+    res = _check_dir(tmp_path, "node n1 n2\nbcast lo\n")  # _hbtool has a 60 s timeout
+    _one_line_exit_2(res, "authkeys: is not a regular file")
+
+
+def test_a_readable_authkeys_refuses_to_start_like_3_0_6_unless_overridden(tmp_path):
+    """3.0.6: 'Bad permissions on keyfile [...], 600 recommended.' and it does not start."""
+    res = _check_dir(tmp_path, "node n1 n2\nbcast lo\n", mode=0o644)
+    _one_line_exit_2(res, "authkeys: group or others may read or write it")
+    res = _hbtool("daemon", "--config", str(tmp_path), "--node-name", "n1", "--check", "--insecure-authkeys")
+    assert res.returncode == 0 and "Bad permissions on keyfile" in res.stderr, res
+
+
+def test_check_rejects_a_medium_on_an_interface_that_does_not_exist(tmp_path):
+    res = _check_dir(tmp_path, "node n1 n2\nbcast lo\nbcast hbt-nosuch9\n")
+    _one_line_exit_2(res, f"{tmp_path / 'ha.cf'}:3: interface hbt-nosuch9 does not exist")

@@ -244,7 +244,7 @@ def test_gap_asks_for_each_missing_seq_after_a_random_delay():
     # the gap fills: requests stop
     node.receive(peer_msg("status", 43), None, 101.95)
     node.receive(peer_msg("status", 44), None, 101.96)
-    assert not node.peers["node2"].missing and node.peers["node2"].last_seq == 45
+    assert not node.peers["node2"].stream.missing and node.peers["node2"].stream.last_seq == 45
 
 
 def test_rexmit_delays_are_deterministic_with_a_seed():
@@ -253,7 +253,7 @@ def test_rexmit_delays_are_deterministic_with_a_seed():
         node.start(100.0)
         node.receive(peer_msg("status", 1), None, 100.5)
         node.receive(peer_msg("status", 5), None, 100.6)
-        return sorted(r.due for r in node.peers["node2"].missing.values())
+        return sorted(r.due for r in node.peers["node2"].stream.missing.values())
     assert run(3) == run(3)
     assert run(3) != run(4)
 
@@ -345,14 +345,14 @@ def test_auth_checks_what_a_real_node_checks():
     classic = peer_msg("status", 2, wire_format="classic")
     assert classic.startswith(b">>>\n")
     assert not events(node.receive(classic, None, 101.2), "dropped")
-    assert node.peers["node2"].last_seq == 2
+    assert node.peers["node2"].stream.last_seq == 2
 
 
 def test_newer_generation_is_a_restart():
     node, _ = lone_node()
     node.receive(peer_msg("status", 30, hg=100), None, 101.0)
     out = node.receive(peer_msg("status", 1, hg=101, st="init"), None, 102.0)
-    assert events(out, "restart") and node.peers["node2"].last_seq == 1
+    assert events(out, "restart") and node.peers["node2"].stream.last_seq == 1
 
 
 # ----------------------------------------------------------------------------- resources (two nodes)
@@ -488,3 +488,51 @@ def test_outputs_are_never_lost_after_shutdown():
     assert any(isinstance(o, ReleaseResource) for o in out)
     assert node.next_timer() is None and node.tick(200.0) == [] and node.receive(b"x", None, 201) == []
     assert not any(isinstance(o, TakeResource) for o in node.shutdown(112.0))
+
+
+def test_one_way_partition_heal_ends_with_one_owner_as_3_0_6():
+    """issue 13 / PROTOCOL-NOTES §1 (3.0.6 measured): node2 drops everything from node1 for 9 s.
+
+    node2 declares node1 dead and takes the VIP; when node1 is heard again node2 logs "Cluster
+    node node1 returning after partition", restarts (a new generation: node1 logs a restart) and
+    gives the VIP back: one owner within ~10 s of the heal.
+    """
+    sim = two_nodes()
+    sim.run_for(12)
+    assert [bool(n.held) for n in sim.nodes.values()] == [True, False]
+    generation = sim.nodes["node2"].generation
+    sim.deaf.add(("node2", "node1"))
+    sim.run_for(9)
+    assert len(sim.takes("node2")) == 1 and sim.events("node1", "dead") == []
+    heal = sim.now
+    sim.deaf.clear()
+    sim.run_for(10)
+    (healed,) = sim.events("node2", "partition_healed")
+    assert healed.text.startswith("Cluster node node1 returning after partition")
+    assert sim.nodes["node2"].generation == generation + 1
+    assert [e.data["node"] for e in sim.events("node1", "restart")] == ["node2"]
+    release = sim.releases("node2")
+    assert len(release) == 1 and heal < release[0].at < heal + 10
+    held = {name: bool(node.held) for name, node in sim.nodes.items()}
+    assert held == {"node1": True, "node2": False}
+    assert len(sim.takes("node1")) == 1 and sim.releases("node1") == []
+    sim.run_for(30)  # and it stays that way
+    assert {name: bool(node.held) for name, node in sim.nodes.items()} == held
+    assert len(sim.events("node2", "partition_healed")) == 1
+
+
+def test_a_status_after_shutdone_is_no_healed_partition():
+    """The real 3.0.6 node sends a status after its shutdone; 3.0.6 marks a peer dead only by
+    deadtime, so that is no partition (seen against the real node: test_clean_stop_real_…)."""
+    sim = two_nodes()
+    sim.run_for(12)
+    node1 = sim.nodes["node1"]
+    sim.stop("node1")
+    sim.run_for(1)
+    assert [e.data["reason"] for e in sim.events("node2", "dead")] == ["shutdone"]
+    late = Message.build([("t", "status"), ("st", "active"), ("dt", "1388"), ("protocol", "1"),
+                          ("src", "node1"), ("seq", format(node1.seq + 1, "x")),
+                          ("hg", format(node1.generation, "x")), ("ts", "6b05fb98"), ("ttl", "3")])
+    sim.inject("node2", heartbeat.encode(late, AuthKeys.parse(CRC_KEYS)))
+    sim.run_for(5)
+    assert sim.events("node2", "partition_healed") == [] and sim.events("node2", "restarting") == []

@@ -5,6 +5,8 @@ Only option parsing and error reporting live here; the node is `hbtools.node`.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import socket
 import sys
 import warnings
@@ -16,11 +18,19 @@ EXIT_USAGE = 2
 
 
 def _err(message: str) -> None:
-    click.echo(f"hbtool daemon: {message}", err=True)
+    """One line on stderr; a closed stderr (a dead log pipe) must not stop a daemon from
+    starting or stopping cleanly, so a failed write points stderr at /dev/null and goes on."""
+    try:
+        click.echo(f"hbtool daemon: {message}", err=True)
+    except OSError:
+        with contextlib.suppress(OSError):
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, 2)
+            os.close(null)
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("-c", "--config", "config_dir", required=True, type=click.Path(file_okay=False),
+@click.group(context_settings={"help_option_names": ["-h", "--help"]}, invoke_without_command=True)
+@click.option("-c", "--config", "config_dir", default=None, type=click.Path(file_okay=False),
               help="Directory with ha.cf, authkeys and (optional) haresources, as /etc/ha.d.")
 @click.option("-n", "--node-name", default=None,
               help="This node's name in ha.cf (default: uname -n, as Heartbeat).")
@@ -41,10 +51,14 @@ def _err(message: str) -> None:
 @click.option("--seed", type=int, default=None, help="Seed for retransmission delays (tests).")
 @click.option("--keep-stale", is_flag=True,
               help="Do not remove configured addresses left on interfaces by an earlier run.")
+@click.option("--insecure-authkeys", is_flag=True,
+              help="Start even if group or others may read authkeys (3.0.6 refuses; test setups only).")
 @click.option("--check", is_flag=True, help="Only read the configuration and report problems.")
-def daemon(config_dir: str, node_name: str | None, state_dir: str, events: str | None, quiet: bool,
-           fence_command: str | None, fence_timeout: float, arp_count: int, arp_interval: int,
-           seed: int | None, keep_stale: bool, check: bool) -> None:
+@click.pass_context
+def daemon(ctx: click.Context, config_dir: str | None, node_name: str | None, state_dir: str,
+           events: str | None, quiet: bool, fence_command: str | None, fence_timeout: float,
+           arp_count: int, arp_interval: int,
+           seed: int | None, keep_stale: bool, insecure_authkeys: bool, check: bool) -> None:
     """Be one node of a Heartbeat cluster: heartbeats, dead-peer detection, VIP failover.
 
     \b
@@ -54,15 +68,21 @@ def daemon(config_dir: str, node_name: str | None, state_dir: str, events: str |
       hbtool daemon -c ./ha.d --check
 
     SIGTERM or Ctrl-C stops cleanly: resources are released and the peer is told
-    (shutdone), so it takes over at once instead of after deadtime.
+    (shutdone), so it takes over at once instead of after deadtime (exit 0; 130 for Ctrl-C).
+    SIGHUP rereads the configuration. `hbtool daemon status` asks a running daemon.
     """
+    if ctx.invoked_subcommand is not None:
+        return
+    if config_dir is None:
+        _err("missing option '-c' / '--config' (the ha.d directory)")
+        sys.exit(EXIT_USAGE)
     from hbtools.node.config import ConfigError, load_config
-    from hbtools.node.runner import Runner, RunnerError, RunnerOptions
+    from hbtools.node.runner import Runner, RunnerError, RunnerOptions, missing_interfaces
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            config = load_config(config_dir)
+            config = load_config(config_dir, insecure_authkeys=insecure_authkeys)
         except ConfigError as exc:
             _err(str(exc))
             sys.exit(EXIT_USAGE)
@@ -75,6 +95,10 @@ def daemon(config_dir: str, node_name: str | None, state_dir: str, events: str |
         _err(f"node name {name!r} is not a 'node' in {Path(config_dir) / 'ha.cf'} "
              f"({' '.join(config.ha.nodes)}); use --node-name")
         sys.exit(EXIT_USAGE)
+    missing = missing_interfaces(config, str(Path(config_dir) / "ha.cf"))
+    if missing:
+        _err(missing[0])
+        sys.exit(EXIT_USAGE)
     if check:
         click.echo(f"{config_dir}: ok: node {name}, {len(config.ha.nodes)} nodes, "
                    f"{len(config.ha.media)} media, {len(config.groups)} resource groups")
@@ -83,7 +107,7 @@ def daemon(config_dir: str, node_name: str | None, state_dir: str, events: str |
         node_name=name, state_dir=Path(state_dir), events=Path(events) if events else None,
         quiet=quiet, fence_command=fence_command, fence_timeout=fence_timeout,
         arp_count=arp_count, arp_interval=arp_interval / 1000, seed=seed,
-        release_stale=not keep_stale,
+        release_stale=not keep_stale, config_dir=Path(config_dir), insecure_authkeys=insecure_authkeys,
     )
     try:
         runner = Runner(config, options)
@@ -91,3 +115,44 @@ def daemon(config_dir: str, node_name: str | None, state_dir: str, events: str |
     except RunnerError as exc:
         _err(str(exc))
         sys.exit(EXIT_USAGE)
+
+
+@daemon.command("status")
+@click.option("--state-dir", type=click.Path(file_okay=False), default="/var/lib/hbtools",
+              show_default=True, help="The running daemon's --state-dir (its status socket is there).")
+@click.option("--json", "as_json", is_flag=True, help="The report as one JSON object.")
+def status(state_dir: str, as_json: bool) -> None:
+    """Ask a running daemon, like cl_status: node states, who holds what, last heartbeats."""
+    import json
+
+    from hbtools.node.runner import RunnerError, ask_status
+
+    try:
+        report = ask_status(Path(state_dir))
+    except RunnerError as exc:
+        _err(str(exc))
+        sys.exit(EXIT_USAGE)
+    if as_json:
+        click.echo(json.dumps(report, indent=2, sort_keys=True))
+        return
+    for line in status_lines(report):
+        click.echo(line)
+
+
+def status_lines(report: dict) -> list[str]:
+    """The human form of `Node.report`; names from the daemon's own config, still escaped."""
+    from hbtools.node.core import shown
+
+    lines = [f"{shown(report.get('node'))}: {shown(report.get('status'))} (this node, generation "
+             f"{report.get('generation')}, resources {shown(report.get('resources'))}, holds "
+             f"{shown(report.get('rsc_hold'))})"]
+    for name, peer in sorted((report.get("peers") or {}).items()):
+        ago = peer.get("last_heartbeat_ms_ago")
+        heard = "never heard" if ago is None else f"last heartbeat {ago / 1000:.1f} s ago"
+        lines.append(f"{shown(name)}: {shown(peer.get('status'))} ({heard}, holds "
+                     f"{shown(peer.get('rsc_hold') or 'unknown')})")
+    for group in report.get("groups") or []:
+        holders = ", ".join(shown(h) for h in group.get("held_by") or []) or "nobody"
+        lines.append(f"resource {shown(group.get('group'))} (home {shown(group.get('home'))}): "
+                     f"held by {holders}")
+    return lines

@@ -135,7 +135,9 @@ _KNOWN_IGNORED = {
 
 _Setter = Callable[[HaConfig, str], None]
 
-_TIME = re.compile(r"^(\d+(?:\.\d+)?)\s*(ms|msec|s|sec|us|usec)?$", re.IGNORECASE)
+# ASCII digits only ([0-9], not \d: `udpport ٦٩٤` is not a port), at most 9 before the point.
+_TIME = re.compile(r"^([0-9]{1,9}(?:\.[0-9]{1,6})?)\s*(ms|msec|s|sec|us|usec)?$", re.IGNORECASE | re.ASCII)
+MAX_TIME_MS = 24 * 3600 * 1000  # a day: no Heartbeat timer is longer, and int() stays small
 _BOOL_ON = {"on", "yes", "true", "1", "y"}
 _BOOL_OFF = {"off", "no", "false", "0", "n"}
 
@@ -147,13 +149,21 @@ def parse_time_ms(text: str) -> int:
     """
     m = _TIME.match(text.strip())
     if not m:
-        raise ValueError(f"{text!r} is not a time (e.g. 2, 1.5, 200ms)")
+        shown = text if len(text) <= 20 else text[:20] + "..."
+        raise ValueError(f"{shown!r} is not a time (e.g. 2, 1.5, 200ms)")
     number, unit = float(m.group(1)), (m.group(2) or "s").lower()
     scale = {"ms": 1.0, "msec": 1.0, "s": 1000.0, "sec": 1000.0, "us": 0.001, "usec": 0.001}[unit]
     ms = round(number * scale)
     if ms <= 0:
         raise ValueError(f"{text!r} must be more than 0 ms")
+    if ms > MAX_TIME_MS:
+        raise ValueError(f"{text!r} is more than a day")
     return ms
+
+
+def _small_number(text: str) -> bool:
+    """ASCII digits, a few of them: Unicode digits and 5,000-digit numbers are refused."""
+    return text.isascii() and text.isdigit() and len(text) <= 6
 
 
 def _ipv4(text: str, what: str) -> str:
@@ -164,8 +174,9 @@ def _ipv4(text: str, what: str) -> str:
 
 
 def _port(text: str) -> int:
-    if not text.isdigit() or not 0 < int(text) < 65536:
-        raise ValueError(f"port {text!r} is not a number from 1 to 65535")
+    if not _small_number(text) or not 0 < int(text) < 65536:
+        shown = text if len(text) <= 20 else text[:20] + "..."
+        raise ValueError(f"port {shown!r} is not a number from 1 to 65535")
     return int(text)
 
 
@@ -180,7 +191,7 @@ def _medium(directive: str, args: list[str], udpport: int, line: int) -> Medium:
     if not ipaddress.IPv4Address(group).is_multicast:
         raise ValueError(f"{group} is not a multicast group (224.0.0.0/4)")
     ttl_text, loop_text = args[3], args[4]
-    if not ttl_text.isdigit() or not 0 <= int(ttl_text) <= 255:
+    if not _small_number(ttl_text) or not 0 <= int(ttl_text) <= 255:
         raise ValueError(f"multicast ttl {ttl_text!r} is not 0..255")
     if loop_text not in ("0", "1"):
         raise ValueError(f"multicast loop {loop_text!r} must be 0 or 1")
@@ -306,7 +317,7 @@ def _check(cfg: HaConfig, source: str, seen: dict[str, int]) -> None:
         )
 
 
-_IPADDR = re.compile(r"^(?:(IPaddr2?)::)?(\d+\.\d+\.\d+\.\d+)((?:/[^/]+)*)$")
+_IPADDR = re.compile(r"^(?:(IPaddr2?)::)?([0-9]+\.[0-9]+\.[0-9]+\.[0-9]+)((?:/[^/]+)*)$")
 
 
 def parse_resource(spec: str) -> IPAddrResource:
@@ -321,7 +332,7 @@ def parse_resource(spec: str) -> IPAddrResource:
     prefixlen: int | None = None
     interface: str | None = None
     if parts:
-        if not parts[0].isdigit() or not 0 < int(parts[0]) <= 32:
+        if not _small_number(parts[0]) or not 0 < int(parts[0]) <= 32:
             raise ValueError(f"resource {spec!r}: prefix length {parts[0]!r} is not 1..32")
         prefixlen = int(parts[0])
     if len(parts) > 1:
@@ -366,8 +377,13 @@ def parse_haresources(text: str, nodes: list[str], source: str = "haresources") 
     return groups
 
 
-def load_config(directory: str | Path) -> ClusterConfig:
-    """Read ``ha.cf``, ``authkeys`` and (optional) ``haresources`` from ``directory``."""
+def load_config(directory: str | Path, *, insecure_authkeys: bool = False) -> ClusterConfig:
+    """Read ``ha.cf``, ``authkeys`` and (optional) ``haresources`` from ``directory``.
+
+    An ``authkeys`` that group or others may read or write is refused, as 3.0.6 refuses to
+    start with one; ``insecure_authkeys`` (``hbtool daemon --insecure-authkeys``) downgrades
+    that to a warning, for throw-away test directories only.
+    """
     base = Path(directory)
     if not base.is_dir():
         raise ConfigError(str(base), None, "is not a directory")
@@ -381,6 +397,9 @@ def load_config(directory: str | Path) -> ClusterConfig:
         keys = AuthKeys.load(base / "authkeys")
     except AuthKeysError as err:
         raise ConfigError(err.source, err.line, err.problem) from None
+    if keys.insecure_mode and not insecure_authkeys:
+        raise ConfigError(str(base / "authkeys"), None, "group or others may read or write it; "
+                          "Heartbeat 3.0.6 refuses to start too (chmod 600 it, or --insecure-authkeys)")
     res_path = base / "haresources"
     groups: list[ResourceGroup] = []
     if res_path.exists():

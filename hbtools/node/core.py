@@ -24,24 +24,61 @@ from typing import Any
 from hbtools import heartbeat
 from hbtools.heartbeat import Message
 from hbtools.node.config import ClusterConfig, ResourceGroup
+from hbtools.node.events import (  # noqa: F401 - re-exported: callers import Event from here
+    DeadEvent,
+    DroppedEvent,
+    DroppedSummaryEvent,
+    Event,
+    FencedEvent,
+    FenceFailedEvent,
+    FenceStartEvent,
+    LateHeartbeatEvent,
+    LocalStatusEvent,
+    PartitionHealedEvent,
+    PeerPingCountEvent,
+    PeerResourcesEvent,
+    PeerStatusEvent,
+    PingCountEvent,
+    ResourcePhaseEvent,
+    ResourceReleasedEvent,
+    ResourceTakenEvent,
+    RestartEvent,
+    RestartingEvent,
+    RexmitGaveUpEvent,
+    RexmitNakEvent,
+    RexmitRequestEvent,
+    RexmitServedEvent,
+    SeqResetEvent,
+    ShutdownEvent,
+    StandbyChangedEvent,
+    StandbyIgnoredEvent,
+    WarntimeEvent,
+)
+from hbtools.node.placement import PeerView, holds_group, ping_preferred, should_hold
 from hbtools.node.state import (
     ALIVE,
+    FENCE_TRANSITIONS,
     LOCAL_TRANSITIONS,
     PEER_TRANSITIONS,
     RESOURCE_TRANSITIONS,
+    STANDBY_MESSAGES,
     STANDBY_TRANSITIONS,
+    FenceEvent,
     FenceState,
     LocalEvent,
     LocalStatus,
+    MessageKind,
     PeerEvent,
     PeerStatus,
     ResourceEvent,
     ResourcePhase,
     Standby,
     StandbyEvent,
+    dispatch,
     heard,
     transition,
 )
+from hbtools.node.stream import ACK_MSG_DIV, PeerStream, Seen
 
 __all__ = [
     "Event",
@@ -49,19 +86,16 @@ __all__ = [
     "Node",
     "Output",
     "ReleaseResource",
+    "Restart",
     "Send",
     "SendPing",
     "TakeResource",
 ]
 
 HISTORY_SIZE = 500  # messages kept for retransmission (Heartbeat's MAXMSGHIST)
-REXMIT_MIN_DELAY = 0.050  # a gap is asked for after a random 50..250 ms
-REXMIT_MAX_DELAY = 0.250  # max_rexmit_delay; also the repeat interval
-REXMIT_MAX_TRIES = 10  # then the gap is given up (and logged), so a loop is bounded
-MAX_SEQ_GAP = 250  # a bigger jump resets tracking instead of asking for 250+ messages
-ACK_MSG_DIV = 10  # a stream is acked at every seq with seq % 10 == that stream's random trigger
 STANDBY_INIT_TIMEOUT = 10.0  # 3.0.6 waits 10 s for the peer to agree (STANDBY_INIT_TO_MS)
 STANDBY_RSC_TIMEOUT = 3600.0  # then up to an hour for the resources to move (HB_STANDBY_RSC_TO_MS)
+PARTITION_RESTART_DELAY = 2.0  # 3.0.6 restarts 2 s after "returning after partition"
 STARTUP_EXTRA_DT_MS = 2000  # dt carries deadtime + 2 s while the node starts (seen on the wire)
 PROTOCOL_VERSION = "1"
 
@@ -106,25 +140,117 @@ class SendPing:
 
 
 @dataclass(frozen=True)
-class Event:
-    """Something a person wants to read later: ``kind`` is stable, ``text`` is for humans."""
+class Restart:
+    """Start again as a new incarnation: persist generation + 1 and run a fresh `Node`.
 
-    at: float
-    kind: str
-    text: str
-    data: dict[str, Any] = field(default_factory=dict)
+    Comes last, after the outputs of a clean stop (resources released, ``shutdone``); 3.0.6
+    restarts itself this way when a node it declared dead turns out to be alive (a healed
+    partition), so that at most one side keeps the resources.
+    """
+
+    reason: str
 
 
-Output = Send | TakeResource | ReleaseResource | Fence | SendPing | Event
+Output = Send | TakeResource | ReleaseResource | Fence | SendPing | Event | Restart
 
 
-# ----------------------------------------------------------------------------- peers
+# ----------------------------------------------------------------------------- drops and wire text
+
+
+def shown(value: object, limit: int = 80) -> str:
+    """Wire text made safe to print: control, format and separator characters as escapes.
+
+    A forged ``src`` must not start a new log line or send terminal escapes; long values are cut
+    so one datagram cannot make a screenful. ``None`` (field absent) is shown as ``?``.
+    """
+    if value is None:
+        return "?"
+    text = value if isinstance(value, str) else str(value)
+    if len(text) > limit:
+        text = text[:limit] + "..."
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else
+                   (f"\\x{ord(c):02x}" if ord(c) < 0x100 else f"\\u{ord(c):04x}") for c in text)
+
+
+DROP_WINDOW = 10.0  # seconds summarised by one "N datagrams dropped" line
+DROP_SOURCES = 64  # distinct (reason, address) pairs reported per window; the rest are summed
+MAX_COUNTERS = 128  # distinct counter names (some carry a wire message type)
+QUARANTINE_AFTER = 200  # bad datagrams from one address in a window before it is ignored unread
+
+_DROP_LABELS = {
+    "undecodable": "undecodable", "auth": "bad auth", "bad_compression": "bad compression",
+    "unknown_node": "unknown node", "bad_field": "bad field", "old_generation": "old generation",
+    "quarantined": f"an address that sent over {QUARANTINE_AFTER} bad ones (not read)",
+}
 
 
 @dataclass
-class _Rexmit:
-    due: float
-    tries: int = 0
+class DropLog:
+    """Rate-limited reports of dropped datagrams, aggregated per reason and source address.
+
+    The first drop of a (reason, address) pair in a window is reported in full; the others are
+    counted and summarised when the window closes ("N datagrams dropped for bad auth from X in
+    the last 10 s"). Memory is bounded by DROP_SOURCES pairs; beyond that, drops are summed per
+    reason under "other addresses". Pure: the node calls `note` and `flush` with its ``now``.
+    """
+
+    window_end: float | None = None
+    counts: dict[tuple[str, str], int] = field(default_factory=dict)
+    overflow: dict[str, int] = field(default_factory=dict)
+    by_source: dict[str, int] = field(default_factory=dict)  # drops per address this window
+    good: set[str] = field(default_factory=set)  # addresses that sent an accepted message
+
+    @property
+    def due(self) -> float | None:
+        return self.window_end
+
+    def quarantined(self, source: str) -> bool:
+        """True for an address that sent QUARANTINE_AFTER bad datagrams and nothing accepted in
+        this window: its datagrams are dropped before decoding, so a flood from one address
+        costs a dict lookup each, and the socket queue keeps room for the real peers."""
+        return self.by_source.get(source, 0) >= QUARANTINE_AFTER and source not in self.good
+
+    def accepted(self, source: str) -> None:
+        if source not in self.good and len(self.good) < DROP_SOURCES:
+            self.good.add(source)
+
+    def note(self, now: float, reason: str, source: str) -> bool:
+        """Record one drop; True if it should be reported in full."""
+        if self.window_end is None:
+            self.window_end = now + DROP_WINDOW
+        if source in self.by_source or len(self.by_source) < DROP_SOURCES:
+            self.by_source[source] = self.by_source.get(source, 0) + 1
+        key = (reason, source)
+        if key in self.counts:
+            self.counts[key] += 1
+            return False
+        if len(self.counts) >= DROP_SOURCES:
+            self.overflow[reason] = self.overflow.get(reason, 0) + 1
+            return False
+        self.counts[key] = 0
+        return True
+
+    def flush(self, now: float) -> list[Event]:
+        """Summary events for a window that has closed (nothing before its end)."""
+        if self.window_end is None or now < self.window_end:
+            return []
+        out: list[Event] = [DroppedSummaryEvent(now, f"{n} datagrams dropped for {_DROP_LABELS.get(r, r)} "
+                     f"from {src} in the last {DROP_WINDOW:g} s", {"reason": r, "source": src, "count": n})
+               for (r, src), n in self.counts.items() if n]
+        out.extend(DroppedSummaryEvent(now, f"{n} datagrams dropped for {_DROP_LABELS.get(r, r)} "
+                         f"from other addresses in the last {DROP_WINDOW:g} s",
+                         {"reason": r, "source": "other", "count": n}) for r, n in self.overflow.items())
+        self.window_end = None
+        self.counts.clear()
+        self.overflow.clear()
+        self.by_source.clear()
+        self.good.clear()
+        return out
+
+
+# ----------------------------------------------------------------------------- peers
 
 
 @dataclass
@@ -138,22 +264,14 @@ class Peer:
     deadtime_ms: int | None = None  # from its own dt field
     last_heard: float | None = None  # last status message (the heartbeat)
     late_warned: bool = False
-    # sequence tracking of its stream
-    last_seq: int = 0  # every seq <= last_seq has arrived (0: nothing yet)
-    above: set[int] = field(default_factory=set)
-    missing: dict[int, _Rexmit] = field(default_factory=dict)
-    ack_trigger: int = 0  # its seqs with seq % ACK_MSG_DIV == ack_trigger get an NS_ackmsg
+    stream: PeerStream = field(default_factory=PeerStream)  # sequence tracking of its stream
     # resources
     rsc_hold: str | None = None  # None: it has not told us since it (or we) started
     stable: bool = False  # other_is_stable: its last resource message said isstable=1
     shutting_down: bool = False
     ping_count: int | None = None
     fence: FenceState = FenceState.NOT_NEEDED
-
-    def reset_stream(self) -> None:
-        self.last_seq = 0
-        self.above.clear()
-        self.missing.clear()
+    lost: bool = False  # declared dead by deadtime (a partition can heal), not by shutdone
 
 
 # ----------------------------------------------------------------------------- the node
@@ -202,7 +320,7 @@ class Node:
         # 3.0.6 draws one ack trigger per node, its own stream included (it acks itself too).
         self.own_ack_trigger = self.rng.randrange(ACK_MSG_DIV)
         for peer in self.peers.values():
-            peer.ack_trigger = self.rng.randrange(ACK_MSG_DIV)
+            peer.stream.ack_trigger = self.rng.randrange(ACK_MSG_DIV)
         self._own_acks: list[tuple[Send, Send]] = []
         self.reqnodes_sent = False
         self.standby = Standby.NOT
@@ -224,7 +342,8 @@ class Node:
         self.next_ping: float | None = None
         self.ping_ready_at: float | None = None
         self.counters: dict[str, int] = {}
-        self._unknown_logged: set[str] = set()
+        self.drops = DropLog()
+        self.restart_at: float | None = None  # a healed partition: give up and restart then
 
     # ------------------------------------------------------------------ public API
 
@@ -235,7 +354,7 @@ class Node:
         self.startup_dt_until = now + self.deadtime_ms / 1000
         self.initdead_at = now + self.initdead
         self.next_keepalive = now + self.keepalive
-        out.append(self._event(now, "local_status", f"local status now {self.status.value}",
+        out.append(self._event(now, LocalStatusEvent, f"local status now {self.status.value}",
                                status=self.status.value, generation=self.generation))
         out.append(self._status_message(now))
         self._set_local(LocalEvent.STARTED, now, out)
@@ -266,11 +385,17 @@ class Node:
                 times.append(peer.last_heard + self._peer_deadtime(peer))
                 if not peer.late_warned:
                     times.append(peer.last_heard + self.warntime)
-            times.extend(r.due for r in peer.missing.values())
+            due = peer.stream.next_due()
+            if due is not None:
+                times.append(due)
         if self.ping_ready_at is not None:
             times.append(self.ping_ready_at)
         if self.standby_deadline is not None:
             times.append(self.standby_deadline)
+        if self.drops.due is not None:
+            times.append(self.drops.due)
+        if self.restart_at is not None:
+            times.append(self.restart_at)
         return min(times) if times else None
 
     def tick(self, now: float) -> list[Output]:
@@ -297,31 +422,56 @@ class Node:
             self._abandon_standby(now, out, "timed out")
         self._ping_tick(now, out)
         self._plan(now, out)
+        out.extend(self.drops.flush(now))
+        if self.restart_at is not None and now >= self.restart_at:
+            out = self._finish(out)
+            out.extend(self.shutdown(now))
+            out.append(self._event(now, RestartingEvent, "Heartbeat restart triggered (healed partition)",
+                                   generation=self.generation))
+            out.append(Restart("healed partition"))
+            return out
         return self._finish(out)
 
     def receive(self, data: bytes, addr: tuple[str, int] | None, now: float) -> list[Output]:
-        """Handle one datagram from ``addr``; anything not authentic is dropped and logged."""
+        """Handle one datagram from ``addr``; anything not authentic is dropped and logged.
+
+        Drops are reported through `DropLog`: the first of each kind from each address in full,
+        then one summary line per 10 s, so a flood cannot turn into a flood of log lines.
+        """
         out: list[Output] = []
         if self.status is LocalStatus.DEAD or self.started_at is None:
             return out
-        where = f"{addr[0]}:{addr[1]}" if addr else "?"
+        host = shown(addr[0]) if addr else "?"
+        if self.drops.quarantined(host):
+            self._drop(now, out, "quarantined", host, f"ignoring datagrams from {host} unread until the "
+                       f"window ends: over {QUARANTINE_AFTER} bad ones and nothing valid from it")
+            return out
+        where = f"{host}:{addr[1]}" if addr else "?"
         try:
             msg = heartbeat.decode(data)
         except heartbeat.DecodeError as err:
-            self._count("undecodable")
-            out.append(self._event(now, "dropped", f"undecodable datagram from {where}: {err}",
-                                   reason="undecodable", addr=where))
+            self._drop(now, out, "undecodable", host, f"undecodable datagram from {where}: "
+                       f"{shown(err.problem)}", addr=where)
             return out
-        if not self._authentic(msg, data):
-            self._count("bad_auth")
-            out.append(self._event(now, "dropped",
-                                   f"authentication failed for a message from {msg.src} at {where}",
-                                   reason="auth", src=msg.src, addr=where, type=msg.type))
+        try:
+            authentic = self._authentic(msg, data)
+        except heartbeat.DecodeError:
+            authentic = False  # a signature layout no real node could check
+        if not authentic:
+            self._drop(now, out, "auth", host, f"authentication failed for a message from "
+                       f"{shown(msg.src)} at {where}", src=msg.src, addr=where, type=msg.type)
             return out
         if "_compressed_payload" in msg:
-            inner = heartbeat.decompress(msg)
+            try:
+                inner = heartbeat.decompress(msg)
+            except heartbeat.DecodeError as err:
+                inner = None
+                problem = err.problem
+            else:
+                problem = "not a compressed message"
             if inner is None:
-                self._count("undecodable")
+                self._drop(now, out, "bad_compression", host, f"bad compressed message from "
+                           f"{shown(msg.src)} at {where}: {shown(problem)}", src=msg.src, addr=where)
                 return out
             msg = inner
         src = msg.src
@@ -330,19 +480,14 @@ class Node:
             return out
         peer = self.peers.get(src or "")
         if peer is None:
-            self._count("unknown_node")
-            key = src or "?"
-            if key not in self._unknown_logged:
-                self._unknown_logged.add(key)
-                out.append(self._event(now, "dropped", f"message from unknown node {src!r} at {where}",
-                                       reason="unknown_node", src=src, addr=where))
+            self._drop(now, out, "unknown_node", host, f"message from unknown node {shown(src)} "
+                       f"at {where}", src=src, addr=where)
             return out
         try:
             self._accept(peer, msg, now, where, out)
         except heartbeat.DecodeError as err:
-            self._count("undecodable")
-            out.append(self._event(now, "dropped", f"bad field from {src} at {where}: {err.problem}",
-                                   reason="bad_field", src=src, addr=where))
+            self._drop(now, out, "bad_field", host, f"bad field from {src} at {where}: "
+                       f"{shown(err.problem)}", src=src, addr=where)
         return self._finish(out)
 
     def ping_reply(self, address: str, now: float) -> list[Output]:
@@ -361,12 +506,12 @@ class Node:
         if peer is None or peer.fence is not FenceState.PENDING:
             return out
         if ok:
-            peer.fence = FenceState.DONE
-            out.append(self._event(now, "fence", f"node {node}: fenced", node=node, ok=True,
+            peer.fence = transition(FENCE_TRANSITIONS, peer.fence, FenceEvent.SUCCEEDED)
+            out.append(self._event(now, FencedEvent, f"node {node}: fenced", node=node, ok=True,
                                    detail=detail))
         else:
-            peer.fence = FenceState.FAILED
-            out.append(self._event(now, "fence_failed",
+            peer.fence = transition(FENCE_TRANSITIONS, peer.fence, FenceEvent.FAILED)
+            out.append(self._event(now, FenceFailedEvent,
                                    f"node {node}: fence FAILED ({detail or 'no detail'}); "
                                    "not taking over its resources", node=node, ok=False, detail=detail))
         self._plan(now, out)
@@ -377,21 +522,41 @@ class Node:
         out: list[Output] = []
         if self.status is LocalStatus.DEAD:
             return out
-        out.append(self._event(now, "shutdown", "shutting down: handing resources over"))
+        out.append(self._event(now, ShutdownEvent, "shutting down: handing resources over"))
         if self.status is LocalStatus.ACTIVE:
             out.append(self._send(now, [("t", "resource"), ("rsc_hold", "none"), ("rtype", "full"),
                                         ("isstable", "0"), ("info", "shutdown")]))
         for index in sorted(self.held):
             out.append(ReleaseResource(self.groups[index]))
-            out.append(self._event(now, "resource_released",
+            out.append(self._event(now, ResourceReleasedEvent,
                                    f"released {self.groups[index].name} (shutdown)",
                                    group=self.groups[index].name, reason="shutdown"))
         self.held.clear()
         self.phase = transition(RESOURCE_TRANSITIONS, self.phase, ResourceEvent.SHUTDOWN)
-        self.standby, self.standby_deadline = Standby.NOT, None
+        if self.standby is not Standby.NOT:
+            self._standby_to(StandbyEvent.ABANDON, now, out, "standby hand-over abandoned: shutdown", None)
         self._set_local(LocalEvent.SHUTDOWN, now, out)
         out.append(self._send(now, [("t", "shutdone"), ("st", "dead")]))
         return self._finish(out)
+
+    def report(self, now: float) -> dict[str, Any]:
+        """What ``hbtool daemon status`` shows (cl_status's questions): node states, who holds
+        which group, and how long ago each peer's last heartbeat came. JSON-ready, pure."""
+        peers = {}
+        for peer in self.peers.values():
+            ago = None if peer.last_heard is None else round((now - peer.last_heard) * 1000)
+            peers[peer.name] = {"status": peer.status.value, "last_heartbeat_ms_ago": ago,
+                                "generation": peer.generation, "rsc_hold": peer.rsc_hold}
+        groups = []
+        for i, group in enumerate(self.groups):
+            holders = [self.name] if i in self.held else []
+            for peer in self.peers.values():
+                if peer.status in ALIVE and holds_group(peer.rsc_hold, peer.name, group.home):
+                    holders.append(peer.name)
+            groups.append({"group": group.name, "home": group.home, "held_by": holders})
+        return {"node": self.name, "status": self.status.value, "generation": self.generation,
+                "resources": self.phase.value, "rsc_hold": self.rsc_hold, "peers": peers,
+                "groups": groups, "counters": dict(self.counters)}
 
     @property
     def rsc_hold(self) -> str:
@@ -414,25 +579,32 @@ class Node:
 
     def _accept(self, peer: Peer, msg: Message, now: float, where: str, out: list[Output]) -> None:
         generation = msg.generation
+        known = peer.generation
         if generation is not None:
             if peer.generation is not None and generation < peer.generation:
                 self._count("replay")
-                out.append(self._event(now, "dropped",
-                                       f"node {peer.name}: generation {generation} older than "
-                                       f"{peer.generation} (replay?) from {where}",
-                                       reason="old_generation", src=peer.name, addr=where,
-                                       generation=generation, known=peer.generation))
+                self._drop(now, out, "old_generation", where.rsplit(":", 1)[0],
+                           f"node {peer.name}: generation {generation} older than "
+                           f"{peer.generation} (replay?) from {where}", src=peer.name, addr=where,
+                           generation=generation, known=peer.generation)
                 return
             if peer.generation is not None and generation > peer.generation:
-                out.append(self._event(now, "restart", f"node {peer.name} restarted "
+                out.append(self._event(now, RestartEvent, f"node {peer.name} restarted "
                                        f"(generation {peer.generation} -> {generation})",
                                        node=peer.name, generation=generation))
-                peer.reset_stream()
+                peer.stream.reset()
                 peer.rsc_hold = None
                 peer.stable = False
                 peer.ping_count = None
                 peer.shutting_down = False
             peer.generation = generation
+        self.drops.accepted(where.rsplit(":", 1)[0])  # authentic, known, not a replay
+        # 3.0.6 sees a healed partition in a new status message from a node it declared dead
+        # (deadtime, not shutdone: a cleanly stopped node is not marked dead there) that did
+        # not restart: same generation.
+        healed = (msg.type == "status" and peer.status is PeerStatus.DEAD and peer.lost
+                  and generation is not None and generation == known and generation > 0
+                  and self.restart_at is None)
         raw_uuid = msg.get("srcuuid")
         if isinstance(raw_uuid, bytes) and len(raw_uuid) == 16:
             peer.uuid = raw_uuid
@@ -442,15 +614,18 @@ class Node:
             if not self._track_seq(peer, seq, now, out):
                 self._count("duplicate")
                 return
-        if mtype == "status":
+        if healed:
+            self._partition_healed(peer, now, out)
+        kind = dispatch(mtype)
+        if kind is MessageKind.STATUS:
             self._on_status(peer, msg, now, out)
-        elif mtype == "NS_rexmit":
+        elif kind is MessageKind.REXMIT:
             self._on_rexmit(peer, msg, now, out)
-        elif mtype == "NS_nak_rexmit":
+        elif kind is MessageKind.NAK:
             self._on_nak(peer, msg, now, out)
-        elif mtype == "NS_ackmsg":
+        elif kind is MessageKind.ACK:
             self._count("ack")
-        elif mtype == "starting":
+        elif kind is MessageKind.STARTING:
             # It (re)starts resource negotiation: tell it what we hold, and whether we are
             # settled (3.0.6: isstable says whether our own resource state is stable).
             peer.rsc_hold = None
@@ -459,53 +634,54 @@ class Node:
                 out.append(self._resource_message(now, None, stable=self.phase is ResourcePhase.STABLE))
                 if self.ping_count is not None:
                     out.append(self._ping_count_message(now))
-        elif mtype == "resource":
+        elif kind is MessageKind.RESOURCE:
             self._on_resource(peer, msg, now, out)
-        elif mtype == "shutdone":
+        elif kind is MessageKind.SHUTDONE:
             self._peer_event(peer, PeerEvent.SHUTDONE, now, out, clean=True)
-        elif mtype == "ask_resources":
+        elif kind is MessageKind.ASK_RESOURCES:
             self._on_ask_resources(peer, msg, now, out)
-        elif mtype == "reqnodes" and msg.dest == self.name:
-            out.append(self._send(now, [("dest", peer.name), ("t", "repnodes"),
-                                        ("nodelist", " ".join(self.config.ha.nodes) + " "),
-                                        ("delnodelist", " "), *self._destuuid(peer)]))
-        elif mtype == "num_ping_nodes":
+        elif kind is MessageKind.REQNODES:
+            if msg.dest == self.name:
+                out.append(self._send(now, [("dest", peer.name), ("t", "repnodes"),
+                                            ("nodelist", " ".join(self.config.ha.nodes) + " "),
+                                            ("delnodelist", " "), *self._destuuid(peer)]))
+            else:
+                self._count("ignored:reqnodes")
+        elif kind is MessageKind.PING_COUNT:
             count = msg.get("num_ping")
             if isinstance(count, str) and count.isdigit():
                 peer.ping_count = int(count)
-                out.append(self._event(now, "peer_ping_count",
+                out.append(self._event(now, PeerPingCountEvent,
                                        f"node {peer.name} reaches {count} ping node(s)",
                                        node=peer.name, count=int(count)))
         else:
-            self._count(f"ignored:{mtype}")
+            self._count(f"ignored:{shown(mtype)[:40]}")
         self._plan(now, out)
 
+    def _partition_healed(self, peer: Peer, now: float, out: list[Output]) -> None:
+        """A node we declared dead speaks again without having restarted (same generation).
+
+        Both sides may hold the same resources now. 3.0.6's answer (should_drop_message): log
+        "Cluster node X returning after partition", send a status at once, and 2 s later give
+        up every resource and restart with a new generation; the peer, which never lost us,
+        keeps what it holds. That ends with one owner, which is what this copies.
+        """
+        out.append(self._event(now, PartitionHealedEvent, f"Cluster node {peer.name} returning after "
+                               "partition; restarting to give up resources", node=peer.name))
+        out.append(self._status_message(now))
+        self.restart_at = now + PARTITION_RESTART_DELAY
+
     def _track_seq(self, peer: Peer, seq: int, now: float, out: list[Output]) -> bool:
-        """Record ``seq``; False for a duplicate. Gaps are scheduled for NS_rexmit requests."""
-        if peer.last_seq == 0 and not peer.above:
-            peer.last_seq = seq
-        elif seq <= peer.last_seq or seq in peer.above:
+        """Record ``seq`` in the peer's stream; False for a duplicate."""
+        last = peer.stream.last_seq
+        seen, ack = peer.stream.track(seq, now, self.rng)
+        if seen is Seen.DUPLICATE:
             return False
-        elif seq - peer.last_seq > MAX_SEQ_GAP:
-            out.append(self._event(now, "seq_reset",
-                                   f"node {peer.name}: seq jumped {peer.last_seq} -> {seq}; tracking reset",
-                                   node=peer.name, seq=seq, last=peer.last_seq))
-            peer.reset_stream()
-            peer.last_seq = seq
-        elif seq == peer.last_seq + 1:
-            peer.last_seq = seq
-        else:
-            peer.above.add(seq)
-            for missing in range(peer.last_seq + 1, seq):
-                if missing not in peer.above and missing not in peer.missing:
-                    delay = self.rng.uniform(REXMIT_MIN_DELAY, REXMIT_MAX_DELAY)
-                    peer.missing[missing] = _Rexmit(now + delay)
-        peer.missing.pop(seq, None)
-        while peer.last_seq + 1 in peer.above:
-            peer.last_seq += 1
-            peer.above.discard(peer.last_seq)
-        # 3.0.6 acks a seq whose last digit is the stream's trigger, unless an earlier one is missing
-        if seq % ACK_MSG_DIV == peer.ack_trigger and (not peer.missing or seq < min(peer.missing)):
+        if seen is Seen.RESET:
+            out.append(self._event(now, SeqResetEvent,
+                                   f"node {peer.name}: seq jumped {last} -> {seq}; tracking reset",
+                                   node=peer.name, seq=seq, last=last))
+        if ack:
             out.append(self._ack(now, peer.name, seq, peer.uuid))
         return True
 
@@ -517,7 +693,7 @@ class Node:
         if peer.last_heard is not None and peer.status in ALIVE:
             interval = now - peer.last_heard
             if interval > self.warntime:
-                out.append(self._event(now, "late_heartbeat",
+                out.append(self._event(now, LateHeartbeatEvent,
                                        f"Late heartbeat: Node {peer.name}: interval {interval * 1000:.0f} ms",
                                        node=peer.name, interval_ms=round(interval * 1000)))
         peer.last_heard = now
@@ -544,7 +720,7 @@ class Node:
             peer.shutting_down = True
         if isinstance(hold, str) and hold in ("none", "local", "foreign", "all"):
             if hold != peer.rsc_hold:
-                out.append(self._event(now, "peer_resources", f"node {peer.name} holds {hold} resources"
+                out.append(self._event(now, PeerResourcesEvent, f"node {peer.name} holds {hold} resources"
                                        + (f" ({info})" if isinstance(info, str) else ""),
                                        node=peer.name, rsc_hold=hold, info=info))
             peer.rsc_hold = hold
@@ -569,32 +745,23 @@ class Node:
             if copy is not None:
                 self._count("rexmit_served")
                 out.append(Send(copy, "rexmit"))
-                out.append(self._event(now, "rexmit_served", f"resent seq {seq} for {peer.name}",
+                out.append(self._event(now, RexmitServedEvent, f"resent seq {seq} for {peer.name}",
                                        node=peer.name, seq=seq))
             else:
                 self._count("nak")
                 out.append(self._send(now, [("t", "NS_nak_rexmit"), ("firstseq", format(seq, "x")),
                                             ("info", "seqno not found"), ("dest", peer.name),
                                             *self._destuuid(peer)], sequenced=False))
-                out.append(self._event(now, "rexmit_nak", f"seq {seq} asked by {peer.name} is too old",
+                out.append(self._event(now, RexmitNakEvent, f"seq {seq} asked by {peer.name} is too old",
                                        node=peer.name, seq=seq))
 
     def _on_nak(self, peer: Peer, msg: Message, now: float, out: list[Output]) -> None:
         if msg.dest not in (None, self.name):
             return
         seq = msg.firstseq
-        if seq is not None and seq in peer.missing:
-            del peer.missing[seq]
-            self._give_up_seq(peer, seq)
-            out.append(self._event(now, "rexmit_gave_up", f"node {peer.name} no longer has seq {seq}",
+        if seq is not None and peer.stream.give_up(seq):
+            out.append(self._event(now, RexmitGaveUpEvent, f"node {peer.name} no longer has seq {seq}",
                                    node=peer.name, seq=seq, reason="nak"))
-
-    def _give_up_seq(self, peer: Peer, seq: int) -> None:
-        """Count a lost message as seen so the stream moves on."""
-        peer.above.add(seq)
-        while peer.last_seq + 1 in peer.above:
-            peer.last_seq += 1
-            peer.above.discard(peer.last_seq)
 
     # ------------------------------------------------------------------ timers
 
@@ -609,26 +776,19 @@ class Node:
                 self._peer_event(peer, PeerEvent.DEADTIME_EXPIRED, now, out)
             elif silent >= self.warntime and not peer.late_warned:
                 peer.late_warned = True
-                out.append(self._event(now, "warntime", f"node {peer.name}: no heartbeat for "
+                out.append(self._event(now, WarntimeEvent, f"node {peer.name}: no heartbeat for "
                                        f"{silent * 1000:.0f} ms (warntime)", node=peer.name,
                                        silent_ms=round(silent * 1000)))
-        for seq in sorted(peer.missing):
-            request = peer.missing[seq]
-            if request.due > now:
-                continue
-            if request.tries >= REXMIT_MAX_TRIES:
-                del peer.missing[seq]
-                self._give_up_seq(peer, seq)
-                out.append(self._event(now, "rexmit_gave_up", f"node {peer.name}: seq {seq} never came",
+        for seq, attempt in peer.stream.due(now):
+            if attempt is None:
+                out.append(self._event(now, RexmitGaveUpEvent, f"node {peer.name}: seq {seq} never came",
                                        node=peer.name, seq=seq, reason="tries"))
                 continue
-            request.tries += 1
-            request.due = now + REXMIT_MAX_DELAY
             self._count("rexmit_request")
             out.append(self._send(now, [("t", "NS_rexmit"), ("firstseq", str(seq)), ("lastseq", str(seq)),
                                         ("dest", peer.name), *self._destuuid(peer)], sequenced=False))
-            out.append(self._event(now, "rexmit_request", f"asked {peer.name} for seq {seq}",
-                                   node=peer.name, seq=seq, attempt=request.tries))
+            out.append(self._event(now, RexmitRequestEvent, f"asked {peer.name} for seq {seq}",
+                                   node=peer.name, seq=seq, attempt=attempt))
 
     def _initdead_expired(self, now: float, out: list[Output]) -> None:
         for peer in self.peers.values():
@@ -655,7 +815,7 @@ class Node:
         count = sum(1 for t in self.ping_last.values() if t is not None and now - t < window)
         if count != self.ping_count:
             old, self.ping_count = self.ping_count, count
-            out.append(self._event(now, "ping_count", f"{count} of {len(self.ping_last)} ping node(s) "
+            out.append(self._event(now, PingCountEvent, f"{count} of {len(self.ping_last)} ping node(s) "
                                    "reachable", count=count, previous=old))
             if self.status is LocalStatus.ACTIVE:
                 out.append(self._ping_count_message(now))
@@ -667,7 +827,7 @@ class Node:
         self.status = transition(LOCAL_TRANSITIONS, old, event)
         if self.status is old:
             return
-        out.append(self._event(now, "local_status", f"local status now {self.status.value} ({event.value})",
+        out.append(self._event(now, LocalStatusEvent, f"local status now {self.status.value} ({event.value})",
                                status=self.status.value, previous=old.value))
         if self.status is LocalStatus.ACTIVE:
             out.append(self._status_message(now))
@@ -680,7 +840,7 @@ class Node:
         old = self.phase
         self.phase = transition(RESOURCE_TRANSITIONS, old, event)
         if self.phase is not old:
-            out.append(self._event(now, "resource_phase", f"resources {self.phase.value} ({event.value})",
+            out.append(self._event(now, ResourcePhaseEvent, f"resources {self.phase.value} ({event.value})",
                                    phase=self.phase.value))
 
     def _peer_event(self, peer: Peer, event: PeerEvent, now: float, out: list[Output],
@@ -689,33 +849,34 @@ class Node:
         peer.status = transition(PEER_TRANSITIONS, old, event)
         if peer.status is old:
             return
+        peer.lost = peer.status is PeerStatus.DEAD and event is PeerEvent.DEADTIME_EXPIRED
         if peer.status is PeerStatus.DEAD:
             silent = None if peer.last_heard is None else round((now - peer.last_heard) * 1000)
             how = "stopped cleanly" if clean else "is dead"
-            out.append(self._event(now, "dead", f"node {peer.name}: {how}", node=peer.name,
+            out.append(self._event(now, DeadEvent, f"node {peer.name}: {how}", node=peer.name,
                                    reason=event.name.lower(), silent_ms=silent))
             peer.rsc_hold = None
             peer.shutting_down = False
             peer.ping_count = None
-            peer.missing.clear()
+            peer.stream.missing.clear()
             peer.stable = True  # a dead node is not going anywhere (takeover_from_node)
             if self.standby is not Standby.NOT:
                 self._abandon_standby(now, out, f"{peer.name} is dead")
             if self.fencing and not clean:
-                peer.fence = FenceState.PENDING
-                out.append(self._event(now, "fence_start", f"node {peer.name}: fencing", node=peer.name))
+                peer.fence = transition(FENCE_TRANSITIONS, peer.fence, FenceEvent.DIED_UNCLEAN)
+                out.append(self._event(now, FenceStartEvent, f"node {peer.name}: fencing", node=peer.name))
                 out.append(Fence(peer.name))
             else:
-                peer.fence = FenceState.NOT_NEEDED
+                peer.fence = transition(FENCE_TRANSITIONS, peer.fence, FenceEvent.NO_FENCE_NEEDED)
         else:
             if old is PeerStatus.DEAD:
-                peer.fence = FenceState.NOT_NEEDED
+                peer.fence = transition(FENCE_TRANSITIONS, peer.fence, FenceEvent.BACK)
                 peer.stable = False  # back: unsettled until its resource message says isstable=1
                 if self.status is LocalStatus.ACTIVE:
                     # Back from the dead without a restart (a healed partition): it forgot what
                     # we hold, and both may hold the same group now. Tell it, so one gives up.
                     out.append(self._resource_message(now, None))
-            out.append(self._event(now, "peer_status", f"node {peer.name}: status {peer.status.value}",
+            out.append(self._event(now, PeerStatusEvent, f"node {peer.name}: status {peer.status.value}",
                                    node=peer.name, status=peer.status.value, previous=old.value))
 
     # ------------------------------------------------------------------ resources
@@ -748,12 +909,12 @@ class Node:
         for i in release:
             self.held.discard(i)
             out.append(ReleaseResource(self.groups[i]))
-            out.append(self._event(now, "resource_released", f"released {self.groups[i].name}",
+            out.append(self._event(now, ResourceReleasedEvent, f"released {self.groups[i].name}",
                                    group=self.groups[i].name, reason=self._reason(peer)))
         for i in take:
             self.held.add(i)
             out.append(TakeResource(self.groups[i]))
-            out.append(self._event(now, "resource_taken", f"took {self.groups[i].name}",
+            out.append(self._event(now, ResourceTakenEvent, f"took {self.groups[i].name}",
                                    group=self.groups[i].name, reason=self._reason(peer)))
         info = "mach_down" if peer is not None and peer.status is PeerStatus.DEAD else None
         if take and info is not None:
@@ -769,43 +930,20 @@ class Node:
             return "ping nodes"
         return "auto_failback" if self.config.ha.auto_failback else "initial"
 
-    def _ping_preferred(self) -> str | None:
-        """The node that should hold everything because it reaches more ping nodes (ipfail)."""
-        peer = next(iter(self.peers.values()), None)
-        if peer is None or self.ping_count is None or peer.ping_count is None:
+    def _peer_view(self, peer: Peer | None) -> PeerView | None:
+        if peer is None:
             return None
-        if self.ping_count > peer.ping_count:
-            return self.name
-        if self.ping_count < peer.ping_count:
-            return peer.name
-        return None
+        return PeerView(peer.name, peer.status in ALIVE, peer.status is PeerStatus.ACTIVE, peer.fence,
+                        peer.shutting_down, peer.rsc_hold, peer.ping_count)
+
+    def _ping_preferred(self) -> str | None:
+        peer = next(iter(self.peers.values()), None)
+        return ping_preferred(self.name, self.ping_count, self._peer_view(peer))
 
     def _should_hold(self, index: int, group: ResourceGroup, peer: Peer | None) -> bool:
-        holding = index in self.held
-        if peer is None:
-            return True
-        if peer.status not in ALIVE:
-            if peer.fence in (FenceState.PENDING, FenceState.FAILED):
-                return holding
-            return True
-        if peer.shutting_down:
-            return holding  # it is handing over: take at shutdone
-        if peer.rsc_hold is None:
-            return holding  # not told yet (it restarted): change nothing
-        peer_home = group.home == peer.name
-        peer_holds = peer.rsc_hold == "all" or peer.rsc_hold == ("local" if peer_home else "foreign")
-        by_ping = self._ping_preferred()
-        preferred = by_ping or group.home
-        if holding:
-            if peer_holds:
-                return preferred == self.name  # both hold it: the preferred node keeps it
-            if preferred == peer.name and by_ping is not None:
-                # Hand it over only to a peer that is up and has told us its state.
-                return peer.status is not PeerStatus.ACTIVE
-            return True  # auto_failback gives groups back through ask_resources (_auto_failback)
-        if peer_holds:
-            return False
-        return preferred == self.name
+        view = self._peer_view(peer)
+        return should_hold(self.name, group.home, index in self.held, view,
+                           ping_preferred(self.name, self.ping_count, view))
 
     # ------------------------------------------------------------------ standby (ask_resources)
 
@@ -820,7 +958,7 @@ class Node:
         old = self.standby
         self.standby = transition(STANDBY_TRANSITIONS, old, event)
         self.standby_deadline = deadline
-        out.append(self._event(now, "standby", text, state=self.standby.value, previous=old.value,
+        out.append(self._event(now, StandbyChangedEvent, text, state=self.standby.value, previous=old.value,
                                rsc=self.standby_rsc))
 
     def _ask_resources(self, now: float, info: str) -> Send:
@@ -855,9 +993,10 @@ class Node:
         if self.phase is ResourcePhase.STOPPED:
             return
         why = ""
+        event = STANDBY_MESSAGES.get((self.standby, info)) if isinstance(info, str) else None
         if rsc not in ("none", "local", "foreign", "all") or not isinstance(info, str):
             why = "bad rsc_hold or info"
-        elif info == "me" and self.standby is Standby.NOT:
+        elif event is StandbyEvent.ASKED:
             if not peer.stable:
                 why = "other side is in flux"
             elif self.phase is not ResourcePhase.STABLE:
@@ -869,7 +1008,7 @@ class Node:
                                  "resources (ask_resources info=other)", now + STANDBY_RSC_TIMEOUT)
                 out.append(self._ask_resources(now, "other"))
                 return
-        elif info == "other" and self.standby is Standby.ME:
+        elif event is StandbyEvent.AGREED:
             self.standby_rsc = rsc
             give = [i for i in self._set_of(rsc, self.name) if i in self.held]
             self.held.difference_update(give)
@@ -878,11 +1017,11 @@ class Node:
             out.append(self._resource_message(now, "standby", stable=False))
             for i in give:
                 out.append(ReleaseResource(self.groups[i]))
-                out.append(self._event(now, "resource_released", f"released {self.groups[i].name}",
+                out.append(self._event(now, ResourceReleasedEvent, f"released {self.groups[i].name}",
                                        group=self.groups[i].name, reason="auto_failback"))
             out.append(self._ask_resources(now, "done"))
             return
-        elif info == "done" and self.standby is Standby.OTHER:
+        elif event is StandbyEvent.PEER_DONE and self.standby is Standby.OTHER:
             self.standby_rsc = rsc
             take = [i for i in self._set_of(rsc, peer.name) if i not in self.held]
             self._standby_to(StandbyEvent.PEER_DONE, now, out, f"{peer.name} released its {rsc} "
@@ -890,12 +1029,12 @@ class Node:
             for i in take:
                 self.held.add(i)
                 out.append(TakeResource(self.groups[i]))
-                out.append(self._event(now, "resource_taken", f"took {self.groups[i].name}",
+                out.append(self._event(now, ResourceTakenEvent, f"took {self.groups[i].name}",
                                        group=self.groups[i].name, reason="auto_failback"))
             out.append(self._ask_resources(now, "done"))
             out.append(self._resource_message(now, None))
             return
-        elif info == "done" and self.standby is Standby.DONE:
+        elif event is StandbyEvent.PEER_DONE:  # from DONE: the peer took what we released
             self._standby_to(StandbyEvent.PEER_DONE, now, out, f"{peer.name} completed the standby "
                              f"takeover of {rsc} resources", None)
             out.append(self._resource_message(now, None))
@@ -903,7 +1042,7 @@ class Node:
         else:
             why = f"unexpected in state {self.standby.value}"
         self._count("standby_ignored")
-        out.append(self._event(now, "standby_ignored", f"ignored standby message {info!r} from "
+        out.append(self._event(now, StandbyIgnoredEvent, f"ignored standby message {info!r} from "
                                f"{peer.name}: {why}", node=peer.name, info=info, rsc=rsc, reason=why))
 
     def _abandon_standby(self, now: float, out: list[Output], why: str) -> None:
@@ -967,8 +1106,18 @@ class Node:
                 self._own_acks.append((sent, self._ack(now, self.name, self.seq, self.uuid)))
         return sent
 
-    def _event(self, now: float, kind: str, text: str, **data: Any) -> Event:
-        return Event(now, kind, text, data)
+    def _event(self, now: float, cls: type[Event], text: str, **data: Any) -> Event:
+        return cls(now, text, data)  # type: ignore[call-arg]  # kind is fixed per class
 
     def _count(self, what: str) -> None:
+        """Count by name; names made of wire text are bounded (MAX_COUNTERS, then ``other``)."""
+        if what not in self.counters and len(self.counters) >= MAX_COUNTERS:
+            what = "other"
         self.counters[what] = self.counters.get(what, 0) + 1
+
+    def _drop(self, now: float, out: list[Output], reason: str, source: str, text: str,
+              **data: Any) -> None:
+        """Count a dropped datagram and report it through the rate-limited `DropLog`."""
+        self._count(reason)
+        if self.drops.note(now, reason, source):
+            out.append(self._event(now, DroppedEvent, text, reason=reason, **data))

@@ -156,6 +156,16 @@ STANDBY_TRANSITIONS: dict[Standby, dict[StandbyEvent, Standby]] = {
 }
 
 
+#: What a peer's ``ask_resources info=`` means in each hand-over state (3.0.6's
+#: ask_for_resources). A pair not listed is ignored and logged ("unexpected in state ...").
+STANDBY_MESSAGES: dict[tuple[Standby, str], StandbyEvent] = {
+    (Standby.NOT, "me"): StandbyEvent.ASKED,
+    (Standby.ME, "other"): StandbyEvent.AGREED,
+    (Standby.OTHER, "done"): StandbyEvent.PEER_DONE,
+    (Standby.DONE, "done"): StandbyEvent.PEER_DONE,
+}
+
+
 class FenceState(Enum):
     """Fencing of one dead peer: resources move only after NOT_NEEDED or DONE."""
 
@@ -163,6 +173,51 @@ class FenceState(Enum):
     PENDING = "pending"
     DONE = "done"
     FAILED = "failed"
+
+
+class FenceEvent(Enum):
+    DIED_UNCLEAN = "died without shutdone, with a fence command configured"
+    NO_FENCE_NEEDED = "stopped cleanly, or no fence command configured"
+    SUCCEEDED = "the fence command exited 0"
+    FAILED = "the fence command failed or timed out"
+    BACK = "the peer speaks again"
+
+
+_ANY_FENCE = {FenceEvent.DIED_UNCLEAN: FenceState.PENDING, FenceEvent.NO_FENCE_NEEDED: FenceState.NOT_NEEDED,
+              FenceEvent.BACK: FenceState.NOT_NEEDED}
+
+#: A result only counts while the fence command runs; a death or a return can come at any time.
+FENCE_TRANSITIONS: dict[FenceState, dict[FenceEvent, FenceState]] = {
+    FenceState.NOT_NEEDED: dict(_ANY_FENCE),
+    FenceState.PENDING: {**_ANY_FENCE, FenceEvent.SUCCEEDED: FenceState.DONE,
+                         FenceEvent.FAILED: FenceState.FAILED},
+    FenceState.DONE: dict(_ANY_FENCE),
+    FenceState.FAILED: dict(_ANY_FENCE),
+}
+
+
+class MessageKind(Enum):
+    """How the node dispatches a peer's message, by its ``t`` field (DISPATCH)."""
+
+    STATUS = "status"
+    REXMIT = "NS_rexmit"
+    NAK = "NS_nak_rexmit"
+    ACK = "NS_ackmsg"
+    STARTING = "starting"
+    RESOURCE = "resource"
+    SHUTDONE = "shutdone"
+    ASK_RESOURCES = "ask_resources"
+    REQNODES = "reqnodes"
+    PING_COUNT = "num_ping_nodes"
+    OTHER = "other"  # counted and ignored (repnodes, ip-request-resp, stonith, …)
+
+
+#: Message type on the wire -> what the node does with it; everything else is OTHER.
+DISPATCH: dict[str, MessageKind] = {k.value: k for k in MessageKind if k is not MessageKind.OTHER}
+
+
+def dispatch(message_type: str | None) -> MessageKind:
+    return DISPATCH.get(message_type or "", MessageKind.OTHER)
 
 
 class TransitionError(RuntimeError):
