@@ -25,8 +25,10 @@ class Decoders:
     One instance per capture file, so that knet fragments from two files never join.
     """
 
-    def __init__(self, keys: Any = None) -> None:
+    def __init__(self, keys: Any = None, corosync_keys: Any = None) -> None:
         self.keys = keys
+        #: A `hbtools.knetcrypto.KeyRing` (``--corosync-authkey``), or None.
+        self.corosync_keys = corosync_keys
         self.knet_reassembler = _knet.Reassembler() if _knet is not None else None
         self.by_proto: dict[str, Callable[[Record, bytes], Record]] = {
             HEARTBEAT: self.heartbeat,
@@ -93,16 +95,42 @@ class Decoders:
         return record
 
     def knet(self, record: Record, payload: bytes) -> Record:
-        """A knet packet; the Totem it carries (whole or reassembled) is under ``totem``."""
+        """A knet packet; the Totem it carries (whole or reassembled) is under ``totem``.
+
+        With Corosync authkeys, a packet that authenticates is decoded from its cleartext
+        (``auth`` ok, ``crypto`` says which key and suite); one that does not is kept as an
+        encrypted row with ``auth`` bad, unless it is a well-formed cleartext packet (a
+        cluster without crypto), which stays unchecked.
+        """
+        crypto: dict[str, Any] | None = None
+        ring = self.corosync_keys
+        if ring is not None:
+            opened = ring.open(payload)
+            if opened is not None:
+                record.auth = AUTH_OK
+                crypto = {"key": opened.key.name, "cipher": opened.suite.cipher or "none",
+                          "hash": opened.suite.hash, "wire_size": len(payload)}
+                payload = opened.plain
         try:
-            packet = _knet.decode(payload)
+            packet = _knet.decode(payload, crypto=False if crypto is not None else None)
         except _knet.DecodeError as exc:
             record.error = f"knet: {exc}"
             record.fields = {}
+            if ring is not None:
+                record.auth = AUTH_BAD
             return record
+        if ring is not None and crypto is None:
+            clear = not packet.encrypted and (packet.type_name != "data"
+                                              or packet.totem is not None
+                                              or packet.frag_num > 1)
+            record.auth = AUTH_UNCHECKED if clear else AUTH_BAD
+            if not clear and not packet.encrypted:
+                packet = _knet.decode(payload, crypto=True)
         record.type = packet.type_name
         record.node = None if packet.encrypted else int(packet.node)
         fields = packet.to_dict()
+        if crypto is not None:
+            fields["crypto"] = crypto
         if (
             not packet.encrypted
             and packet.type_name == "data"
@@ -112,8 +140,9 @@ class Decoders:
             whole = self.knet_reassembler.add(packet, (record.src, record.sport))
             if whole is not None and _totem is not None:
                 try:
+                    whole = _knet.decompress(packet.compress, whole)
                     fields["totem"] = _totem.decode(whole).to_dict()
-                except _totem.DecodeError as exc:
+                except (_totem.DecodeError, _knet.DecodeError) as exc:
                     fields["totem_error"] = str(exc)
         record.fields = fields
         return record

@@ -479,7 +479,9 @@ class KnetFast:
             raise _Fallback("type")
         name, function = entry
         text, node = function(payload)
-        if name == "data" and payload[11] == 1 and payload[8] == 0:
+        if name == "data" and payload[8]:
+            raise _Fallback("compressed")  # the codec decompresses
+        if name == "data" and payload[11] == 1:
             if self.totem_fast is None:
                 raise _Fallback("no totem")
             _kind, _nodeid, inner = self.totem_fast(payload[14:])
@@ -490,8 +492,8 @@ class KnetFast:
 class FastDecoders(Decoders):
     """`Decoders` with the fast paths in front; every miss goes to the codec path."""
 
-    def __init__(self, keys: Any = None) -> None:
-        super().__init__(keys)
+    def __init__(self, keys: Any = None, corosync_keys: Any = None) -> None:
+        super().__init__(keys, corosync_keys)
         self.hb_fast = HeartbeatFast()
         self.totem_fast = TotemFast(totem)
         self.knet_fast = KnetFast(knet, self.totem_fast)
@@ -517,6 +519,8 @@ class FastDecoders(Decoders):
         return record
 
     def knet_fastpath(self, record: Record, payload: bytes) -> Record:
+        if self.corosync_keys is not None:
+            return self.knet(record, payload)  # crypto: the codec path opens the packet
         if len(payload) > 12 and payload[1] == 0 and payload[11] > 1:
             return self.knet(record, payload)  # a fragment: the reassembler needs it
         try:

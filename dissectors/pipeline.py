@@ -32,6 +32,8 @@ PROGRESS_EVERY = 8192
 class Options:
     detector: Detector = field(default_factory=Detector)
     keys: Any = None
+    #: `hbtools.knetcrypto.KeyRing` for knet crypto (``--corosync-authkey``), or None.
+    corosync_keys: Any = None
     filter: Filter | None = None
     fast: bool = True
 
@@ -114,8 +116,8 @@ def _make_decoders(options: Options) -> Any:
         except ImportError:
             pass
         else:
-            return FastDecoders(options.keys)
-    return Decoders(options.keys)
+            return FastDecoders(options.keys, options.corosync_keys)
+    return Decoders(options.keys, options.corosync_keys)
 
 
 def _incomplete(layers: UdpLayers, detect: Detector, name: str) -> Iterator[Record]:

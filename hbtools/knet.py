@@ -63,8 +63,14 @@ TYPE_CODES: Mapping[str, int] = MappingProxyType({v: k for k, v in TYPES.items()
 #: The pseudo type of a packet whose crypto we cannot see through.
 ENCRYPTED = "encrypted"
 
-#: Compression models libknet numbers in khp_data_compress (0: not compressed).
-COMPRESS_MAX = 7
+#: Compression models libknet numbers in khp_data_compress (compress.c's model ids;
+#: 0: not compressed). Compression runs before fragmentation and crypto.
+COMPRESS_MODELS: Mapping[int, str] = MappingProxyType({
+    0: "none", 1: "zlib", 2: "lz4", 3: "lz4hc", 4: "lzo2", 5: "lzma", 6: "bzip2", 7: "zstd",
+})
+COMPRESS_MAX = max(COMPRESS_MODELS)
+#: KNET_DATABUFSIZE: no user data decompresses to more (a bound against bombs).
+MAX_USERDATA = 65536
 
 HEADER = (
     Field("version", "B", "KNET_HEADER_VERSION, on-wire protocol version", const=VERSION),
@@ -76,7 +82,8 @@ HEADER = (
 
 DATA = (
     Field("seq_num", ">H", "per-host packet sequence number, used to drop duplicates"),
-    Field("compress", "B", "compression model of the user data, 0 when uncompressed"),
+    Field("compress", "B", "compression model of the user data, 0 when uncompressed",
+          values=COMPRESS_MODELS),
     Field("data_pad1", "B", "khp_data_pad1, room to grow the header"),
     Field("bcast", "B", "1 broadcast to every host, 0 unicast"),
     Field("frag_num", "B", "number of fragments of this packet; 1 means not fragmented"),
@@ -124,7 +131,8 @@ _MEANINGS = {
 class Packet(Record):
     """One knet packet; `totem` holds the Totem message of an unfragmented data packet.
 
-    `totem` is None for other types, fragments and compressed data; if the user data of
+    Compressed user data is decompressed first (`decompress`). `totem` is None for other
+    types and fragments; if the (decompressed) user data of
     such a packet is not valid Totem, `totem` is None and `totem_error` says why (knet can
     carry other applications' data, and a dissector should still show the knet header).
     """
@@ -157,11 +165,11 @@ class Packet(Record):
     def _attach_totem(self) -> None:
         message: _totem.Message | None = None
         error: str | None = None
-        if (self._layout.name == "data" and self._values["frag_num"] == 1
-                and self._values["compress"] == 0):
+        if self._layout.name == "data" and self._values["frag_num"] == 1:
             try:
-                message = _totem.decode(self._values["userdata"])
-            except _totem.DecodeError as exc:
+                userdata = decompress(self._values["compress"], self._values["userdata"])
+                message = _totem.decode(userdata)
+            except (_totem.DecodeError, DecodeError) as exc:
                 error = str(exc)
         object.__setattr__(self, "_totem", message)
         object.__setattr__(self, "_totem_error", error)
@@ -281,6 +289,93 @@ def decode(data: bytes | bytearray | memoryview, *, crypto: bool | None = None) 
     assert isinstance(packet, Packet)
     packet._attach_totem()
     return packet
+
+
+def _lz4_block(data: bytes) -> bytes:
+    import lz4.block  # type: ignore[import-not-found]  # extra "knet"
+
+    return bytes(lz4.block.decompress(data, uncompressed_size=MAX_USERDATA))
+
+
+def _zstd(data: bytes) -> bytes:
+    import zstandard  # type: ignore[import-not-found]  # extra "knet"
+
+    return bytes(zstandard.ZstdDecompressor().decompress(data, max_output_size=MAX_USERDATA))
+
+
+def _stream(make: Any) -> Any:
+    """A bounded one-shot decompression with a stdlib decompressor class."""
+    def run(data: bytes) -> bytes:
+        decompressor = make()
+        out = decompressor.decompress(data, MAX_USERDATA)
+        if not decompressor.eof:
+            raise ValueError("truncated or over the 64 KiB knet buffer")
+        return bytes(out)
+    return run
+
+
+def _zlib() -> Any:
+    import zlib
+
+    class Zlib:
+        """zlib.decompressobj with the bz2/lzma decompressor interface."""
+
+        def __init__(self) -> None:
+            self._d = zlib.decompressobj()
+            self.eof = False
+
+        def decompress(self, data: bytes, max_length: int) -> bytes:
+            out = self._d.decompress(data, max_length)
+            self.eof = self._d.eof
+            return out
+
+    return Zlib()
+
+
+def _decompressors() -> dict[str, Any]:
+    import bz2
+    import lzma
+
+    return {
+        # compress2(): a zlib stream; lzma_easy_buffer_encode(): an .xz stream without a
+        # check; BZ2_bzBuffToBuffCompress(): a .bz2 stream; ZSTD_compressCCtx(): a zstd
+        # frame; LZ4_compress_fast / LZ4_compress_HC: a raw LZ4 block (no size, no frame).
+        "zlib": _stream(_zlib),
+        "lzma": _stream(lzma.LZMADecompressor),
+        "bzip2": _stream(bz2.BZ2Decompressor),
+        "lz4": _lz4_block,
+        "lz4hc": _lz4_block,
+        "zstd": _zstd,
+    }
+
+
+_DECOMPRESS = _decompressors()
+#: Models with no well-kept Python library: lzo2 (python-lzo is unmaintained and needs
+#: a C build); such packets are shown with their knet header and compressed size only.
+UNSUPPORTED_COMPRESSION = frozenset(("lzo2",))
+
+
+def decompress(model: int, data: bytes) -> bytes:
+    """The user data of a packet whose ``compress`` byte is `model` (0: as it is).
+
+    Raises DecodeError for an unknown model, one without a library here, or bytes that do
+    not decompress (within the 64 KiB knet buffer).
+    """
+    if model == 0:
+        return bytes(data)
+    name = COMPRESS_MODELS.get(model)
+    if name is None:
+        raise DecodeError(f"unknown knet compression model {model}")
+    function = _DECOMPRESS.get(name)
+    if function is None:
+        raise DecodeError(f"{name}-compressed user data: no {name} library here")
+    try:
+        return function(data)
+    except ImportError:
+        raise DecodeError(f"{name}-compressed user data: install hbtools[knet] "
+                          f"for the {name} library") from None
+    except Exception as exc:  # noqa: BLE001 - each library has its own error types
+        raise DecodeError(f"{name}: user data does not decompress: {exc}") from None
 
 
 def encode(packet: Packet) -> bytes:

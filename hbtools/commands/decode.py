@@ -46,12 +46,26 @@ def _load_keys(path: str) -> object:
     return keys
 
 
+def _load_corosync_keys(paths: tuple[str, ...]) -> object:
+    from hbtools.knetcrypto import AuthKeyError, load_keys
+
+    try:
+        return load_keys(paths)
+    except AuthKeyError as exc:
+        _err(str(exc))
+        sys.exit(EXIT_USAGE)
+
+
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("captures", nargs=-1, required=True, metavar="CAPTURE...")
 @click.option("-f", "--format", "fmt", type=click.Choice(FORMATS), default="table",
               show_default=True, help="Rows as a table, JSON lines or CSV.")
 @click.option("-a", "--authkeys", type=click.Path(dir_okay=False), default=None,
               help="Heartbeat authkeys file: check every signature (auth ok/bad).")
+@click.option("--corosync-authkey", "corosync_authkeys", multiple=True,
+              type=click.Path(dir_okay=False), metavar="FILE",
+              help="Corosync /etc/corosync/authkey: decrypt and authenticate knet (auth "
+                   "ok/bad); repeat for several keys (a key change).")
 @click.option("--filter", "filters", multiple=True, metavar="TERMS",
               help="Keep rows matching key=value terms, e.g. 'type=status node=node1'. "
                    "Keys: proto, type, node, auth, ip, ip.src, ip.dst, port, sport, dport, "
@@ -80,6 +94,7 @@ def decode(
     captures: tuple[str, ...],
     fmt: str,
     authkeys: str | None,
+    corosync_authkeys: tuple[str, ...],
     filters: tuple[str, ...],
     ports: tuple[str, ...],
     no_heuristics: bool,
@@ -112,9 +127,11 @@ def decode(
     except FilterError as exc:
         raise click.BadParameter(str(exc), param_hint="--filter") from None
     keys = _load_keys(authkeys) if authkeys else None
+    corosync_keys = _load_corosync_keys(corosync_authkeys) if corosync_authkeys else None
     options = Options(
         detector=Detector(port_table, heuristics=not no_heuristics),
         keys=keys,
+        corosync_keys=corosync_keys,
         filter=flt,
         fast=not codec_only,
     )
@@ -124,7 +141,8 @@ def decode(
     out = sys.stdout
     writer = writer_for(fmt, out, show_file=len(captures) > 1) if print_rows else None
     status = 0
-    hot = fmt == "json" and not flt and summary is None and not codec_only
+    hot = (fmt == "json" and not flt and summary is None and not codec_only
+           and corosync_keys is None)
     try:
         for path in captures:
             try:
