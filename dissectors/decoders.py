@@ -12,6 +12,7 @@ from typing import Any
 
 from dissectors.detect import HEARTBEAT, KNET, TOTEM
 from dissectors.records import AUTH_BAD, AUTH_OK, AUTH_UNCHECKED, Record
+from hbtools import corosync as _corosync
 from hbtools import heartbeat
 from hbtools import knet as _knet
 from hbtools import totem as _totem
@@ -30,6 +31,8 @@ class Decoders:
         #: A `hbtools.knetcrypto.KeyRing` (``--corosync-authkey``), or None.
         self.corosync_keys = corosync_keys
         self.knet_reassembler = _knet.Reassembler() if _knet is not None else None
+        #: totempg / CPG / Pacemaker state of this capture (above Totem).
+        self.corosync_stack = _corosync.Stack()
         self.by_proto: dict[str, Callable[[Record, bytes], Record]] = {
             HEARTBEAT: self.heartbeat,
             TOTEM: self.totem,
@@ -91,8 +94,20 @@ class Decoders:
             return record
         record.type = msg.type_name
         record.node = int(msg.nodeid)
-        record.fields = msg.to_dict()
+        fields = msg.to_dict()
+        self.above_totem(msg, fields, fields)
+        record.fields = fields
         return record
+
+    def above_totem(self, msg: _totem.Message, totem_fields: dict[str, Any],
+                    row_fields: dict[str, Any]) -> None:
+        """Add what an mcast carries: ``totempg`` (messages, CPG, Pacemaker) to the Totem
+        fields, and the flattened ``corosync`` summary (what filters and fault rules
+        name: ``corosync.cpg_group=crmd``) to the row's top level."""
+        if msg.type_name == "mcast":
+            above = self.corosync_stack.mcast(msg)
+            totem_fields["totempg"] = above
+            row_fields["corosync"] = _corosync.summary(above)
 
     def knet(self, record: Record, payload: bytes) -> Record:
         """A knet packet; the Totem it carries (whole or reassembled) is under ``totem``.
@@ -129,6 +144,8 @@ class Decoders:
         record.type = packet.type_name
         record.node = None if packet.encrypted else int(packet.node)
         fields = packet.to_dict()
+        if packet.totem is not None:
+            self.above_totem(packet.totem, fields["totem"], fields)
         if crypto is not None:
             fields["crypto"] = crypto
         if (
@@ -141,7 +158,9 @@ class Decoders:
             if whole is not None and _totem is not None:
                 try:
                     whole = _knet.decompress(packet.compress, whole)
-                    fields["totem"] = _totem.decode(whole).to_dict()
+                    inner = _totem.decode(whole)
+                    fields["totem"] = inner.to_dict()
+                    self.above_totem(inner, fields["totem"], fields)
                 except (_totem.DecodeError, _knet.DecodeError) as exc:
                     fields["totem_error"] = str(exc)
         record.fields = fields

@@ -419,6 +419,26 @@ def compile_layout(
     return function
 
 
+_MCAST = totem.TYPE_CODES["mcast"]
+
+
+def stateful(proto: str, payload: bytes) -> bool:
+    """Does decoding this datagram need state kept across packets?
+
+    knet fragments (reassembly), compressed knet data (it may hold anything), and Totem
+    mcasts (totempg reassembles messages across a sender's mcasts, and copies of one
+    mcast are told apart by what was seen before).
+    """
+    if proto == "totem":
+        return payload[3:4] == b"\x01" if payload[:2] in (b"\x70\xc0", b"\xc0\x70") \
+            else payload[:1] == b"\x01"
+    if proto == "knet":
+        if len(payload) < 14 or payload[1] != 0:
+            return False
+        return payload[11] > 1 or payload[8] != 0 or payload[17:18] == b"\x01"
+    return False
+
+
 class TotemFast:
     """Totem payload -> (type name, nodeid, fields JSON text), or _Fallback."""
 
@@ -451,6 +471,8 @@ class TotemFast:
             key = (True, head[0], "big")
         else:
             raise _Fallback("magic")
+        if key[1] == _MCAST:
+            raise _Fallback("mcast")  # totempg and above: the codec path, with its state
         function = self.table.get(key)
         if function is None:
             raise _Fallback("type")

@@ -35,7 +35,7 @@ from dissectors.capture import (
     Frame,
 )
 from dissectors.detect import CLUSTER, HEARTBEAT, KNET, TOTEM, Detector, corosync_kind
-from dissectors.fast import FastDecoders, _Fallback
+from dissectors.fast import FastDecoders, _Fallback, stateful
 from dissectors.layers import LINKTYPE_ETHERNET, UdpLayers
 from dissectors.records import Record
 
@@ -124,9 +124,8 @@ class HotPath:
             record.fields = {}
             out.append(record.to_json() + "\n")
             return
-        if self.worker and proto == KNET and len(payload) > 12 and payload[1] == 0 \
-                and payload[11] > 1:
-            out.append((frame, ts, linktype, data))  # a knet fragment: stateful
+        if self.worker and stateful(proto, payload):
+            out.append((frame, ts, linktype, data))  # the main process keeps the state
             return
         key = (src, dst, sport, dport)
         flow = self.flows.get(key)

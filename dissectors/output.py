@@ -16,6 +16,7 @@ from typing import Any, TextIO
 from tabulate import tabulate
 
 from dissectors.records import JSON_KEYS, Record
+from hbtools.corosync import describe as describe_corosync
 
 __all__ = ["CsvWriter", "JsonWriter", "TableWriter", "Writer", "render_stats", "writer_for"]
 
@@ -118,6 +119,9 @@ def _table_row(record: Record, show_file: bool) -> list[str]:
                     status = f"ring {rep}.{ring['seq']:x}"
             if record.proto == "knet" and inner.get("type_name"):
                 status = f"{inner['type_name']} {status or ''}".strip()
+        above = fields.get("corosync")
+        if above:
+            status = f"{status or ''} {describe_corosync(above)}".strip()
     frame = f"{record.file}:{record.frame}" if show_file else str(record.frame)
     return [
         frame,

@@ -73,6 +73,32 @@ def _layout_section(title: str, layouts: Iterable[Layout]) -> list[str]:
     return lines
 
 
+def _corosync_sections() -> list[str]:
+    """totempg, the exec header and CPG, Pacemaker's message, and the row summary keys."""
+    from hbtools import cpg, pcmk, totempg
+    from hbtools.corosync import SUMMARY_KEYS
+
+    lines = _layout_section("Inside a Totem mcast: totempg",
+                            (totempg.MCAST, totempg.GROUPS))
+    lines += _layout_section("Corosync exec messages and CPG (x86_64 offsets)",
+                             (cpg.EXEC_HEADER, *cpg.CPG_LAYOUTS.values()))
+    lines += ["Services (exec header `id >> 16`) and their functions (`id & 0xffff`):", ""]
+    for sid, service in cpg.SERVICES.items():
+        functions = ", ".join(f"{k} `{v}`" for k, v in cpg.FUNCTIONS[service].items())
+        lines.append(f"- {sid} `{service}`: {functions or '(no exec messages)'}")
+    lines.append(f"- group `sync`: {', '.join(f'{k} `{v}`' for k, v in cpg.FUNCTIONS['sync'].items())}")
+    lines.append("")
+    lines += _layout_section("Pacemaker messages in CPG (2.1)", (pcmk.MESSAGE,))
+    lines += ["CPG groups and daemons: " + ", ".join(
+        f"`{g}` {d}" for g, d in pcmk.DAEMONS.items()) + ".", "",
+        "Root-element attributes shown: " + ", ".join(f"`{a}`" for a in pcmk.ATTRIBUTES)
+        + ".", "", "## Row summary of an mcast (`fields.corosync`, for --filter and fault "
+        "rules)", "", "| key | meaning |", "|---|---|"]
+    lines += [f"| `corosync.{k}` | {_cell(v)} |" for k, v in SUMMARY_KEYS.items()]
+    lines.append("")
+    return lines
+
+
 def render() -> str:
     lines = [
         "# Field reference",
@@ -98,6 +124,7 @@ def render() -> str:
     lines += _layout_section("Corosync 3 Totem SRP messages", _values(totem.LAYOUTS))
     lines += _layout_section("Corosync 1.x/2.x Totem SRP messages", _values(totem.LEGACY_LAYOUTS))
     lines += _layout_section("Kronosnet packets", _values(knet.LAYOUTS))
+    lines += _corosync_sections()
     return "\n".join(lines).rstrip() + "\n"
 
 
