@@ -94,6 +94,27 @@ class Root:
     def current_members(self) -> tuple[int, ...]:
         return tuple(self._tm)
 
+    @property
+    def suspected(self) -> frozenset[int]:
+        """Members the root has given up on (``sticky=False``) and not heard from since."""
+        return frozenset(self._suspected)
+
+    def admit(self, pid: int) -> None:
+        """Start watching ``pid`` (as at the protocol's start: rcvd, t = tmax), whatever the
+        variant's join rule: the daemon's binary/static roots admit a peer when it announces it
+        runs the protocol, since a peer that does not must never be watched by it."""
+        if pid not in self._tm:
+            self._admit(pid)
+
+    def forget(self, pid: int) -> None:
+        """Stop watching ``pid`` (declared dead or restarted elsewhere)."""
+        self._forget(pid)
+
+    def halvings(self, pid: int) -> float:
+        """log2(tmax / t) for one member: 0 while it answers, +1 per missed round."""
+        t = self._tm.get(pid)
+        return 0.0 if t is None else math.log2(self.tmax / t)
+
     def start(self, now: float) -> list[Send]:
         """Initially rcvd = true and t = tmax: the first beat goes out at the first timeout."""
         self._next = now + self.tmax
