@@ -238,3 +238,15 @@ def test_report_names_the_detector_and_each_peers_level():
     report = sim.nodes["node1"].report(sim.now)
     assert report["detector"] == "binary"
     assert report["peers"]["node2"]["detector_level"] == 0.0
+
+
+def test_a_long_stall_sends_one_beat_per_peer_not_a_burst():
+    """A node stopped for an hour (SIGSTOP) wakes with thousands of missed 1 s rounds due: it
+    may send one beat per peer, not one per missed round, and it must answer at once."""
+    sim = accel_sim("binary")
+    sim.run_for(20.0)
+    node = sim.nodes["node1"]
+    out = node.tick(sim.now + 3600.0)
+    beats = [o for o in out if isinstance(o, Send) and heartbeat.decode(o.data).type == "NS_hbtools_beat"]
+    assert len(beats) == 1
+    assert node.next_timer() is not None and node.next_timer() <= sim.now + 3600.0 + 1.0

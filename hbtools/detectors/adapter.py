@@ -309,10 +309,14 @@ class AcceleratedWatch:
         return []
 
     def tick(self, now: float) -> list[Outgoing]:
-        out: list[Outgoing] = []
+        """Beats due now: after a stall several rounds fall due at once, and only the latest
+        beat per peer is sent (a reply to an older round would not count)."""
+        latest: dict[str, Send] = {}
         for root in self._roots.values():
-            out.extend(self._out(root.tick(now)))
-        return out
+            for dest, beat in self._out(root.tick(now)):
+                latest.pop(dest, None)
+                latest[dest] = beat
+        return list(latest.items())
 
     def next_timer(self, now: float) -> float | None:
         times = [t for t in (r.next_deadline(now) for r in self._roots.values()) if t is not None]
