@@ -15,6 +15,7 @@ from typing import Any, TextIO
 
 from tabulate import tabulate
 
+from dissectors.corosync_stats import render as render_corosync
 from dissectors.records import JSON_KEYS, Record
 from hbtools.corosync import describe as describe_corosync
 
@@ -290,4 +291,6 @@ def render_stats(summary: dict[str, Any], fmt: str) -> str:
         parts.append("\nTotem nodes\n" + tabulate(
             rows, headers=["node", "msgs", "addresses", "totem types", "knet types", "rings",
                            "joins", "errors"], tablefmt="simple", disable_numparse=True))
-    return "\n".join(parts) + "\n"
+    if summary.get("corosync"):
+        parts.append(render_corosync(summary["corosync"], tabulate, _t))
+    return "\n".join(p for p in parts if p) + "\n"

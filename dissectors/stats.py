@@ -18,6 +18,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from dissectors.corosync_stats import CorosyncStats
 from dissectors.detect import HEARTBEAT, KNET, TOTEM
 from dissectors.records import AUTH_BAD, Record
 
@@ -389,9 +390,11 @@ class Stats:
         self.errors: Counter[str] = Counter()
         self.first: float | None = None
         self.last: float | None = None
+        self.corosync = CorosyncStats()
 
     def add(self, record: Record) -> None:
         self.records += 1
+        self.corosync.add(record)
         self.by_proto[record.proto] += 1
         if self.first is None or record.time < self.first:
             self.first = record.time
@@ -487,4 +490,5 @@ class Stats:
                 "rings": [r.to_dict() for r in self.rings.values()],
                 "ring_changes": self.ring_changes.to_dict(),
             },
+            "corosync": self.corosync.to_dict(),
         }

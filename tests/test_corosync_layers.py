@@ -230,3 +230,34 @@ def test_filter_by_group_and_destination() -> None:
     for row in kept:
         s = row.get_fields()["corosync"]
         assert "crmd" in s["cpg_group"] and "node1" in s["pcmk_to"]
+
+
+_INITIATING = re.compile(r"Initiating \w+ operation (\S+) on (\S+) \| action (\d+)")
+_SET_DC = re.compile(r"Set DC to (\S+)")
+
+
+def test_stats_events_are_what_pacemaker_logged(capture) -> None:
+    """Remote actions the DC logged as "Initiating ... on NODE | action N" are transition
+    events, and the DC pacemaker named ("Set DC to X") is the DC the stats found."""
+    from dissectors.stats import Stats
+
+    folder, rows = capture
+    meta = json.loads((folder / "meta.json").read_text())
+    stats = Stats()
+    for row in rows:
+        stats.add(row)
+    events = stats.to_dict()["corosync"]["events"]
+    actions = {(m.group(1), m.group(2), m.group(3))
+               for e in meta["pacemaker_view"] if (m := _INITIATING.search(e["text"]))}
+    found = set()
+    for e in events:
+        if e["event"] == "transition":
+            m = re.search(r"action (\d+) (\S+) on (\S+)", e["detail"])
+            assert m is not None
+            found.add((m.group(2), m.group(3), m.group(1)))
+    assert actions == found
+    dcs = {m.group(1) for e in meta["pacemaker_view"] if (m := _SET_DC.search(e["text"]))}
+    # A DC alone in its partition (after the crash) offers nobody a join: not on the wire.
+    found_dcs = {e["node"] for e in events if e["event"] == "dc"}
+    assert found_dcs and found_dcs <= dcs
+    assert any(e["event"] == "membership" for e in events)
