@@ -109,7 +109,7 @@ class Decoders:
             totem_fields["totempg"] = above
             row_fields["corosync"] = _corosync.summary(above)
 
-    def knet(self, record: Record, payload: bytes) -> Record:
+    def knet(self, record: Record, payload: bytes, opened: Any = None) -> Record:
         """A knet packet; the Totem it carries (whole or reassembled) is under ``totem``.
 
         With Corosync authkeys, a packet that authenticates is decoded from its cleartext
@@ -120,7 +120,8 @@ class Decoders:
         crypto: dict[str, Any] | None = None
         ring = self.corosync_keys
         if ring is not None:
-            opened = ring.open(payload)
+            if opened is None:
+                opened = ring.open(payload)
             if opened is not None:
                 record.auth = AUTH_OK
                 crypto = {"key": opened.key.name, "cipher": opened.suite.cipher or "none",

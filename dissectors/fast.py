@@ -32,7 +32,7 @@ from operator import itemgetter
 from typing import Any
 
 from dissectors.decoders import Decoders
-from dissectors.records import AUTH_UNCHECKED, Record
+from dissectors.records import AUTH_OK, AUTH_UNCHECKED, Record
 from hbtools import knet, totem
 from hbtools.fields import FIELDS, Kind, WireType, spec_for
 
@@ -533,6 +533,23 @@ class FastDecoders(Decoders):
         record.auth = AUTH_UNCHECKED
         return record
 
+    def _knet_crypto(self, record: Record, payload: bytes) -> Record:
+        """Open the packet once; its cleartext takes the fast path when it can."""
+        opened = self.corosync_keys.open(payload)
+        plain = opened.plain if opened is not None else b""
+        if opened is None or (len(plain) > 12 and plain[1] == 0 and plain[11] > 1):
+            return self.knet(record, payload, opened)
+        try:
+            record.type, record.node, text = self.knet_fast(plain)
+        except Exception:  # noqa: BLE001 - any refusal: the codec decides
+            return self.knet(record, payload, opened)
+        crypto = (f'"crypto": {{"key": {_jstr(opened.key.name)}, "cipher": '
+                  f'"{opened.suite.cipher or "none"}", "hash": "{opened.suite.hash}", '
+                  f'"wire_size": {len(payload)}}}')
+        record.fields_json = text[:-1] + ", " + crypto + "}"
+        record.auth = AUTH_OK
+        return record
+
     def totem_fastpath(self, record: Record, payload: bytes) -> Record:
         try:
             record.type, record.node, record.fields_json = self.totem_fast(payload)
@@ -542,7 +559,7 @@ class FastDecoders(Decoders):
 
     def knet_fastpath(self, record: Record, payload: bytes) -> Record:
         if self.corosync_keys is not None:
-            return self.knet(record, payload)  # crypto: the codec path opens the packet
+            return self._knet_crypto(record, payload)
         if len(payload) > 12 and payload[1] == 0 and payload[11] > 1:
             return self.knet(record, payload)  # a fragment: the reassembler needs it
         try:
