@@ -22,7 +22,7 @@ from hbtools.lab.clusters import CHAOS_TIMING
 MATRIX_SETS: dict[str, tuple[str, ...]] = {
     "hbtools": tuple(BUILTIN),
     "heartbeat": tuple(BUILTIN),
-    "pacemaker": (*CORE, "halves", "bridge"),
+    "pacemaker": (*CORE, "halves", "bridge", "kill-restart"),
 }
 """What ``chaos matrix`` runs per implementation: everything for the Heartbeat-protocol kinds, the
 core set for Pacemaker (each Pacemaker run costs a Corosync + Pacemaker start-up)."""
