@@ -16,6 +16,7 @@ from typing import Any, TextIO
 from tabulate import tabulate
 
 from dissectors.corosync_stats import render as render_corosync
+from dissectors.knet_links import render as render_links
 from dissectors.records import JSON_KEYS, Record
 from hbtools.corosync import describe as describe_corosync
 
@@ -293,4 +294,6 @@ def render_stats(summary: dict[str, Any], fmt: str) -> str:
                            "joins", "errors"], tablefmt="simple", disable_numparse=True))
     if summary.get("corosync"):
         parts.append(render_corosync(summary["corosync"], tabulate, _t))
+    if summary.get("knet_links"):
+        parts.append(render_links(summary["knet_links"], tabulate, _t))
     return "\n".join(p for p in parts if p) + "\n"

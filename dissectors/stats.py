@@ -20,6 +20,7 @@ from typing import Any
 
 from dissectors.corosync_stats import CorosyncStats
 from dissectors.detect import HEARTBEAT, KNET, TOTEM
+from dissectors.knet_links import LinkView
 from dissectors.records import AUTH_BAD, Record
 
 __all__ = ["Histogram", "Stats"]
@@ -391,10 +392,12 @@ class Stats:
         self.first: float | None = None
         self.last: float | None = None
         self.corosync = CorosyncStats()
+        self.knet_links = LinkView()
 
     def add(self, record: Record) -> None:
         self.records += 1
         self.corosync.add(record)
+        self.knet_links.add(record)
         self.by_proto[record.proto] += 1
         if self.first is None or record.time < self.first:
             self.first = record.time
@@ -491,4 +494,5 @@ class Stats:
                 "ring_changes": self.ring_changes.to_dict(),
             },
             "corosync": self.corosync.to_dict(),
+            "knet_links": self.knet_links.to_dict(),
         }

@@ -261,3 +261,50 @@ def test_stats_events_are_what_pacemaker_logged(capture) -> None:
     found_dcs = {e["node"] for e in events if e["event"] == "dc"}
     assert found_dcs and found_dcs <= dcs
     assert any(e["event"] == "membership" for e in events)
+
+
+_LINK_LOG = re.compile(r"^(\w{3} \d+ [\d:.]+) .*\[KNET  \] \w+: host: (\d+) link: (\d+) is (up|down)")
+
+
+def test_link_view_replays_knets_rule_as_corosync_logged() -> None:
+    """pcmk-2link: link 0 cut then restored. Every "host: X link: L is down/up" line of
+    each node's corosync.log is an event of the replayed rule on (that node -> X, L):
+    down no earlier than 50 ms before the log and at most knet's 200 ms check period
+    (plus 50 ms) before it; up within 50 ms (the logging node's receive of the pong)."""
+    import datetime as dt
+
+    from dissectors.knet_links import LinkView
+
+    folder = CAPTURES / "pcmk-2link"
+    meta = json.loads((folder / "meta.json").read_text())
+    year = int(meta["recorded_at"][:4])
+    view = LinkView(token_ms=meta["token_ms"])
+    for row in _rows(folder):
+        view.add(row)
+    summary = view.to_dict()
+    events = {(i["pinger"], i["peer"], i["link"], e["event"]): e["time"]
+              for i in summary["links"] for e in i["events"]}
+    logged = 0
+    downs: set[tuple[int, int, int, str]] = set()
+    for node in meta["nodes"]:
+        text = (folder / f"{node['name']}.corosync.log").read_text()
+        for line in text.splitlines():
+            m = _LINK_LOG.match(line)
+            if m is None:
+                continue
+            when = dt.datetime.strptime(f"{year} {m.group(1)}", "%Y %b %d %H:%M:%S.%f")
+            stamp = when.replace(tzinfo=dt.UTC).timestamp()
+            key = (node["nodeid"], int(m.group(2)), int(m.group(3)), m.group(4))
+            if key[3] == "up" and key[:3] + ("down",) not in downs:
+                continue  # the start-up "up": knet had no link state to replay yet
+            downs.add(key)
+            assert key in events, key
+            lead = stamp - events[key]
+            if m.group(4) == "down":
+                assert -0.05 <= lead <= 0.25, (key, lead)
+            else:
+                assert abs(lead) <= 0.05, (key, lead)
+            logged += 1
+    assert logged == 4
+    assert len(events) == 4
+    assert summary["data_by_link"][0] > 0 and summary["links"][0]["rtt_ms"]["max"] < 5
