@@ -10,7 +10,8 @@ as the pinging node sees it: the link goes down when the time since the last pon
 healthy link; latency is the running average of pong round trips), and comes back up on
 the pong after ``pong_count`` pongs. knet checks for a timeout every KNET_THREADS_TIMERES
 (200 ms), so its "down" comes up to that much after the instant computed here. corosync
-sets ``pong_timeout = token / knet_pong_count`` and ``ping_interval = token / (2 × knet_pong_count)`` (token 3000, pong_count 2: 1500 / 750 ms).
+sets ``pong_timeout = token / knet_pong_count`` and
+``ping_interval = token / (2 × knet_pong_count)`` (token 3000, pong_count 2: 1500 / 750 ms).
 `LinkView` replays that rule on the capture's times (the capture point, not the node's
 clock: a few tenths of a millisecond off on a lab bridge).
 """
