@@ -1018,3 +1018,52 @@ def _totem_value(field_def: Any, text: str, spec: str, ring_id_type: Any) -> Any
     except ValueError:
         raise FieldSpecError(f"bad field spec {spec!r}: expected a number"
                              f"{' list (1,2,3)' if field_def.is_array else ''}") from None
+
+
+#: knet packet types other than data, built by `build_knet` (``-t ping`` etc.).
+KNET_CONTROL_TYPES = ("ping", "pong", "pmtud", "pmtud_reply")
+
+
+def build_knet(kind: str, specs: Sequence[str]) -> bytes:
+    """Bytes of one knet control packet (ping, pong, PMTUd) from ``name=value`` specs.
+
+    Field names are the codec's (``node``, ``link``, ``time`` as ``hex:…``, ``seq_num``,
+    ``timed``; ``size`` for PMTUd); unset fields are 0 (a ping's ``timed`` is 1).
+    """
+    from hbtools import knet as knet_codec
+
+    layout = knet_codec.LAYOUTS.get(kind)
+    if kind not in KNET_CONTROL_TYPES or layout is None:
+        raise InjectError(f"unknown knet packet type {kind!r} ({', '.join(KNET_CONTROL_TYPES)})")
+    values: dict[str, Any] = {"timed": 1} if kind in ("ping", "pong") else {}
+    settable = [f.name for f in layout.stored if f.name not in ("type",)]
+    for spec in specs:
+        name, sep, text = spec.partition("=")
+        name = name.removeprefix(_KNET_PREFIX)
+        if not sep or name not in settable:
+            raise FieldSpecError(f"bad field spec {spec!r}: a knet {kind} has "
+                                 f"{', '.join(settable)}")
+        values[name] = _totem_value(layout.field(name), text, spec, None)
+    try:
+        return knet_codec.encode(knet_codec.Packet(kind, **values))
+    except (ValueError, TypeError) as exc:
+        raise InjectError(f"cannot build the knet {kind}: {exc}") from None
+
+
+def seal_knet(data: bytes, authkey_path: str, crypto: str = "aes256/sha256") -> bytes:
+    """Encrypt and sign a cleartext knet packet as libknet does with this authkey.
+
+    `crypto` is ``CIPHER/HASH`` as in corosync.conf (``none/sha256`` for hash only).
+    """
+    from hbtools import knetcrypto
+
+    cipher, sep, hash_name = crypto.partition("/")
+    try:
+        suite = knetcrypto.suite_named(cipher, hash_name if sep else "")
+    except ValueError as exc:
+        raise InjectError(f"--crypto {crypto!r}: {exc}") from None
+    try:
+        key = knetcrypto.Key.load(authkey_path)
+    except knetcrypto.AuthKeyError as exc:
+        raise InjectError(str(exc)) from None
+    return knetcrypto.seal(data, key, suite)

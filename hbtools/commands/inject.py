@@ -162,6 +162,10 @@ def _interval(count: int, interval: float | None, rate: str | None) -> float:
               help="Seconds between messages [default: 1].")
 @click.option("--rate", default=None, metavar="R/s", help="Messages per second instead of --interval.")
 @click.option("--knet", is_flag=True, help="Totem: wrap in a kronosnet data header.")
+@click.option("--corosync-authkey", default=None, type=click.Path(dir_okay=False), metavar="FILE",
+              help="knet: encrypt and sign with this /etc/corosync/authkey (as libknet does).")
+@click.option("--crypto", default="aes256/sha256", show_default=True, metavar="CIPHER/HASH",
+              help="With --corosync-authkey: crypto_cipher/crypto_hash (none/HASH: sign only).")
 @click.option("--dry-run", is_flag=True, help="Print text and hex instead of sending; state unchanged.")
 @_one_line_errors("inject")
 def inject(**opts: Any) -> None:
@@ -267,7 +271,16 @@ def _inject_totem(o: dict[str, Any]) -> None:
         raise inj.InjectError("--proto totem takes -t, -f, --knet and the sending options only")
     if not o["dry_run"] and not o["to"]:
         raise inj.InjectError("give --to ADDRESS (or --dry-run to print the message)")
-    data = inj.build_totem(o["message_type"] or "memb_join", list(o["field_specs"]), knet=o["knet"])
+    kind = o["message_type"] or "memb_join"
+    if kind in inj.KNET_CONTROL_TYPES:
+        o["knet"] = True
+        data = inj.build_knet(kind, list(o["field_specs"]))
+    else:
+        data = inj.build_totem(kind, list(o["field_specs"]), knet=o["knet"])
+    if o["corosync_authkey"]:
+        if not o["knet"]:
+            raise inj.InjectError("--corosync-authkey needs --knet (crypto is knet's)")
+        data = inj.seal_knet(data, o["corosync_authkey"], o["crypto"])
     interval = _interval(o["count"], o["interval"], o["rate"])
     delays = inj.send_times(o["count"], interval)
     port = o["port"] or inj.TOTEM_PORT
