@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 from faults import packet as ipv4
 from faults.rules import (
+    COROSYNC_REWRITE_PREFIXES,
     Condition,
     Corrupt,
     Delay,
@@ -90,15 +91,21 @@ COUNTERS = ("seen", "matched", "dropped", "delayed", "duplicated", "reordered", 
 class PacketView:
     """A queued datagram and, decoded only when a rule asks, what its payload says."""
 
-    __slots__ = ("dgram", "direction", "_proto", "_hb", "_totem", "_knet")
+    __slots__ = ("dgram", "direction", "_proto", "_hb", "_totem", "_knet", "corosync_keys",
+                 "opened", "_summary")
 
-    def __init__(self, dgram: ipv4.Datagram, direction: str) -> None:
+    def __init__(self, dgram: ipv4.Datagram, direction: str, corosync_keys: Any = None) -> None:
         self.dgram = dgram
         self.direction = direction
         self._proto: str | None = None
         self._hb: heartbeat.Message | None = None
         self._totem: Any = None
         self._knet: Any = None
+        #: `hbtools.knetcrypto.KeyRing`: encrypted knet is opened to match and rewrite.
+        self.corosync_keys = corosync_keys
+        #: How an encrypted packet was opened (key, suite), to re-encrypt a rewrite.
+        self.opened: Any = None
+        self._summary: dict[str, list[Any]] | None = None
 
     @property
     def payload(self) -> bytes:
@@ -133,6 +140,10 @@ class PacketView:
         if knet_mod is not None and ports & {5404, 5405}:
             try:
                 self._knet = knet_mod.decode(data)
+                if self._knet.encrypted and self.corosync_keys is not None:
+                    self.opened = self.corosync_keys.open(data)
+                    if self.opened is not None:
+                        self._knet = knet_mod.decode(self.opened.plain, crypto=False)
                 self._totem = self._knet.totem
                 return "knet"
             except knet_mod.DecodeError:
@@ -150,6 +161,18 @@ class PacketView:
     @property
     def knet(self) -> Any:
         return self._knet if self.proto == "knet" else None
+
+    @property
+    def corosync(self) -> dict[str, list[Any]]:
+        """The ``corosync.*`` summary of an mcast (messages whole in this packet only)."""
+        if self._summary is None:
+            self._summary = {}
+            msg = self.totem
+            if msg is not None and msg.type_name == "mcast":
+                from hbtools import corosync
+
+                self._summary = corosync.summary(corosync.Stack().mcast(msg))
+        return self._summary
 
     @property
     def type_name(self) -> str | None:
@@ -227,6 +250,9 @@ def compile_condition(cond: Condition, nodes: Mapping[str, str]) -> Predicate:
         ids = {int(x, 0) for x in values}
         test = lambda v: (v.knet is not None and not v.knet.encrypted  # noqa: E731
                           and v.knet.node in ids)
+    elif key.startswith("corosync."):
+        name = key[len("corosync."):]
+        test = lambda v: any(str(x) in values for x in v.corosync.get(name, ()))  # noqa: E731
     else:
         def test(v: PacketView) -> bool:
             msg = v.heartbeat
@@ -278,8 +304,10 @@ class Engine:
         nodes: Mapping[str, str] | None = None,
         local_addresses: Iterable[str] = (),
         start: float = 0.0,
+        corosync_keys: Any = None,
     ) -> None:
         self.rules = list(rules)
+        self.corosync_keys = corosync_keys
         self.nodes = dict(nodes or {})
         self.keys = keys
         self.start = start
@@ -302,7 +330,8 @@ class Engine:
                         except ValueError:
                             raise RuleError(f"{rule.text!r}: {cond.key}={x} is neither an IPv4 "
                                             "address/network nor a declared node") from None
-            if isinstance(rule.action, Rewrite) and rule.action.sign == "resign" and keys is None:
+            if isinstance(rule.action, Rewrite) and rule.action.sign == "resign" and keys is None \
+                    and not _corosync_rewrite(rule.action):
                 raise RuleError(f"{rule.text!r}: sign=resign needs --authkeys "
                                 "(or say sign=stale to keep the old signature)")
             self._predicates.append([compile_condition(c, self.nodes)
@@ -322,7 +351,7 @@ class Engine:
         except ipv4.PacketError:
             self.passed += 1
             return [Verdict(packet_id, True)]
-        view = PacketView(dgram, direction)
+        view = PacketView(dgram, direction, self.corosync_keys)
         elapsed = now - self.start
         delay = 0.0
         copies = 0
@@ -338,7 +367,8 @@ class Engine:
             action = rule.action
             if isinstance(action, Partition) and not self._cut(action, view):
                 continue
-            if isinstance(action, Rewrite) and view.heartbeat is None:
+            if isinstance(action, Rewrite) and view.heartbeat is None \
+                    and not (_corosync_rewrite(action) and view.totem is not None):
                 continue
             stats.matched += 1
             rng = self._rngs[index]
@@ -466,6 +496,8 @@ class Engine:
         return out
 
     def _rewrite(self, view: PacketView, action: Rewrite) -> bytes | None:
+        if _corosync_rewrite(action):
+            return _rewrite_corosync(view, action)
         msg = view.heartbeat
         if msg is None or "_compressed_payload" in msg:
             return None
@@ -508,7 +540,49 @@ class Engine:
 def _reframe(view: PacketView, payload: bytes) -> PacketView:
     """A view of the same datagram with a new payload (lengths and checksums fixed)."""
     raw = ipv4.with_payload(view.dgram, payload)
-    return PacketView(ipv4.parse(raw), view.direction)
+    return PacketView(ipv4.parse(raw), view.direction, view.corosync_keys)
+
+
+def _corosync_rewrite(action: Rewrite) -> bool:
+    return bool(action.assignments) and all(
+        a.name.startswith(COROSYNC_REWRITE_PREFIXES) for a in action.assignments)
+
+
+def _rewrite_corosync(view: PacketView, action: Rewrite) -> bytes | None:
+    """Set Totem / knet fields, re-encode, and re-encrypt with the key that opened it.
+
+    An encrypted packet no key opened is left alone (nothing to rewrite in ciphertext).
+    """
+    from hbtools import knet, knetcrypto, totem
+
+    msg, packet = view.totem, view.knet
+    if msg is None or (packet is not None and packet.encrypted):
+        return None
+    totem_changes: dict[str, Any] = {}
+    knet_changes: dict[str, Any] = {}
+    for a in action.assignments:
+        prefix, _, name = a.name.partition(".")
+        target, changes = (msg, totem_changes) if prefix == "totem" else (packet, knet_changes)
+        if target is None or name not in [f.name for f in target.layout.stored]:
+            return None
+        current = getattr(target, name)
+        if not isinstance(current, int):
+            return None
+        value = current + a.relative if a.relative is not None else int(a.value, 0)
+        changes[name] = value & 0xFFFFFFFF if prefix == "totem" else value & 0xFFFF
+    try:
+        new_msg = msg.replace(**totem_changes) if totem_changes else msg
+        if packet is None:
+            return totem.encode(new_msg)
+        if totem_changes:
+            knet_changes["userdata"] = totem.encode(new_msg)
+            knet_changes["compress"] = 0  # sent uncompressed: knet takes that too
+        plain = knet.encode(packet.replace(**knet_changes))
+    except (ValueError, TypeError, OverflowError):
+        return None
+    if view.opened is not None:
+        return knetcrypto.seal(plain, view.opened.key, view.opened.suite)
+    return plain
 
 
 def _corrupt(payload: bytes, action: Corrupt, rng: random.Random) -> bytes:

@@ -36,6 +36,7 @@ import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from hbtools.corosync import SUMMARY_KEYS
 from hbtools.fields import FIELDS
 
 DIRECTIONS = ("in", "out")
@@ -50,7 +51,12 @@ _RADIX = {"hex": 16, "decimal": 10}
 MATCH_KEYS = (
     "dir", "from", "to", "sport", "dport", "port", "proto", "type",
     "totem.type", "totem.nodeid", "knet.type", "knet.node",
+    # what an mcast carries (hbtools.corosync): corosync.cpg_group=crmd, corosync.pcmk_op=…
+    *(f"corosync.{key}" for key in SUMMARY_KEYS),
 )
+#: Rewrite targets on Corosync packets: a Totem field (totem.seq:=+5) or a knet header
+#: field (knet.seq_num:=1); an encrypted packet is re-encrypted with its own key.
+COROSYNC_REWRITE_PREFIXES = ("totem.", "knet.")
 
 
 class RuleError(ValueError):
@@ -338,6 +344,11 @@ def _parse_assignment(word: str) -> Assignment:
         raise RuleError("auth cannot be rewritten: use sign=resign or sign=stale")
     spec = FIELDS.get(name)
     relative: int | None = None
+    if name.startswith(COROSYNC_REWRITE_PREFIXES):
+        if not re.fullmatch(r"[+-]?\d+|0x[0-9a-fA-F]+", value):
+            raise RuleError(f"{word!r}: a Totem/knet field takes a number (or +N/-N)")
+        relative = int(value) if value[0] in "+-" else None
+        return Assignment(name, value, relative)
     if re.fullmatch(r"[+-]\d+", value):
         if spec is None or spec.kind.value not in _RADIX:
             raise RuleError(f"{word!r}: a relative value needs a numeric field (seq, hg, ts, ttl…)")

@@ -73,6 +73,10 @@ def _load_keys(path: str) -> Any:
 @click.option("--seed", type=int, default=None, help="Seed for every random choice (reproducible).")
 @click.option("-a", "--authkeys", type=click.Path(dir_okay=False), default=None,
               help="Heartbeat authkeys: rewrite ... sign=resign signs with its active key.")
+@click.option("--corosync-authkey", "corosync_authkeys", multiple=True, metavar="FILE",
+              type=click.Path(dir_okay=False),
+              help="Corosync authkey (repeatable): match and rewrite inside encrypted knet; "
+                   "a rewritten packet is re-encrypted with the key that opened it.")
 @click.option("-n", "--node", "nodes", multiple=True, metavar="NAME=ADDRESS",
               help="A cluster node (repeatable): for partitions and from=/to= by name.")
 @click.option("-d", "--duration", default=None, metavar="TIME",
@@ -88,7 +92,8 @@ def _load_keys(path: str) -> Any:
 @click.pass_context
 def fault(ctx: click.Context, rules: tuple[str, ...], scenario: str | None,
           ports: tuple[int, ...], netns: str | None, queue: int | None, seed: int | None,
-          authkeys: str | None, nodes: tuple[str, ...], duration: str | None,
+          authkeys: str | None, corosync_authkeys: tuple[str, ...],
+          nodes: tuple[str, ...], duration: str | None,
           stats_json: str | None, status_interval: str, backend: str,
           realtime: int | None) -> None:
     """Break the wire on purpose: drop, delay, duplicate, reorder, corrupt, rewrite or
@@ -103,11 +108,20 @@ def fault(ctx: click.Context, rules: tuple[str, ...], scenario: str | None,
     if not rules and not scenario:
         _fail("give at least one --rule or a --scenario (see --help)")
     keys = _load_keys(authkeys) if authkeys else None
+    corosync_keys = None
+    if corosync_authkeys:
+        from hbtools.knetcrypto import AuthKeyError, load_keys
+
+        try:
+            corosync_keys = load_keys(corosync_authkeys)
+        except AuthKeyError as exc:
+            _fail(str(exc))
     try:
         interval = parse_duration(status_interval, "--status-interval")
         session = FaultSession(plan(rules=rules, scenario=scenario, ports=ports, netns=netns,
                                     queue=queue, seed=seed, keys=keys, nodes=nodes,
-                                    duration=duration, backend=backend, realtime=realtime))
+                                    duration=duration, backend=backend, realtime=realtime,
+                                    corosync_keys=corosync_keys))
         session.open()
     except (RuleError, ScenarioError, nfq.FaultError) as exc:
         _fail(str(exc))
