@@ -46,6 +46,8 @@ TYPES_21: Mapping[int, str] = MappingProxyType({
 #: Root-element attributes that say what a message is and whom it is for.
 ATTRIBUTES = ("t", "subt", "crm_task", "crm_sys_from", "crm_sys_to", "crm_host_to", "src",
               "cib_op", "st_op", "task", "reference", "attr_name", "election-owner")
+#: Which attribute names a message's operation, most specific first (`operation`).
+OPERATION_KEYS = ("cib_op", "st_op", "crm_task", "task", "subt", "t")
 #: CRM_BZ2_THRESHOLD, and a bound on what a compressed message may inflate to.
 BZ2_THRESHOLD = 128 * 1024
 MAX_XML = 16 << 20
@@ -146,7 +148,7 @@ def decode(data: bytes, endian: str = "little") -> dict[str, Any]:
 
 def operation(fields: Mapping[str, Any]) -> str:
     """One word for what a message asks: the most specific of its operation attributes."""
-    for key in ("cib_op", "st_op", "crm_task", "task", "subt", "t"):
+    for key in OPERATION_KEYS:
         value = fields.get(key)
         if value:
             return str(value)

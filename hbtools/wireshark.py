@@ -356,6 +356,134 @@ def tshark_command(capture: str, plugin: str = "wireshark/hbtools.lua",
             "-e", "totem.type", "-e", "totem.nodeid", "-e", "kronosnet.type"]
 
 
+# --------------------------------------------------------------------------- above Totem
+
+def _corosync_tables() -> str:
+    """Service, function, daemon and operation tables, and one field per summary key."""
+    from hbtools import cpg, pcmk
+    from hbtools.corosync import SUMMARY_KEYS
+
+    out = ["local COROSYNC_PF = {"]
+    for key, meaning in SUMMARY_KEYS.items():
+        out.append(f"  [{_lua_str(key)}] = ProtoField.string({_lua_str('corosync.' + key)}, "
+                   f"{_lua_str(key)}, nil, {_lua_str(meaning)}),")
+    out.append("}")
+    out.append(f"local COROSYNC_SERVICES = {_valuestring(cpg.SERVICES)}")
+    out.append("local COROSYNC_FUNCTIONS = {" + ", ".join(
+        f"[{_lua_str(name)}] = {_valuestring(funcs) if funcs else '{}'}"
+        for name, funcs in cpg.FUNCTIONS.items()) + "}")
+    out.append("local PCMK_DAEMONS = {" + ", ".join(
+        f"[{_lua_str(g)}] = {_lua_str(d)}" for g, d in pcmk.DAEMONS.items()) + "}")
+    out.append("local PCMK_OP_KEYS = {" + ", ".join(_lua_str(k) for k in pcmk.OPERATION_KEYS)
+               + "}")
+    return "\n".join(out)
+
+
+_ABOVE_TOTEM = r"""
+---------------------------------------------------------------------------- above Totem
+-- totempg, the corosync exec header, CPG and Pacemaker, for the messages an mcast holds
+-- WHOLE (one cut across mcasts needs the sender's other mcasts: hbtool decode joins them).
+-- Offsets: hbtools.totempg / hbtools.cpg / hbtools.pcmk (x86_64, sender's byte order).
+local p_coro = Proto("corosync", "Corosync messages (totempg, CPG, Pacemaker)")
+p_coro.fields = {}
+do
+  local list = {}
+  for _, pf in pairs(COROSYNC_PF) do list[#list + 1] = pf end
+  p_coro.fields = list
+end
+
+local function rd(tvb, off, size, endian)
+  if endian == "little" then return tvb(off, size):le_uint() end
+  return tvb(off, size):uint()
+end
+
+local function cstr(tvb, off, len)
+  if len <= 0 then return "" end
+  local s = tvb(off, len):raw()
+  local z = s:find("\0", 1, true)
+  if z then s = s:sub(1, z - 1) end
+  return s
+end
+
+-- The operation of a Pacemaker XML text: first of PCMK_OP_KEYS on the root element.
+local function pcmk_op(xml)
+  local root, attrs = xml:match("^%s*<([%w_%.:%-]+)([^<>]*)>")
+  if root == nil then return nil end
+  for _, key in ipairs(PCMK_OP_KEYS) do
+    local v = attrs:match("[%s]" .. key:gsub("%-", "%%-") .. '%s*=%s*"([^"]*)"')
+    if v and v ~= "" then return v, attrs end
+  end
+  return root, attrs
+end
+
+local function corosync_message(tvb, tree, off, len, endian, info)
+  local stop = off + len
+  local ngroups = rd(tvb, off, 2, endian)
+  local pos = off + 2 + 2 * ngroups
+  local names = {}
+  for i = 1, ngroups do
+    local glen = rd(tvb, off + 2 * i, 2, endian)
+    names[i] = tvb(pos, glen):raw()
+    pos = pos + glen
+  end
+  if pos + 16 > stop then return end
+  local id = rd(tvb, pos, 4, endian)
+  local sid, fid = floor(id / 65536) % 65536, id % 65536
+  local service = names[1] == "sync" and "sync" or (COROSYNC_SERVICES[sid] or ("service" .. sid))
+  local funcs = COROSYNC_FUNCTIONS[service] or {}
+  local func = funcs[fid] or ("function" .. fid)
+  local msg = tree:add(p_coro, tvb(off, len), service .. " " .. func)
+  msg:add(COROSYNC_PF.service, tvb(pos, 4), service)
+  msg:add(COROSYNC_PF["function"], tvb(pos, 4), func)
+  info[#info + 1] = service .. " " .. func
+  if service ~= "cpg" or pos + 152 > stop then return end
+  if func ~= "mcast" and func ~= "procjoin" and func ~= "procleave" and func ~= "partial_mcast" then return end
+  local glen = rd(tvb, pos + 16, 4, endian)
+  local group = cstr(tvb, pos + 24, math.min(glen, 128))
+  msg:add(COROSYNC_PF.cpg_group, tvb(pos + 24, 128), group)
+  if func ~= "mcast" or PCMK_DAEMONS[group] == nil or pos + 184 + 592 > stop then return end
+  msg:add(COROSYNC_PF.daemon, tvb(pos + 16, 136), PCMK_DAEMONS[group])
+  local p = pos + 184
+  local compressed = rd(tvb, p + 28, 4, endian)
+  local host = cstr(tvb, p + 32 + 20, 256)
+  local sender = cstr(tvb, p + 308 + 20, 256)
+  local size = rd(tvb, p + 584, 4, endian)
+  if compressed ~= 0 then
+    msg:append_text(" (bzip2-compressed XML: not shown here)")
+  elseif p + 592 + size <= stop then
+    local op, attrs = pcmk_op(cstr(tvb, p + 592, size))
+    if op then
+      msg:add(COROSYNC_PF.pcmk_op, tvb(p + 592, size), op)
+      local t = attrs and attrs:match('[%s]t%s*=%s*"([^"]*)"')
+      if t then msg:add(COROSYNC_PF.pcmk_t, tvb(p + 592, size), t) end
+      info[#info] = group .. " " .. op .. " " .. sender .. "->" .. (host ~= "" and host or "*")
+    end
+  end
+  msg:add(COROSYNC_PF.pcmk_from, tvb(p + 308 + 20, 256), sender)
+  msg:add(COROSYNC_PF.pcmk_to, tvb(p + 32 + 20, 256), host)
+end
+
+-- The whole messages of one mcast payload (Totem header 13 + mcast fields 32 = 45).
+local function corosync_dissect(tvb, tree, endian)
+  local base = 45
+  if tvb:len() < base + 8 then return nil end
+  local fragmented, continuation = tvb(base + 4, 1):uint(), tvb(base + 5, 1):uint()
+  local count = rd(tvb, base + 6, 2, endian)
+  local off = base + 8 + 2 * count
+  local info = {}
+  for i = 1, count do
+    local len = rd(tvb, base + 8 + 2 * (i - 1), 2, endian)
+    if off + len > tvb:len() then return nil end
+    local whole = not (i == 1 and continuation ~= 0) and not (i == count and fragmented ~= 0)
+    if whole then corosync_message(tvb, tree, off, len, endian, info) end
+    off = off + len
+  end
+  if #info == 0 then return nil end
+  return table.concat(info, ", ")
+end
+"""  # noqa: E501  (Lua text)
+
+
 # --------------------------------------------------------------------------- output
 
 def generate() -> str:
@@ -369,6 +497,8 @@ def generate() -> str:
         _HEARTBEAT,
         _layout_tables(),
         _LAYOUT_WALKER,
+        _corosync_tables(),
+        _ABOVE_TOTEM,
         _CORO,
     ]
     return "\n\n".join(p.strip("\n") for p in parts) + "\n"
@@ -1250,6 +1380,10 @@ local function totem_dissect(tvb, pinfo, tree)
     sub:add_tvb_expert_info(TOTEM_EX.malformed, tvb(stop, tvb:len() - stop),
       layout.name .. ": " .. (tvb:len() - stop) .. " bytes after the end of the message")
     return totem_summary(layout, res) .. " [malformed: trailing bytes]"
+  end
+  if layout.name == "mcast" and num(res.encapsulated) == 2 then
+    local ok2, above = pcall(corosync_dissect, tvb, tree, endian)
+    if ok2 and above then return totem_summary(layout, res) .. " | " .. above end
   end
   return totem_summary(layout, res)
 end

@@ -806,7 +806,7 @@ local KNET_PF = {
   ["pad1"] = ProtoField.uint8("kronosnet.pad1", "pad1", base.DEC, nil, nil, "kh_pad1, room to grow the header"),
   ["pad2"] = ProtoField.uint8("kronosnet.pad2", "pad2", base.DEC, nil, nil, "kh_pad2"),
   ["seq_num"] = ProtoField.uint16("kronosnet.seq_num", "seq_num", base.DEC, nil, nil, "per-host packet sequence number, used to drop duplicates"),
-  ["compress"] = ProtoField.uint8("kronosnet.compress", "compress", base.DEC, nil, nil, "compression model of the user data, 0 when uncompressed"),
+  ["compress"] = ProtoField.uint8("kronosnet.compress", "compress", base.DEC, {[0] = "none", [1] = "zlib", [2] = "lz4", [3] = "lz4hc", [4] = "lzo2", [5] = "lzma", [6] = "bzip2", [7] = "zstd"}, nil, "compression model of the user data, 0 when uncompressed"),
   ["data_pad1"] = ProtoField.uint8("kronosnet.data_pad1", "data_pad1", base.DEC, nil, nil, "khp_data_pad1, room to grow the header"),
   ["bcast"] = ProtoField.uint8("kronosnet.bcast", "bcast", base.DEC, nil, nil, "1 broadcast to every host, 0 unicast"),
   ["frag_num"] = ProtoField.uint8("kronosnet.frag_num", "frag_num", base.DEC, nil, nil, "number of fragments of this packet; 1 means not fragmented"),
@@ -930,7 +930,7 @@ local L_knet_0 = {name = "data", min = 14, fields = {
   {name = "pad1", pf = KNET_PF["pad1"], code = "u", size = 1, min = 1},
   {name = "pad2", pf = KNET_PF["pad2"], code = "u", size = 1, min = 1},
   {name = "seq_num", pf = KNET_PF["seq_num"], code = "u", size = 2, order = "big", min = 2},
-  {name = "compress", pf = KNET_PF["compress"], code = "u", size = 1, min = 1},
+  {name = "compress", pf = KNET_PF["compress"], code = "u", size = 1, min = 1, values = {[0] = "none", [1] = "zlib", [2] = "lz4", [3] = "lz4hc", [4] = "lzo2", [5] = "lzma", [6] = "bzip2", [7] = "zstd"}},
   {name = "data_pad1", pf = KNET_PF["data_pad1"], code = "u", size = 1, min = 1},
   {name = "bcast", pf = KNET_PF["bcast"], code = "u", size = 1, min = 1},
   {name = "frag_num", pf = KNET_PF["frag_num"], code = "u", size = 1, min = 1},
@@ -945,7 +945,7 @@ local L_knet_1 = {name = "host_info", min = 14, fields = {
   {name = "pad1", pf = KNET_PF["pad1"], code = "u", size = 1, min = 1},
   {name = "pad2", pf = KNET_PF["pad2"], code = "u", size = 1, min = 1},
   {name = "seq_num", pf = KNET_PF["seq_num"], code = "u", size = 2, order = "big", min = 2},
-  {name = "compress", pf = KNET_PF["compress"], code = "u", size = 1, min = 1},
+  {name = "compress", pf = KNET_PF["compress"], code = "u", size = 1, min = 1, values = {[0] = "none", [1] = "zlib", [2] = "lz4", [3] = "lz4hc", [4] = "lzo2", [5] = "lzma", [6] = "bzip2", [7] = "zstd"}},
   {name = "data_pad1", pf = KNET_PF["data_pad1"], code = "u", size = 1, min = 1},
   {name = "bcast", pf = KNET_PF["bcast"], code = "u", size = 1, min = 1},
   {name = "frag_num", pf = KNET_PF["frag_num"], code = "u", size = 1, min = 1},
@@ -1081,6 +1081,123 @@ walk_layout = function(tvb, tree, off, layout, endian, path)
   return values, off
 end
 
+local COROSYNC_PF = {
+  ["service"] = ProtoField.string("corosync.service", "service", nil, "corosync service of each message (cmap, cfg, cpg, votequorum, sync, ...)"),
+  ["function"] = ProtoField.string("corosync.function", "function", nil, "exec function of each message (procjoin, mcast, downlist, nodeinfo, ...)"),
+  ["cpg_group"] = ProtoField.string("corosync.cpg_group", "cpg_group", nil, "CPG group of each CPG message (cib, crmd, attrd, stonith-ng, ...)"),
+  ["daemon"] = ProtoField.string("corosync.daemon", "daemon", nil, "Pacemaker daemon, by the CPG group (pacemaker-based, -controld, ...)"),
+  ["pcmk_op"] = ProtoField.string("corosync.pcmk_op", "pcmk_op", nil, "what each Pacemaker message asks (cib_op, st_op, crm_task, task, subt or t)"),
+  ["pcmk_t"] = ProtoField.string("corosync.pcmk_t", "pcmk_t", nil, "the XML root's t attribute"),
+  ["pcmk_from"] = ProtoField.string("corosync.pcmk_from", "pcmk_from", nil, "Pacemaker sender node name"),
+  ["pcmk_to"] = ProtoField.string("corosync.pcmk_to", "pcmk_to", nil, "Pacemaker destination node name ('' for every node)"),
+}
+local COROSYNC_SERVICES = {[0] = "cmap", [1] = "cfg", [2] = "cpg", [3] = "quorum", [4] = "pload", [5] = "votequorum", [6] = "mon", [7] = "wd"}
+local COROSYNC_FUNCTIONS = {["cmap"] = {[0] = "mcast"}, ["cfg"] = {[0] = "ringreenable", [1] = "killnode", [2] = "shutdown", [3] = "reload_config", [4] = "crypto_reconfig"}, ["cpg"] = {[0] = "procjoin", [1] = "procleave", [2] = "joinlist", [3] = "mcast", [4] = "downlist_old", [5] = "downlist", [6] = "partial_mcast"}, ["quorum"] = {}, ["pload"] = {[0] = "start", [1] = "mcast"}, ["votequorum"] = {[0] = "nodeinfo", [1] = "reconfigure", [2] = "qdevice_reg", [3] = "qdevice_reconfigure"}, ["mon"] = {}, ["wd"] = {}, ["sync"] = {[0] = "barrier", [1] = "service_build"}}
+local PCMK_DAEMONS = {["cib"] = "pacemaker-based", ["crmd"] = "pacemaker-controld", ["attrd"] = "pacemaker-attrd", ["stonith-ng"] = "pacemaker-fenced", ["pacemakerd"] = "pacemakerd"}
+local PCMK_OP_KEYS = {"cib_op", "st_op", "crm_task", "task", "subt", "t"}
+
+---------------------------------------------------------------------------- above Totem
+-- totempg, the corosync exec header, CPG and Pacemaker, for the messages an mcast holds
+-- WHOLE (one cut across mcasts needs the sender's other mcasts: hbtool decode joins them).
+-- Offsets: hbtools.totempg / hbtools.cpg / hbtools.pcmk (x86_64, sender's byte order).
+local p_coro = Proto("corosync", "Corosync messages (totempg, CPG, Pacemaker)")
+p_coro.fields = {}
+do
+  local list = {}
+  for _, pf in pairs(COROSYNC_PF) do list[#list + 1] = pf end
+  p_coro.fields = list
+end
+
+local function rd(tvb, off, size, endian)
+  if endian == "little" then return tvb(off, size):le_uint() end
+  return tvb(off, size):uint()
+end
+
+local function cstr(tvb, off, len)
+  if len <= 0 then return "" end
+  local s = tvb(off, len):raw()
+  local z = s:find("\0", 1, true)
+  if z then s = s:sub(1, z - 1) end
+  return s
+end
+
+-- The operation of a Pacemaker XML text: first of PCMK_OP_KEYS on the root element.
+local function pcmk_op(xml)
+  local root, attrs = xml:match("^%s*<([%w_%.:%-]+)([^<>]*)>")
+  if root == nil then return nil end
+  for _, key in ipairs(PCMK_OP_KEYS) do
+    local v = attrs:match("[%s]" .. key:gsub("%-", "%%-") .. '%s*=%s*"([^"]*)"')
+    if v and v ~= "" then return v, attrs end
+  end
+  return root, attrs
+end
+
+local function corosync_message(tvb, tree, off, len, endian, info)
+  local stop = off + len
+  local ngroups = rd(tvb, off, 2, endian)
+  local pos = off + 2 + 2 * ngroups
+  local names = {}
+  for i = 1, ngroups do
+    local glen = rd(tvb, off + 2 * i, 2, endian)
+    names[i] = tvb(pos, glen):raw()
+    pos = pos + glen
+  end
+  if pos + 16 > stop then return end
+  local id = rd(tvb, pos, 4, endian)
+  local sid, fid = floor(id / 65536) % 65536, id % 65536
+  local service = names[1] == "sync" and "sync" or (COROSYNC_SERVICES[sid] or ("service" .. sid))
+  local funcs = COROSYNC_FUNCTIONS[service] or {}
+  local func = funcs[fid] or ("function" .. fid)
+  local msg = tree:add(p_coro, tvb(off, len), service .. " " .. func)
+  msg:add(COROSYNC_PF.service, tvb(pos, 4), service)
+  msg:add(COROSYNC_PF["function"], tvb(pos, 4), func)
+  info[#info + 1] = service .. " " .. func
+  if service ~= "cpg" or pos + 152 > stop then return end
+  if func ~= "mcast" and func ~= "procjoin" and func ~= "procleave" and func ~= "partial_mcast" then return end
+  local glen = rd(tvb, pos + 16, 4, endian)
+  local group = cstr(tvb, pos + 24, math.min(glen, 128))
+  msg:add(COROSYNC_PF.cpg_group, tvb(pos + 24, 128), group)
+  if func ~= "mcast" or PCMK_DAEMONS[group] == nil or pos + 184 + 592 > stop then return end
+  msg:add(COROSYNC_PF.daemon, tvb(pos + 16, 136), PCMK_DAEMONS[group])
+  local p = pos + 184
+  local compressed = rd(tvb, p + 28, 4, endian)
+  local host = cstr(tvb, p + 32 + 20, 256)
+  local sender = cstr(tvb, p + 308 + 20, 256)
+  local size = rd(tvb, p + 584, 4, endian)
+  if compressed ~= 0 then
+    msg:append_text(" (bzip2-compressed XML: not shown here)")
+  elseif p + 592 + size <= stop then
+    local op, attrs = pcmk_op(cstr(tvb, p + 592, size))
+    if op then
+      msg:add(COROSYNC_PF.pcmk_op, tvb(p + 592, size), op)
+      local t = attrs and attrs:match('[%s]t%s*=%s*"([^"]*)"')
+      if t then msg:add(COROSYNC_PF.pcmk_t, tvb(p + 592, size), t) end
+      info[#info] = group .. " " .. op .. " " .. sender .. "->" .. (host ~= "" and host or "*")
+    end
+  end
+  msg:add(COROSYNC_PF.pcmk_from, tvb(p + 308 + 20, 256), sender)
+  msg:add(COROSYNC_PF.pcmk_to, tvb(p + 32 + 20, 256), host)
+end
+
+-- The whole messages of one mcast payload (Totem header 13 + mcast fields 32 = 45).
+local function corosync_dissect(tvb, tree, endian)
+  local base = 45
+  if tvb:len() < base + 8 then return nil end
+  local fragmented, continuation = tvb(base + 4, 1):uint(), tvb(base + 5, 1):uint()
+  local count = rd(tvb, base + 6, 2, endian)
+  local off = base + 8 + 2 * count
+  local info = {}
+  for i = 1, count do
+    local len = rd(tvb, base + 8 + 2 * (i - 1), 2, endian)
+    if off + len > tvb:len() then return nil end
+    local whole = not (i == 1 and continuation ~= 0) and not (i == count and fragmented ~= 0)
+    if whole then corosync_message(tvb, tree, off, len, endian, info) end
+    off = off + len
+  end
+  if #info == 0 then return nil end
+  return table.concat(info, ", ")
+end
+
 ---------------------------------------------------------------------------- totem, kronosnet
 local p_totem = Proto("totem", "Corosync Totem SRP (Corosync 3)")
 local p_knet = Proto("kronosnet", "kronosnet (knet)")
@@ -1170,6 +1287,10 @@ local function totem_dissect(tvb, pinfo, tree)
     sub:add_tvb_expert_info(TOTEM_EX.malformed, tvb(stop, tvb:len() - stop),
       layout.name .. ": " .. (tvb:len() - stop) .. " bytes after the end of the message")
     return totem_summary(layout, res) .. " [malformed: trailing bytes]"
+  end
+  if layout.name == "mcast" and num(res.encapsulated) == 2 then
+    local ok2, above = pcall(corosync_dissect, tvb, tree, endian)
+    if ok2 and above then return totem_summary(layout, res) .. " | " .. above end
   end
   return totem_summary(layout, res)
 end
