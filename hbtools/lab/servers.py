@@ -82,13 +82,17 @@ def self_signed_cert(workdir: Path, host: str) -> tuple[Path, Path]:
 
 
 def nginx(workdir: Path, host: str, *, pages: dict[str, str], port: int | None = None,
-          tls: bool = False) -> ServerSpec:
-    """nginx serving ``pages`` (name -> text) from workdir/www; ``/status500`` answers 500."""
+          tls: bool = False, single_process: bool = False) -> ServerSpec:
+    """nginx serving ``pages`` (name -> text) from workdir/www; ``/status500`` answers 500.
+
+    ``single_process``: no master/worker split (``master_process off``), so one PID is the
+    whole server and killing it kills the service (a failover test's "service dies").
+    """
     workdir = _dir(workdir)
     www = _dir(workdir / "www")
     for name, text in pages.items():
         _write(www / name, text)
-    ports = {"http": port or free_port(host)}
+    ports = {"http": port or free_port(host)}  # free_port: in the namespace we run in
     tls_server = ""
     if tls:
         cert, key = self_signed_cert(workdir, host)
@@ -98,7 +102,8 @@ def nginx(workdir: Path, host: str, *, pages: dict[str, str], port: int | None =
                       "    location = /status500 { return 500; } }\n")
     temp = _dir(workdir / "temp")
     conf = _write(workdir / "nginx.conf", (
-        "daemon off;\nmaster_process on;\nworker_processes 1;\nuser root;\n"
+        f"daemon off;\nmaster_process {'off' if single_process else 'on'};\n"
+        "worker_processes 1;\nuser root;\n"
         f"pid {workdir}/nginx.pid;\nerror_log {workdir}/error.log warn;\n"
         "events { worker_connections 64; }\n"
         "http {\n  access_log off;\n  default_type text/plain;\n"
