@@ -33,6 +33,8 @@ VERBS: dict[str, str] = {
     "wireshark": "hbtools.commands.wireshark:wireshark",
     "detectors": "hbtools.commands.detectors:detectors",
     "check": "hbtools.commands.check:check",
+    "lab": "hbtools.commands.lab:lab",
+    "chaos": "hbtools.commands.chaos:chaos",
 }
 
 
