@@ -49,6 +49,9 @@ def test_failing_check_moves_group_to_peer_whose_check_passes():
     assert holder(sim) == {"node2"}
     failed = sim.events("node1", "check_failed")
     assert len(failed) == 1 and "connection refused" in failed[0].text
+    entry = sim.nodes["node1"].report(sim.now)["groups"][0]
+    assert entry["check"] == {"ok": False, "failures_in_a_row": 2, "reason": "connection refused"}
+    assert entry["held_by"] == ["node2"]
     assert sim.releases("node1") and sim.takes("node2")
     # it stays there: node1's check recovering moves nothing back
     feed(sim, "node1", True)

@@ -620,7 +620,14 @@ class Node:
             for peer in self.peers.values():
                 if peer.status in ALIVE and holds_group(peer.rsc_hold, peer.name, group.home):
                     holders.append(peer.name)
-            groups.append({"group": group.name, "home": group.home, "held_by": holders})
+            entry: dict[str, Any] = {"group": group.name, "home": group.home, "held_by": holders}
+            watch = self.watches.get(i)
+            if watch is not None:  # this node's own check of the group's service
+                entry["check"] = {"ok": watch.ok, "failures_in_a_row": watch.in_a_row,
+                                  "reason": watch.reason}
+            if i in self.failed_start:
+                entry["start_failed_here"] = True
+            groups.append(entry)
         return {"node": self.name, "status": self.status.value, "generation": self.generation,
                 "detector": self.detector, "resources": self.phase.value, "rsc_hold": self.rsc_hold,
                 "peers": peers, "groups": groups, "counters": dict(self.counters)}
