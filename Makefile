@@ -11,7 +11,7 @@ APT_PACKAGES := heartbeat corosync tshark tcpdump arping iproute2 iptables nftab
                 libnetfilter-queue-dev build-essential python3-dev python3-venv wireshark-common \
                 lua5.3 lua5.4 pacemaker pacemaker-cli-utils resource-agents fence-agents \
                 nginx vsftpd exim4-daemon-light dovecot-imapd dovecot-pop3d slapd ldap-utils \
-                mariadb-server
+                mariadb-server leafnode socat
 # Server packages (nginx, mariadb, slapd...) start their system instance when installed; the
 # tests start their own, so installation runs under a policy-rc.d that refuses every start
 # (101), and the one that was there before (if any) comes back afterwards.

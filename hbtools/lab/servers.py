@@ -1,7 +1,7 @@
 """Real service daemons from Debian packages, configured into a private directory.
 
 The negotiate checks are only proven against the servers people run, so the tests start the
-real ones: nginx, vsftpd, exim4, dovecot, slapd and MariaDB. Each function here writes a
+real ones: nginx, vsftpd, exim4, dovecot, slapd, MariaDB and leafnode (NNTP). Each function here writes a
 minimal configuration below ``workdir`` (nothing under /etc is read or changed, so the
 system instances and their configs do not matter) and returns a :class:`ServerSpec`: the argv
 to run in the foreground (no shell, no daemonizing, so the caller owns the PID and stops it
@@ -228,3 +228,25 @@ def mariadb_sql(spec: ServerSpec, sql: str) -> str:
                           "-u", "root", "-N", "-B", "-e", sql], check=True, capture_output=True,
                          text=True, timeout=30)
     return out.stdout
+
+
+LEAFNODE_FQDN = "news.hbtools-lab.org"
+"""leafnode refuses to answer without a "globally unique" FQDN (it rejects .test, .invalid and
+bare host names); nothing resolves it here (no DNS in the lab), it only has to look unique."""
+
+
+def leafnode(workdir: Path, port: int = 119) -> tuple[ServerSpec, tuple[tuple[Path, str], ...]]:
+    """leafnode (an inetd-style NNTP server) behind ``socat`` for a lab node with an anchor:
+    returns the spec and the bind mounts the anchor needs (its config dir and news spool are
+    fixed paths, /etc/news/leafnode and /var/spool/news, so they come from ``workdir``).
+    socat's ``nofork`` hands leafnode the TCP socket itself: it checks its peer's address."""
+    workdir = _dir(workdir)
+    etc, spool = _dir(workdir / "etc"), _dir(workdir / "spool", "news", 0o775)
+    config = _write(etc / "config", f"server = 127.0.0.1\nhostname = {LEAFNODE_FQDN}\n", 0o640)
+    os.chown(config, 0, pwd.getpwnam("news").pw_gid)
+    for sub in ("leaf.node", "interesting.groups", "out.going", "failed.postings", "message.id",
+                "temp.files"):
+        _dir(spool / sub, "news", 0o775)
+    argv = ["socat", f"TCP-LISTEN:{port},reuseaddr,fork", "EXEC:/usr/sbin/leafnode,nofork"]
+    spec = ServerSpec("leafnode", argv, "127.0.0.1", {"nntp": port}, workdir)
+    return spec, ((etc, "/etc/news/leafnode"), (spool, "/var/spool/news"))
