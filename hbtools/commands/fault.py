@@ -134,7 +134,7 @@ def fault(ctx: click.Context, rules: tuple[str, ...], scenario: str | None,
         if netns:
             nfq.enter_netns(netns)
         engine = Engine(rule_list, seed=seed, keys=keys, nodes=node_map,
-                        local_addresses=nfq.local_addresses())
+                        local_addresses=nfq.local_addresses(), ports=port_list)
         installer = nfq.choose_backend(backend)
         if realtime is not None:
             nfq.set_realtime(realtime)
