@@ -151,7 +151,7 @@ class FaultSession:
             nfq.enter_netns(p.netns)
         try:
             self.engine = Engine(p.rules, seed=p.seed, keys=p.keys, nodes=p.nodes,
-                                 local_addresses=nfq.local_addresses(),
+                                 local_addresses=nfq.local_addresses(), ports=p.ports,
                                  corosync_keys=p.corosync_keys)
         except RuleError as exc:
             raise nfq.FaultError(str(exc)) from None
