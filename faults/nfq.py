@@ -18,6 +18,7 @@ import ctypes
 import gc
 import json
 import os
+import random
 import selectors
 import shutil
 import signal
@@ -482,8 +483,9 @@ class Proxy:
         self._passthrough = False
         self.copy_errors = 0
         #: Time from a packet's arrival in the callback to its verdict, for packets judged
-        #: at once (held ones are not counted): the proxy's own cost per packet.
-        self.verdict_ns: array[int] = array("Q")
+        #: at once (held ones are not counted): the proxy's own cost per packet. A bounded
+        #: sample, not every time (8 B a packet was ~6.9 GB a day at 10k/s).
+        self.verdict_ns = LatencySample()
 
     def _on_packet(self, pkt: Any) -> None:
         if self._passthrough:
@@ -660,17 +662,47 @@ def final_table(engine: Engine) -> str:
     return tabulate(rows, headers=["#", "rule", *COUNTERS], tablefmt="simple")
 
 
-def verdict_percentiles(samples: Sequence[int]) -> dict[str, float] | None:
-    """p50/p99/max of the per-packet verdict time, in microseconds."""
-    if not samples:
+class LatencySample:
+    """A uniform random sample of at most ``capacity`` values (Vitter's algorithm R), with
+    the exact count and maximum: percentiles of a run of any length in fixed memory."""
+
+    def __init__(self, capacity: int = 65536, seed: int | None = 0) -> None:
+        self.capacity = capacity
+        self.samples: array[int] = array("Q")
+        self.count = 0
+        self.max = 0
+        self._rng = random.Random(seed)
+
+    def append(self, value: int) -> None:
+        self.count += 1
+        if value > self.max:
+            self.max = value
+        if len(self.samples) < self.capacity:
+            self.samples.append(value)
+            return
+        slot = self._rng.randrange(self.count)
+        if slot < self.capacity:
+            self.samples[slot] = value
+
+    def __len__(self) -> int:
+        return self.count
+
+
+def verdict_percentiles(samples: LatencySample | Sequence[int]) -> dict[str, float] | None:
+    """p50/p99 (from the sample) and max (exact) of the per-packet verdict time, in us."""
+    if isinstance(samples, LatencySample):
+        values, count, peak = samples.samples, samples.count, samples.max
+    else:
+        values, count, peak = samples, len(samples), max(samples, default=0)
+    if not count:
         return None
-    ordered = sorted(samples)
+    ordered = sorted(values)
 
     def at(q: float) -> float:
         return round(ordered[min(len(ordered) - 1, int(q * (len(ordered) - 1) + 0.5))] / 1000, 1)
 
-    return {"p50_us": at(0.5), "p99_us": at(0.99), "max_us": round(ordered[-1] / 1000, 1),
-            "samples": len(ordered)}
+    return {"p50_us": at(0.5), "p99_us": at(0.99), "max_us": round(peak / 1000, 3),
+            "samples": count}
 
 
 def stats_document(engine: Engine, result: RunResult, extra: dict[str, Any]) -> dict[str, Any]:

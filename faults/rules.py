@@ -30,6 +30,7 @@ Pure: parsing builds frozen objects, nothing here reads a clock or touches the n
 
 from __future__ import annotations
 
+import bisect
 import ipaddress
 import math
 import re
@@ -238,10 +239,27 @@ class Rule:
     def verb(self) -> str:
         return self.text.split(None, 1)[0] if self.text else type(self.action).__name__.lower()
 
+    #: The windows merged and sorted, as parallel start/end lists for `bisect` (built once).
+    _starts: list[float] = field(init=False, repr=False, compare=False, default_factory=list)
+    _ends: list[float] = field(init=False, repr=False, compare=False, default_factory=list)
+
+    def __post_init__(self) -> None:
+        merged: list[list[float]] = []
+        for start, end in sorted(self.windows or ()):
+            if merged and start <= merged[-1][1]:
+                merged[-1][1] = max(merged[-1][1], end)
+            else:
+                merged.append([start, end])
+        object.__setattr__(self, "_starts", [w[0] for w in merged])
+        object.__setattr__(self, "_ends", [w[1] for w in merged])
+
     def active(self, elapsed: float) -> bool:
+        """Whether ``elapsed`` is in a window: a binary search of the merged windows, so a
+        flapping scenario of a day of windows costs each packet O(log n), not a scan."""
         if self.windows is None:
             return True
-        return any(start <= elapsed < end for start, end in self.windows)
+        i = bisect.bisect_right(self._starts, elapsed) - 1
+        return i >= 0 and elapsed < self._ends[i]
 
     @property
     def directions(self) -> tuple[str, ...]:
