@@ -33,6 +33,7 @@ VERBS: dict[str, str] = {
     "wireshark": "hbtools.commands.wireshark:wireshark",
     "detectors": "hbtools.commands.detectors:detectors",
     "lab": "hbtools.commands.lab:lab",
+    "chaos": "hbtools.commands.chaos:chaos",
 }
 
 
