@@ -225,3 +225,75 @@ def test_verdict_times_are_kept_in_a_bounded_reservoir():
     assert stats["max_us"] == 999.999  # exact, not sampled
     # a uniform sample of 4096: the median within 25 us of 500 us (3 sigma: sd is 7.8 us)
     assert abs(stats["p50_us"] - 500.0) < 25.0
+
+
+# ----------------------------------------------------------------------------- the proxy shell
+
+
+def _wait_for(predicate, seconds: float) -> bool:
+    import time
+
+    for _ in range(int(seconds / 0.02)):
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return predicate()
+
+
+def test_the_watchdog_stops_queueing_when_beats_stall(tmp_path):
+    from faults.nfq import Watchdog
+
+    marker = tmp_path / "stopped"
+    dog = Watchdog(0.3, lambda: marker.write_text("queueing stopped"))
+    dog.start()
+    try:
+        # no beat from here on, as in a SIGSTOPped proxy: the child acts on its own
+        assert _wait_for(lambda: marker.exists(), 5.0)
+        assert dog.tripped
+    finally:
+        dog.close()
+
+
+def test_the_watchdog_stays_quiet_while_the_proxy_beats(tmp_path):
+    import time
+
+    from faults.nfq import Watchdog
+
+    marker = tmp_path / "stopped"
+    dog = Watchdog(0.5, lambda: marker.write_text("queueing stopped"))
+    dog.start()
+    try:
+        for _ in range(40):  # 1.2 s of beats, each well inside the bound
+            dog.beat()
+            time.sleep(0.03)
+        assert not dog.tripped and not marker.exists()
+    finally:
+        dog.close()
+    assert dog.pid is None  # reaped
+
+
+def test_a_packet_the_engine_raises_on_is_accepted_and_the_proxy_goes_on():
+    from faults.nfq import Proxy
+
+    class Broken:
+        def receive(self, *args):
+            raise RuntimeError("a bug in a rule")
+
+    class Packet:
+        id, hook = 1, 1
+        verdicts: list[str] = []
+
+        def get_payload(self):
+            return ip(netstring_msg(*STATUS))
+
+        def accept(self):
+            self.verdicts.append("accept")
+
+        def drop(self):
+            self.verdicts.append("drop")
+
+    proxy = Proxy(Broken(), 1)  # type: ignore[arg-type]
+    for _ in range(3):
+        proxy._on_packet(Packet())
+    assert Packet.verdicts == ["accept"] * 3
+    assert proxy.engine_errors == 3
