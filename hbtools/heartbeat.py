@@ -27,6 +27,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple, Protocol
 
+from hbtools import errors
 from hbtools.fields import (
     MAX_UNCOMPRESSED_MESSAGE,
     MAX_WIRE_MESSAGE,
@@ -73,16 +74,17 @@ _FIELD_HEAD = re.compile(rb"([1-9][0-9]{0,9}):\(([0-4])\)")
 _NAME_CACHE: dict[bytes, str] = {}
 
 
-class DecodeError(ValueError):
-    """The bytes are not a Heartbeat message; `offset` says where it went wrong."""
+class DecodeError(errors.DecodeError):
+    """The bytes are not a Heartbeat message; `offset` says where it went wrong.
+
+    Offset -1 means a field's value (not one byte position), as `Field` conversions say.
+    """
 
     def __init__(self, offset: int, problem: str) -> None:
-        super().__init__(f"offset {offset}: {problem}")
-        self.offset = offset
-        self.problem = problem
+        super().__init__(problem, offset, f"offset {offset}: {problem}")
 
 
-class EncodeError(ValueError):
+class EncodeError(errors.EncodeError):
     """The message cannot be written in the asked wire format."""
 
 

@@ -124,6 +124,8 @@ def reset(env: Env) -> None:
     for name in c.nodes:
         if not c.running(name):
             c.restart(name)
+    if getattr(c, "service", None):
+        c.restore_services()  # what service-kill / service-hang did
     settle(c, SETTLE_S + c.timing.deadtime_ms / 2000, timeout=20)
     for name in c.nodes:
         if not c.running(name):
@@ -304,6 +306,17 @@ def plan_actions(steps: Sequence[Step], env: Env, owner: str, other: str, played
                 window_start(f"{' '.join(rules)} @ {label.split(' ', 1)[1]}", step.at, step.length)
 
             actions.append(Action(step.at, label, net))
+        elif step.do in ("service-kill", "service-hang"):
+            verb = c.service_kill if step.do == "service-kill" else c.service_hang
+            for node in targets:
+
+                def hit_service(verb: Callable[[str], None] = verb, node: str = node,
+                                step: Step = step, label: str = label) -> None:
+                    played.marks.append((time.time(), node, step.do))
+                    window_start(label, step.at, step.length)
+                    verb(node)
+
+                actions.append(Action(step.at, label, hit_service))
         elif step.do == "flood":
             from hbtools.node.labsupport import flood
 
@@ -408,6 +421,8 @@ def run_one(scenario: Scenario, impl: str, out_dir: Path, pool: Pool) -> RunResu
                                    "the end")
         elif not verdict.client_ok:
             verdict.reasons.append(f"still not resolved {RECOVERY_WAIT_S:g} s after the end")
+        if getattr(c, "service", None) and played.windows:
+            _service_verdict(verdict, sampler.samples, played, env, owner)
         if played.errors:
             verdict.passed = False
             verdict.reasons += played.errors
@@ -439,6 +454,7 @@ def run_one(scenario: Scenario, impl: str, out_dir: Path, pool: Pool) -> RunResu
                            disrupted_after_heal_s=verdict.disrupted_after_heal_s)
         write_file(run_dir / "run.json", json.dumps(
             {**result.as_dict(), "owner": owner, "windows": played.windows, "marks": played.marks,
+             "service": verdict.extra,
              "garps": seen.garps[:200], "timing": asdict(c.timing),
              "options": {k: list(v) if isinstance(v, tuple) else v
                          for k, v in scenario.options.items()}}, indent=1, default=str) + "\n")
@@ -453,6 +469,40 @@ def run_one(scenario: Scenario, impl: str, out_dir: Path, pool: Pool) -> RunResu
         env.runs += 1
         pool.put(env)
 
+
+def _service_verdict(verdict: checkers.Verdict, samples: Sequence[checkers.Sample],
+                     played: Played, env: Env, victim: str) -> None:
+    """Issue 17's rules for the service scenarios (hbtools.chaos.checkers.service_moved), from
+    the sampled owners, the page the client gets from the VIP now, and the new owner's events."""
+    from hbtools.lab.clusters import SERVICE_FAILURES, SERVICE_INTERVAL_S
+
+    c = env.cluster
+    page = env.client.run(["curl", "-s", "-m", "2", f"http://{c.vip}/"], check=False).stdout.strip()
+    final = next((o for _t, owners, _m in reversed(samples) if len(owners) == 1 for o in owners),
+                 None)
+    failing = False
+    if final is not None and final != victim:
+        state = None  # the new owner's check, event by event, up to its taking the group
+        for line in Path(c.logs()[final]).read_text(errors="replace").splitlines():
+            with contextlib.suppress(ValueError):
+                e = json.loads(line)
+                if e.get("kind") in ("check_failed", "check_ok"):
+                    state = e["kind"]
+                elif e.get("kind") == "resource_taken" and e.get("mono", 0) > 0:
+                    failing = failing or state == "check_failed"
+    bound = SERVICE_INTERVAL_S * (SERVICE_FAILURES + 1) + SERVICE_TAKEOVER_S
+    moved, reasons = checkers.service_moved(samples, fault_start=played.windows[0][1],
+                                            victim=victim, bound=bound, page=page,
+                                            new_owner_check_failed=failing)
+    verdict.extra["service_moved_s"] = moved
+    verdict.extra["page"] = page
+    if reasons:
+        verdict.passed = False
+        verdict.reasons += reasons
+
+
+SERVICE_TAKEOVER_S = 2.0
+"""The hand-over (ask_resources me/other/done, ip, GARP) plus the client seeing it."""
 
 LOG_TAIL_BYTES = 256 * 1024
 
