@@ -46,9 +46,11 @@ def grace_s(timing: Timing) -> float:
 
 
 def heal_budget_s(timing: Timing) -> float:
-    """How long after a heal the client may be without a reachable owner: one deadtime to
-    notice the peer is back, one second to settle and announce."""
-    return timing.deadtime_ms / 1000 + 1.0
+    """How long after a heal the client may be without one reachable owner: two deadtimes —
+    hearing the peer again and 3.0.6's resolution (the node that took over restarts 2 s after
+    "returning after partition", hbtools copies it) take about that; a stack still unresolved
+    then is not going to be soon (3.0.6 and Pacemaker needed 6-8 s here)."""
+    return 2 * timing.deadtime_ms / 1000
 
 
 # ----------------------------------------------------------------------------- environments
