@@ -92,13 +92,15 @@ class RuleStats:
     reordered: int = 0
     rewritten: int = 0
     corrupted: int = 0
+    #: Matched a rewrite rule but could not be rewritten (see `Engine._rewrite`): passed on.
+    unrewritable: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
 COUNTERS = ("seen", "matched", "dropped", "delayed", "duplicated", "reordered", "rewritten",
-            "corrupted")
+            "corrupted", "unrewritable")
 
 
 # ----------------------------------------------------------------------------- the packet
@@ -368,7 +370,15 @@ class Engine:
                     changed = True
                     stats.corrupted += 1
             elif isinstance(action, Rewrite):
-                new = self._rewrite(view, action)
+                try:
+                    new = self._rewrite(view, action)
+                except (heartbeat.EncodeError, heartbeat.DecodeError):
+                    # The stated rule (issue 12): a packet this rewrite cannot express (a
+                    # relative value on a non-number, a byte the signature text cannot hold)
+                    # goes on as it came, counted; the proxy never dies of a peer's bytes.
+                    stats.unrewritable += 1
+                    view = PacketView(view.dgram, view.direction)  # undo half-set fields
+                    continue
                 if new is not None:
                     view = _reframe(view, new)
                     changed = True
@@ -512,14 +522,18 @@ def _reframe(view: PacketView, payload: bytes) -> PacketView:
 
 
 def _corrupt(payload: bytes, action: Corrupt, rng: random.Random) -> bytes:
-    """Flip ``bits`` random bits and replace ``bytes`` random bytes with different values."""
+    """Flip ``bits`` random bits and replace ``bytes`` random bytes with different values.
+
+    Never more draws than the payload has bits (or bytes): the work per packet is bounded by
+    its size as well as by the rule's parse-time bound, whatever the rule asks.
+    """
     if not payload:
         return payload
     data = bytearray(payload)
-    for _ in range(action.bits):
+    for _ in range(min(action.bits, len(data) * 8)):
         bit = rng.randrange(len(data) * 8)
         data[bit // 8] ^= 0x80 >> (bit % 8)
-    for _ in range(action.bytes):
+    for _ in range(min(action.bytes, len(data))):
         pos = rng.randrange(len(data))
         data[pos] ^= rng.randrange(1, 256)
     return bytes(data)
