@@ -12,9 +12,15 @@ from __future__ import annotations
 import pytest
 
 from hbtools.chaos.scenarios import BUILTIN
-from hbtools.usecases.chaos import plan_runs
+from hbtools.usecases.chaos import DETECTOR_SCENARIOS, detector_variants, plan_runs
 
-PAIRS = plan_runs(list(BUILTIN.values()), ["hbtools", "heartbeat", "pacemaker"], matrix=True)
+# issue 16: crash, freeze and loss30 also with `detector phi` and `detector binary` on hbtools.
+# loss30+binary is left to `hbtool chaos matrix` (expected FAIL): whether 8 s of 30 % loss
+# produce a false death is a matter of chance (about 9 in 20 s in the benchmark), not a verdict.
+_VARIANTS = [s for s in detector_variants([BUILTIN[n] for n in DETECTOR_SCENARIOS])
+             if s.name != "loss30+binary"]
+PAIRS = plan_runs([*BUILTIN.values(), *_VARIANTS], ["hbtools", "heartbeat", "pacemaker"],
+                  matrix=True)
 
 
 @pytest.mark.chaos
