@@ -58,6 +58,12 @@ NETSTRING_END = b"%%%\n"
 CLASSIC_START = b">>>\n"
 CLASSIC_END = b"<<<\n"
 AUTH_FIELD = "auth"
+#: How a Heartbeat message is recognised: its first four bytes are one of these openings
+#: (declared once here for the codec, the dissector's detector, the fast path, the fault
+#: engine and the Lua export).
+OPENINGS = (NETSTRING_START, CLASSIC_START)
+#: Heartbeat's UDP port (ha.cf ``udpport``, /etc/services ``ha-cluster``).
+PORT = 694
 MAX_DEPTH = len(STRUCT_NEWLINE_SUBSTITUTES)
 _TEXT = ("utf-8", "surrogateescape")
 _WIRE_TYPES = {t.value: t for t in WireType if t is not WireType.UNCOMPRESSED}
@@ -317,6 +323,11 @@ def _json_value(f: Field, message_type: str | None) -> Any:
 # ---------------------------------------------------------------------------
 # decoding
 # ---------------------------------------------------------------------------
+
+
+def looks(data: bytes | bytearray | memoryview) -> bool:
+    """Does the payload open like a Heartbeat message (either wire format)?"""
+    return bytes(data[:4]) in OPENINGS
 
 
 def decode(data: bytes, *, limit: int = MAX_WIRE_MESSAGE) -> Message:

@@ -134,6 +134,22 @@ class Layout:
             total += size * (f.count if isinstance(f.count, int) else 1)
         return total
 
+    def offset_of(self, name: str) -> int:
+        """Byte offset of field `name`: fixed when every field before it has a fixed size.
+
+        What readers that peek at one byte (recognisers, the Lua export) use instead of
+        writing the offset down a second time.
+        """
+        total = 0
+        for f in self.fields:
+            if f.name == name:
+                return total
+            size = f.scalar_size()
+            if size is None or (f.is_array and not isinstance(f.count, int)):
+                raise ValueError(f"{self.name}.{name}: offset depends on the data")
+            total += size * (f.count if isinstance(f.count, int) else 1)
+        raise KeyError(f"{self.name} has no field {name!r}")
+
     @property
     def min_size(self) -> int:
         """Smallest possible wire size: every array empty, REST empty."""
