@@ -27,6 +27,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple, Protocol
 
+from hbtools import errors
 from hbtools.fields import (
     MAX_UNCOMPRESSED_MESSAGE,
     MAX_WIRE_MESSAGE,
@@ -73,16 +74,17 @@ _FIELD_HEAD = re.compile(rb"([1-9][0-9]{0,9}):\(([0-4])\)")
 _NAME_CACHE: dict[bytes, str] = {}
 
 
-class DecodeError(ValueError):
-    """The bytes are not a Heartbeat message; `offset` says where it went wrong."""
+class DecodeError(errors.DecodeError):
+    """The bytes are not a Heartbeat message; `offset` says where it went wrong.
+
+    Offset -1 means a field's value (not one byte position), as `Field` conversions say.
+    """
 
     def __init__(self, offset: int, problem: str) -> None:
-        super().__init__(f"offset {offset}: {problem}")
-        self.offset = offset
-        self.problem = problem
+        super().__init__(problem, offset, f"offset {offset}: {problem}")
 
 
-class EncodeError(ValueError):
+class EncodeError(errors.EncodeError):
     """The message cannot be written in the asked wire format."""
 
 
@@ -469,6 +471,9 @@ def _decode_list(raw: bytes, offset: int) -> list[str]:
     while pos < end:
         item, pos = _read_list_item(raw, pos, offset)
         items.append(item.decode(*_TEXT))
+    if not items:
+        # encode refuses an empty list (`_pack_list`), so decode does too: one rule both ways.
+        raise DecodeError(offset, "an empty list field (Heartbeat lists hold at least one item)")
     return items
 
 
@@ -506,6 +511,9 @@ def _decode_classic(data: bytes, depth: int, top: bool, base: int = 0) -> Messag
         wire_type, raw_name, raw_value = _split_typed_name(line, base + pos, require_type=False)
         if line[:1] == b"(" and wire_type is WireType.STRING:
             raise DecodeError(base + pos + 1, "a string field must not carry a '(0)' prefix")
+        if raw_name[:1] == b"(":
+            # encode cannot write such a name in classic text (`_name_bytes`): refused alike.
+            raise DecodeError(base + pos, "a classic field name must not open with '('")
         value_offset = base + pos + len(line) - len(raw_value)
         value = _classic_value(wire_type, raw_value, depth, value_offset)
         fields.append(Field(raw_name.decode(*_TEXT), wire_type, value))

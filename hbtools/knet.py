@@ -21,6 +21,7 @@ from collections.abc import Hashable, Mapping
 from types import MappingProxyType
 from typing import Any
 
+from hbtools import errors
 from hbtools import totem as _totem
 from hbtools.layout import REST, Field, Layout, LayoutError, Record
 
@@ -28,6 +29,7 @@ __all__ = [
     "LAYOUTS",
     "TYPES",
     "DecodeError",
+    "EncodeError",
     "Packet",
     "Reassembler",
     "decode",
@@ -36,8 +38,12 @@ __all__ = [
 ]
 
 
-class DecodeError(ValueError):
+class DecodeError(errors.DecodeError):
     """The bytes are not a well-formed knet packet (the only error decode raises)."""
+
+
+class EncodeError(errors.EncodeError):
+    """A field of the packet does not fit its C type (the only error encode raises)."""
 
 
 #: KNET_HEADER_VERSION: the on-wire version libknet 1.x sends.
@@ -300,27 +306,28 @@ def decode(data: bytes | bytearray | memoryview, *, crypto: bool | None = None) 
     data = bytes(data)
     if crypto or (crypto is None and not looks_clear(data)):
         if not data:
-            raise DecodeError("empty packet")
+            raise DecodeError("empty packet", 0)
         if crypto is None and len(data) < MIN_ENCRYPTED_SIZE:
             # Too short even for an IV and one cipher block: neither clear nor encrypted.
-            raise DecodeError(f"{len(data)} bytes: too short for a knet packet, clear or encrypted")
+            raise DecodeError(f"{len(data)} bytes: too short for a knet packet, clear or encrypted",
+                              len(data))
         packet = Packet._make(ENCRYPTED_LAYOUT, {"ciphertext": data})
         assert isinstance(packet, Packet)
         packet._attach_totem()
         return packet
     if len(data) < _HEADER_SIZE:
-        raise DecodeError(f"truncated knet header: {len(data)} bytes")
+        raise DecodeError(f"truncated knet header: {len(data)} bytes", len(data))
     if data[0] != VERSION:
-        raise DecodeError(f"unsupported knet on-wire version {data[0]}")
+        raise DecodeError(f"unsupported knet on-wire version {data[0]}", 0)
     name = TYPES.get(data[1])
     if name is None:
-        raise DecodeError(f"unknown knet packet type {data[1]:#04x}")
+        raise DecodeError(f"unknown knet packet type {data[1]:#04x}", 1)
     try:
         packet, end = LAYOUTS[name].decode_from(data, 0, "big")
     except LayoutError as exc:
-        raise DecodeError(f"{name}: {exc}") from None
+        raise DecodeError(f"{name}: {exc}", exc.offset) from None
     if end != len(data):
-        raise DecodeError(f"{name}: {len(data) - end} bytes after the end of the packet")
+        raise DecodeError(f"{name}: {len(data) - end} bytes after the end of the packet", end)
     assert isinstance(packet, Packet)
     packet._attach_totem()
     return packet
@@ -329,7 +336,10 @@ def decode(data: bytes | bytearray | memoryview, *, crypto: bool | None = None) 
 def encode(packet: Packet) -> bytes:
     """The exact wire bytes of `packet` (an encrypted one is its ciphertext unchanged)."""
     out = bytearray()
-    packet.layout.encode_into(packet, "big", out)
+    try:
+        packet.layout.encode_into(packet, "big", out)
+    except ValueError as exc:
+        raise EncodeError(str(exc), len(out)) from None
     return bytes(out)
 
 

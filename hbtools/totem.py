@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
+from hbtools import errors
 from hbtools.layout import REST, Field, Layout, LayoutError, Record, record_type
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "LEGACY_LAYOUTS",
     "TYPES",
     "DecodeError",
+    "EncodeError",
     "LegacyMembEntry",
     "LegacyRingId",
     "LegacyRtrItem",
@@ -46,8 +48,12 @@ __all__ = [
 ]
 
 
-class DecodeError(ValueError):
+class DecodeError(errors.DecodeError):
     """The bytes are not one well-formed Totem SRP message (the only error decode raises)."""
+
+
+class EncodeError(errors.EncodeError):
+    """A field of the message does not fit its C type (the only error encode raises)."""
 
 
 #: TOTEM_MH_MAGIC: first two bytes of every Corosync 3 message, in the sender's order.
@@ -348,9 +354,9 @@ def frame(data: bytes | bytearray | memoryview) -> tuple[bool, str, int] | None:
     endian = MAGIC_BYTES.get(head[:2])
     if endian is not None:
         if len(head) < 4:
-            raise DecodeError(f"truncated Totem header: {len(head)} bytes")
+            raise DecodeError(f"truncated Totem header: {len(head)} bytes", len(head))
         if head[2] != VERSION:
-            raise DecodeError(f"unsupported Totem header version {head[2]}")
+            raise DecodeError(f"unsupported Totem header version {head[2]}", 2)
         return False, endian, head[3]
     endian = DETECTOR_BYTES.get(head[2:4])
     if endian is not None:
@@ -391,7 +397,7 @@ def _sniff(data: bytes | memoryview) -> tuple[Mapping[str, Layout], str, int]:
     if found is None:
         raise DecodeError(
             "not a Totem SRP message: neither magic 0xc070 nor endian detector 0xff22 "
-            f"(starts {bytes(data[:4]).hex()})"
+            f"(starts {bytes(data[:4]).hex()})", 0
         )
     legacy, endian, code = found
     return LEGACY_LAYOUTS if legacy else LAYOUTS, endian, code
@@ -408,23 +414,29 @@ def decode(data: bytes | bytearray | memoryview) -> Message:
     table, endian, code = _sniff(data)
     name = TYPES.get(code)
     if name is None:
-        raise DecodeError(f"unknown Totem message type {code}")
+        raise DecodeError(f"unknown Totem message type {code}", 0 if table is LEGACY_LAYOUTS
+                          else 3)
     layout = table[name]
     try:
         message, end = layout.decode_from(data, 0, endian)
     except LayoutError as exc:
-        raise DecodeError(f"{name}: {exc}") from None
+        raise DecodeError(f"{name}: {exc}", exc.offset) from None
     if end != len(data):
-        raise DecodeError(f"{name}: {len(data) - end} bytes after the end of the message")
+        raise DecodeError(f"{name}: {len(data) - end} bytes after the end of the message",
+                          end)
     assert isinstance(message, Message)
     object.__setattr__(message, "_endian", endian)
     return message
 
 
 def encode(msg: Message) -> bytes:
-    """The exact wire bytes of `msg` (ValueError if a field does not fit its C type)."""
+    """The exact wire bytes of `msg` (`EncodeError`, a ValueError, if a field does not fit
+    its C type)."""
     out = bytearray()
-    msg.layout.encode_into(msg, msg.endian, out)
+    try:
+        msg.layout.encode_into(msg, msg.endian, out)
+    except ValueError as exc:
+        raise EncodeError(str(exc), len(out)) from None
     return bytes(out)
 
 
