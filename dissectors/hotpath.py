@@ -27,9 +27,6 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 from dissectors.capture import (
-    MAX_RECORD,
-    PCAP_MAGIC_KUZNETZOV,
-    PCAP_MAGIC_NS,
     CaptureError,
     CaptureReader,
     Frame,
@@ -38,6 +35,7 @@ from dissectors.detect import CLUSTER, HEARTBEAT, KNET, TOTEM, Detector, corosyn
 from dissectors.fast import FastDecoders, _Fallback, stateful
 from dissectors.layers import LINKTYPE_ETHERNET, UdpLayers
 from dissectors.records import Record
+from hbtools.escape import json_bytes
 from hbtools.knet import is_fragment as is_knet_fragment
 
 __all__ = ["Deferred", "HotPath", "json_lines"]
@@ -293,16 +291,18 @@ def _squash(pieces: list[Piece]) -> list[bytes | Deferred]:
             run.append(piece)
         else:
             if run:
-                out.append("".join(run).encode("ascii"))
+                out.append(json_bytes("".join(run).encode("ascii")))
                 run = []
             out.append(piece)
     if run:
-        out.append("".join(run).encode("ascii"))
+        out.append(json_bytes("".join(run).encode("ascii")))
     return out
 
 
 def _text(pieces: list[Piece]) -> bytes:
-    return "".join(p for p in pieces if isinstance(p, str)).encode("ascii")
+    """ASCII JSON text; a byte that was not UTF-8 is ``\\xNN`` text, never a lone surrogate
+    (`hbtools.escape.json_bytes`: the same escape as every other output)."""
+    return json_bytes("".join(p for p in pieces if isinstance(p, str)).encode("ascii"))
 
 
 # -- chunking --------------------------------------------------------------------------
@@ -325,19 +325,9 @@ def _pcap_chunks(reader: CaptureReader, chunk_size: int = PARALLEL_CHUNK
     """
     name = reader.name
     stream = reader.stream
-    rest = reader._read_exact_or_short(20)
-    if len(rest) < 20:
-        raise CaptureError(name, "pcap global header cut short")
-    head = reader._head + rest
-    (magic,) = struct.unpack("<I", head[:4])
-    endian = "<"
-    if magic not in (0xA1B2C3D4, PCAP_MAGIC_NS, PCAP_MAGIC_KUZNETZOV):
-        endian = ">"
-        (magic,) = struct.unpack(">I", head[:4])
-    _major, _minor, _zone, _sigfigs, snaplen, network = struct.unpack(endian + "HHiIII", head[4:])
-    ctx = PcapContext(endian, 1e9 if magic == PCAP_MAGIC_NS else 1e6,
-                      24 if magic == PCAP_MAGIC_KUZNETZOV else 16, network & 0x0FFFFFFF)
-    limit = max(snaplen, 65536) if snaplen < MAX_RECORD else MAX_RECORD
+    header = reader.pcap_header()
+    ctx = PcapContext(header.endian, header.divisor, header.header_length, header.linktype)
+    endian, snaplen, limit = header.endian, header.snaplen, header.limit
     incl_at = 8
     u32 = struct.Struct(endian + "I").unpack_from
     hdr_len = ctx.header_length

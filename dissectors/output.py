@@ -18,6 +18,7 @@ from tabulate import tabulate
 from dissectors.corosync_stats import render as render_corosync
 from dissectors.knet_links import render as render_links
 from dissectors.records import JSON_KEYS, Record
+from hbtools import escape
 from hbtools.corosync import describe as describe_corosync
 
 __all__ = ["CsvWriter", "JsonWriter", "TableWriter", "Writer", "render_stats", "writer_for"]
@@ -48,7 +49,7 @@ class JsonWriter(Writer):
         count = 0
         try:
             for record in records:
-                lines.append(record.to_json())
+                lines.append(escape.json_text(record.to_json()))
                 if len(lines) >= 2048:
                     out.write("\n".join(lines) + "\n")
                     count += len(lines)
@@ -76,8 +77,8 @@ class CsvWriter(Writer):
             writerow((
                 record.frame, repr(record.time), record.src, record.dst, record.sport,
                 record.dport, record.proto, _cell(record.type), _cell(record.node),
-                record.fields_json if record.fields_json is not None
-                else json.dumps(record.fields or {}),
+                escape.json_text(record.fields_json if record.fields_json is not None
+                                 else json.dumps(record.fields or {})),
                 record.auth, _cell(record.error),
             ))
             count += 1
@@ -85,7 +86,9 @@ class CsvWriter(Writer):
 
 
 def _cell(value: Any) -> str:
-    return "" if value is None else str(value)
+    """A cell that may hold wire text: escaped (`hbtools.escape`), so ESC/BEL, a newline or a
+    byte that was not UTF-8 cannot reach the terminal, split a row or crash a strict stdout."""
+    return "" if value is None else escape.text(str(value))
 
 
 def format_time(epoch: float) -> str:
@@ -227,7 +230,8 @@ _HEARTBEAT_EVENTS: tuple[tuple[str, str, Callable[[dict[str, Any]], str]], ...] 
 def render_stats(summary: dict[str, Any], fmt: str) -> str:
     """The statistics as text tables, or as one JSON line ``{"stats": ...}``."""
     if fmt == "json":
-        return json.dumps({"stats": summary}) + "\n"
+        return escape.json_text(json.dumps({"stats": summary})) + "\n"
+    summary = escape.deep(summary)  # node names, types and event details are wire text
     parts: list[str] = []
     parts.append(
         f"{summary['records']} cluster messages "

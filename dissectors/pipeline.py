@@ -109,14 +109,11 @@ def decode_stream(
 
 
 def _make_decoders(options: Options) -> Any:
-    """The fast decoders when allowed and available, else the codec-only ones."""
+    """The fast decoders when allowed, else the codec-only ones (``--codec-only``)."""
     if options.fast:
-        try:
-            from dissectors.fast import FastDecoders
-        except ImportError:
-            pass
-        else:
-            return FastDecoders(options.keys, options.corosync_keys)
+        from dissectors.fast import FastDecoders
+
+        return FastDecoders(options.keys, options.corosync_keys)
     return Decoders(options.keys, options.corosync_keys)
 
 
