@@ -20,16 +20,43 @@ from dissectors.records import JSON_KEYS, Record
 __all__ = ["CsvWriter", "JsonWriter", "TableWriter", "Writer", "render_stats", "writer_for"]
 
 FORMATS = ("table", "json", "csv")
-_BLOCK = 500
 
 
 class Writer:
-    """Base: collects rows and writes them in blocks."""
+    """Base: collects rows and writes them in blocks.
 
-    def __init__(self, out: TextIO) -> None:
+    ``live`` (input from a pipe, e.g. ``tcpdump -U -w - | hbtool decode -``): every row
+    is written and flushed as soon as it is decoded, so it appears while the capture is
+    still running; from a file, rows go out in blocks, which is what makes them fast.
+    """
+
+    block = 2048
+
+    def __init__(self, out: TextIO, live: bool = False) -> None:
         self.out = out
+        self.live = live
 
     def write(self, records: Iterable[Record]) -> int:
+        """Write every record; rows decoded before a capture error are still printed."""
+        size = 1 if self.live else self.block
+        block: list[Record] = []
+        count = 0
+        try:
+            for record in records:
+                block.append(record)
+                if len(block) >= size:
+                    self._write_block(block)
+                    count += len(block)
+                    block = []
+                    if self.live:
+                        self.out.flush()
+        finally:
+            if block:
+                self._write_block(block)
+                count += len(block)
+        return count
+
+    def _write_block(self, block: list[Record]) -> None:
         raise NotImplementedError
 
     def close(self) -> None:
@@ -39,46 +66,27 @@ class Writer:
 class JsonWriter(Writer):
     """One JSON object per line with exactly the published keys."""
 
-    def write(self, records: Iterable[Record]) -> int:
-        out = self.out
-        lines: list[str] = []
-        count = 0
-        try:
-            for record in records:
-                lines.append(record.to_json())
-                if len(lines) >= 2048:
-                    out.write("\n".join(lines) + "\n")
-                    count += len(lines)
-                    lines = []
-        finally:
-            # Rows decoded before a capture error are still printed.
-            if lines:
-                out.write("\n".join(lines) + "\n")
-                count += len(lines)
-        return count
+    def _write_block(self, block: list[Record]) -> None:
+        self.out.write("\n".join([r.to_json() for r in block]) + "\n")
 
 
 class CsvWriter(Writer):
     """The JSON keys as columns; ``fields`` is its JSON text in one cell."""
 
-    def __init__(self, out: TextIO) -> None:
-        super().__init__(out)
+    def __init__(self, out: TextIO, live: bool = False) -> None:
+        super().__init__(out, live)
         self.csv = csv.writer(out, lineterminator="\n")
         self.csv.writerow(JSON_KEYS)
 
-    def write(self, records: Iterable[Record]) -> int:
-        count = 0
-        writerow = self.csv.writerow
-        for record in records:
-            writerow((
-                record.frame, repr(record.time), record.src, record.dst, record.sport,
-                record.dport, record.proto, _cell(record.type), _cell(record.node),
-                record.fields_json if record.fields_json is not None
-                else json.dumps(record.fields or {}),
-                record.auth, _cell(record.error),
-            ))
-            count += 1
-        return count
+    def _write_block(self, block: list[Record]) -> None:
+        self.csv.writerows([
+            (record.frame, repr(record.time), record.src, record.dst, record.sport,
+             record.dport, record.proto, _cell(record.type), _cell(record.node),
+             record.fields_json if record.fields_json is not None
+             else json.dumps(record.fields or {}),
+             record.auth, _cell(record.error))
+            for record in block
+        ])
 
 
 def _cell(value: Any) -> str:
@@ -96,6 +104,10 @@ def format_time(epoch: float) -> str:
 
 TABLE_HEADERS = ("frame", "time (UTC)", "source", "destination", "proto", "type", "node",
                  "seq", "status", "auth", "error")
+
+#: Column widths a live table starts with (typical values fit, so rows arriving one by
+#: one stay aligned): frame, time, source, destination, proto, type, node, seq, status.
+LIVE_WIDTHS = (6, 26, 21, 21, 9, 13, 8, 8, 14, 4, 5)
 
 
 def _table_row(record: Record, show_file: bool) -> list[str]:
@@ -135,41 +147,39 @@ def _table_row(record: Record, show_file: bool) -> list[str]:
 
 
 class TableWriter(Writer):
-    """tabulate's ``simple`` format, block by block, widths kept across blocks."""
+    """Columns as tabulate's ``simple`` format draws them, block by block.
 
-    def __init__(self, out: TextIO, show_file: bool = False) -> None:
-        super().__init__(out)
+    Formatted here with plain string padding (tabulate costs more than the decoding):
+    two spaces between columns, left-aligned, a dashed rule under the header. Widths
+    only grow, carried from block to block, so the columns stay aligned as long as
+    values fit; trailing spaces are stripped as tabulate's output was.
+    """
+
+    block = 500
+
+    def __init__(self, out: TextIO, show_file: bool = False, live: bool = False) -> None:
+        super().__init__(out, live)
         self.show_file = show_file
         self.widths = [len(h) for h in TABLE_HEADERS]
+        if live:
+            self.widths = [max(w, m) for w, m in zip(self.widths, LIVE_WIDTHS, strict=True)]
         self.started = False
 
-    def write(self, records: Iterable[Record]) -> int:
-        block: list[list[str]] = []
-        count = 0
-        try:
-            for record in records:
-                block.append(_table_row(record, self.show_file))
-                count += 1
-                if len(block) >= _BLOCK:
-                    self._flush(block)
-                    block = []
-        finally:
-            if block:
-                self._flush(block)
-        return count
-
-    def _flush(self, block: list[list[str]]) -> None:
-        # A first row of spaces as wide as every column so far keeps the block aligned
-        # with the ones before; it is dropped from the output.
-        guard = [" " * w for w in self.widths]
-        text = tabulate([guard, *block], headers=TABLE_HEADERS, tablefmt="simple",
-                        disable_numparse=True)
-        lines = text.split("\n")
-        # lines: header, rule, guard, rows...
-        self.widths = [len(part) for part in lines[1].split("  ")]
-        keep = lines[:2] + lines[3:] if not self.started else lines[3:]
-        self.started = True
-        self.out.write("\n".join(line.rstrip() for line in keep) + "\n")
+    def _write_block(self, block: list[Record]) -> None:
+        show_file = self.show_file
+        rows = [_table_row(record, show_file) for record in block]
+        widths = self.widths
+        for row in rows:
+            for i, cell in enumerate(row):
+                if len(cell) > widths[i]:
+                    widths[i] = len(cell)
+        lines: list[str] = []
+        if not self.started:
+            lines.append(_pad(TABLE_HEADERS, widths))
+            lines.append("  ".join("-" * w for w in widths))
+            self.started = True
+        lines.extend(_pad(row, widths) for row in rows)
+        self.out.write("\n".join(lines) + "\n")
 
     def close(self) -> None:
         if not self.started:
@@ -177,12 +187,16 @@ class TableWriter(Writer):
         super().close()
 
 
-def writer_for(fmt: str, out: TextIO, show_file: bool = False) -> Writer:
+def _pad(cells: Iterable[str], widths: list[int]) -> str:
+    return "  ".join([cell.ljust(w) for cell, w in zip(cells, widths, strict=True)]).rstrip()
+
+
+def writer_for(fmt: str, out: TextIO, show_file: bool = False, live: bool = False) -> Writer:
     if fmt == "json":
-        return JsonWriter(out)
+        return JsonWriter(out, live)
     if fmt == "csv":
-        return CsvWriter(out)
-    return TableWriter(out, show_file)
+        return CsvWriter(out, live)
+    return TableWriter(out, show_file, live)
 
 
 # -- statistics ----------------------------------------------------------------------

@@ -10,6 +10,7 @@ statistics' bounded structures, so memory does not grow with the capture.
 from __future__ import annotations
 
 import os
+import stat
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ from dissectors.filters import Filter
 from dissectors.layers import UdpLayers
 from dissectors.records import Record
 
-__all__ = ["Options", "decode_stream", "open_input"]
+__all__ = ["Options", "decode_stream", "is_live", "open_input"]
 
 #: Frames between two progress updates: rare enough to cost nothing.
 PROGRESS_EVERY = 8192
@@ -54,6 +55,19 @@ def open_input(path: str) -> tuple[BinaryIO, str, int | None]:
     except OSError:
         size = None
     return stream, path, size
+
+
+def is_live(path: str) -> bool:
+    """True when the input is a pipe, FIFO or terminal rather than a regular file.
+
+    Live input is decoded row by row and each row flushed as it comes (``tcpdump -U -w -
+    | hbtool decode -``); a regular file, even on stdin, takes the block-wise fast paths.
+    """
+    try:
+        mode = os.fstat(sys.stdin.fileno()).st_mode if path == "-" else os.stat(path).st_mode
+    except (OSError, ValueError):
+        return False
+    return not stat.S_ISREG(mode) and not stat.S_ISDIR(mode)
 
 
 def decode_stream(

@@ -20,7 +20,7 @@ from dissectors.capture import CaptureError
 from dissectors.detect import DEFAULT_PORTS, Detector, parse_port
 from dissectors.filters import FilterError, parse_filter
 from dissectors.output import FORMATS, render_stats, writer_for
-from dissectors.pipeline import Options, decode_stream, filtered, open_input
+from dissectors.pipeline import Options, decode_stream, filtered, is_live, open_input
 from dissectors.records import Record
 from dissectors.stats import Stats
 
@@ -122,9 +122,10 @@ def decode(
     print_rows = rows or not stats
     summary = Stats(warntime_ms=warntime) if stats else None
     out = sys.stdout
-    writer = writer_for(fmt, out, show_file=len(captures) > 1) if print_rows else None
+    live = any(is_live(path) for path in captures)
+    writer = writer_for(fmt, out, show_file=len(captures) > 1, live=live) if print_rows else None
     status = 0
-    hot = fmt == "json" and not flt and summary is None and not codec_only
+    hot = fmt == "json" and not flt and summary is None and not codec_only and not live
     try:
         for path in captures:
             try:
