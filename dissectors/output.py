@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import datetime as _dt
+import functools
 import json
 from collections.abc import Callable, Iterable
 from typing import Any, TextIO
@@ -84,7 +85,8 @@ class CsvWriter(Writer):
              record.dport, record.proto, _cell(record.type), _cell(record.node),
              record.fields_json if record.fields_json is not None
              else json.dumps(record.fields or {}),
-             record.auth, _cell(record.error))
+             record.auth, _cell(record.error),
+             "" if record.signatures is None else json.dumps(record.signatures))
             for record in block
         ])
 
@@ -94,12 +96,21 @@ def _cell(value: Any) -> str:
 
 
 def format_time(epoch: float) -> str:
-    """UTC wall-clock time to the microsecond: captures come from other machines' clocks."""
+    """UTC wall-clock time to the microsecond: captures come from other machines' clocks.
+
+    The seconds part is formatted once per second of capture (strftime was a fifth of
+    the table's time); the microseconds are appended.
+    """
     try:
         moment = _dt.datetime.fromtimestamp(epoch, _dt.UTC)
     except (OverflowError, OSError, ValueError):
         return repr(epoch)
-    return moment.strftime("%Y-%m-%d %H:%M:%S.%f")
+    return _second(moment.replace(microsecond=0)) + f".{moment.microsecond:06d}"
+
+
+@functools.lru_cache(maxsize=256)
+def _second(moment: _dt.datetime) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M:%S")
 
 
 TABLE_HEADERS = ("frame", "time (UTC)", "source", "destination", "proto", "type", "node",

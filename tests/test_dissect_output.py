@@ -154,7 +154,7 @@ def test_csv(cluster):
     assert code == 0, err
     rows = list(csv.DictReader(io.StringIO(out)))
     assert list(rows[0]) == ["frame", "time", "src", "dst", "sport", "dport", "proto", "type",
-                             "node", "fields", "auth", "error"]
+                             "node", "fields", "auth", "error", "signatures"]
     assert len(rows) == 37
     hb = next(r for r in rows if r["proto"] == "heartbeat")
     assert json.loads(hb["fields"])["t"] == "status"
