@@ -14,7 +14,6 @@ delays add up, duplicate adds copies, reorder puts the packet in that rule's win
 from __future__ import annotations
 
 import heapq
-import ipaddress
 import random
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -22,7 +21,6 @@ from typing import Any, Protocol
 
 from faults import packet as ipv4
 from faults.rules import (
-    Condition,
     Corrupt,
     Delay,
     Drop,
@@ -34,7 +32,7 @@ from faults.rules import (
     Rule,
     RuleError,
 )
-from hbtools import heartbeat
+from hbtools import heartbeat, match
 from hbtools.fields import spec_for
 
 HEARTBEAT_STARTS = (heartbeat.NETSTRING_START, heartbeat.CLASSIC_START)
@@ -90,7 +88,7 @@ COUNTERS = ("seen", "matched", "dropped", "delayed", "duplicated", "reordered", 
 class PacketView:
     """A queued datagram and, decoded only when a rule asks, what its payload says."""
 
-    __slots__ = ("dgram", "direction", "_proto", "_hb", "_totem", "_knet")
+    __slots__ = ("dgram", "direction", "_proto", "_hb", "_totem", "_knet", "_hb_fields")
 
     def __init__(self, dgram: ipv4.Datagram, direction: str) -> None:
         self.dgram = dgram
@@ -99,6 +97,49 @@ class PacketView:
         self._hb: heartbeat.Message | None = None
         self._totem: Any = None
         self._knet: Any = None
+        self._hb_fields: dict[str, Any] | None = None
+
+    def values(self, key: str) -> list[Any]:
+        """Candidate values for a match name (`hbtools.match`), as decode shows them."""
+        d = self.dgram
+        if key == "dir":
+            return [self.direction]
+        if key == "proto":
+            return [self.proto, "totem"] if self.proto == "knet" and self.totem is not None \
+                else [self.proto]
+        if key == "type":
+            found = [self.type_name]
+            if self.knet is not None and self.totem is not None:
+                found.append(str(self.totem.type_name))
+            return found
+        if key in ("ip.src", "ip.dst", "ip"):
+            return {"ip.src": [d.src], "ip.dst": [d.dst], "ip": [d.src, d.dst]}[key]
+        if key == "port":
+            return [d.sport, d.dport]
+        if key in ("sport", "dport"):
+            return [getattr(d, key)]
+        if key == "node":
+            if self.heartbeat is not None:
+                return [self.heartbeat.src]
+            if self.knet is not None:
+                return [] if self.knet.encrypted else [int(self.knet.node)]
+            return [int(self.totem.nodeid)] if self.totem is not None else []
+        if key.startswith("totem."):
+            return match.field_values(self.totem.to_dict(), key[6:]) if self.totem is not None \
+                else []
+        if key.startswith("knet."):
+            return match.field_values(self.knet.to_dict(), key[5:]) if self.knet is not None \
+                else []
+        path = key[6:] if key.startswith("field.") else key
+        if self.heartbeat is not None:
+            if self._hb_fields is None:
+                self._hb_fields = self.heartbeat.to_json_fields()
+            return match.field_values(self._hb_fields, path)
+        found: list[Any] = []
+        for inner in (self.knet, self.totem):
+            if inner is not None:
+                found += match.field_values(inner.to_dict(), path)
+        return found
 
     @property
     def payload(self) -> bytes:
@@ -186,57 +227,14 @@ _COROSYNC: tuple[Any, Any] | None = None
 Predicate = Callable[[PacketView], bool]
 
 
-def _field_text(value: object) -> str:
-    if isinstance(value, bytes):
-        return value.hex()
-    return str(value)
-
-
-def compile_condition(cond: Condition, nodes: Mapping[str, str]) -> Predicate:
-    """A predicate for one match term; node names in from/to become their addresses."""
-    values = cond.values
-    key = cond.key
-    test: Predicate
-    if key == "dir":
-        test = lambda v: v.direction in values  # noqa: E731
-    elif key in ("from", "to"):
-        nets = [ipaddress.IPv4Network(nodes.get(x, x), strict=False) for x in values]
-        attr = "src" if key == "from" else "dst"
-
-        def test(v: PacketView) -> bool:
-            addr = ipaddress.IPv4Address(getattr(v.dgram, attr))
-            return any(addr in n for n in nets)
-    elif key in ("sport", "dport", "port"):
-        ports = {int(x, 0) for x in values}
-        if key == "port":
-            test = lambda v: v.dgram.sport in ports or v.dgram.dport in ports  # noqa: E731
-        else:
-            test = lambda v: getattr(v.dgram, key) in ports  # noqa: E731
-    elif key == "proto":
-        test = lambda v: v.proto in values  # noqa: E731
-    elif key == "type":
-        test = lambda v: v.type_name in values  # noqa: E731
-    elif key == "totem.type":
-        test = lambda v: v.totem is not None and v.totem.type_name in values  # noqa: E731
-    elif key == "totem.nodeid":
-        ids = {int(x, 0) for x in values}
-        test = lambda v: v.totem is not None and v.totem.nodeid in ids  # noqa: E731
-    elif key == "knet.type":
-        test = lambda v: v.knet is not None and v.knet.type_name in values  # noqa: E731
-    elif key == "knet.node":
-        ids = {int(x, 0) for x in values}
-        test = lambda v: (v.knet is not None and not v.knet.encrypted  # noqa: E731
-                          and v.knet.node in ids)
-    else:
-        def test(v: PacketView) -> bool:
-            msg = v.heartbeat
-            if msg is None or key not in msg:
-                return False
-            return _field_text(msg[key]) in values
-
-    if cond.negate:
-        return lambda v: not test(v)
-    return test
+def compile_match(rule: Rule, nodes: Mapping[str, str]) -> Predicate:
+    """The rule's match (`hbtools.match`, shared with decode --filter) as one predicate;
+    node names in ``ip.src``/``ip.dst`` (``from``/``to``) become their addresses."""
+    try:
+        test = match.compile_expr(rule.match.expr, nodes)
+    except match.MatchError as exc:
+        raise RuleError(f"{rule.text!r}: {exc}") from None
+    return test  # type: ignore[return-value]
 
 
 # ----------------------------------------------------------------------------- held packets
@@ -292,21 +290,12 @@ class Engine:
         # One generator per rule, so adding a rule does not change another rule's draws.
         self._rngs = [random.Random(f"{base}:{i}") if base is not None else random.Random()
                       for i in range(len(self.rules))]
-        self._predicates: list[list[Predicate]] = []
+        self._predicates: list[Predicate] = []
         for rule in self.rules:
-            for cond in rule.match.conditions:
-                if cond.key in ("from", "to"):
-                    for x in cond.values:
-                        try:
-                            ipaddress.IPv4Network(self.nodes.get(x, x), strict=False)
-                        except ValueError:
-                            raise RuleError(f"{rule.text!r}: {cond.key}={x} is neither an IPv4 "
-                                            "address/network nor a declared node") from None
             if isinstance(rule.action, Rewrite) and rule.action.sign == "resign" and keys is None:
                 raise RuleError(f"{rule.text!r}: sign=resign needs --authkeys "
                                 "(or say sign=stale to keep the old signature)")
-            self._predicates.append([compile_condition(c, self.nodes)
-                                     for c in rule.match.conditions])
+            self._predicates.append(compile_match(rule, self.nodes))
         self._tokens: dict[int, tuple[float, float]] = {}
         self._held: list[_Held] = []
         self._windows: dict[int, _Window] = {}
@@ -333,7 +322,7 @@ class Engine:
                 continue
             stats = self.stats[index]
             stats.seen += 1
-            if not all(pred(view) for pred in self._predicates[index]):
+            if not self._predicates[index](view):
                 continue
             action = rule.action
             if isinstance(action, Partition) and not self._cut(action, view):

@@ -59,7 +59,7 @@ def test_match_terms():
     terms = {c.key: (c.values, c.negate) for c in rule.match.conditions}
     assert terms["src"] == (("node1", "node2"), False)
     assert terms["st"] == (("up",), True)
-    assert terms["from"] == (("198.18.0.0/24",), False)
+    assert terms["ip.src"] == (("198.18.0.0/24",), False)
 
 
 def test_duplicate_is_outgoing_only():
@@ -94,7 +94,7 @@ def test_bad_rules_say_why(text, problem):
 
 def test_field_escape_reaches_unknown_fields():
     rule = parse_rule("drop field.xyz=1")
-    assert rule.match.conditions[0].key == "xyz"
+    assert rule.match.conditions[0].key == "field.xyz"
 
 
 def _cut(text):

@@ -3,7 +3,7 @@
 PROTOCOL-NOTES §1: a netstring datagram is judged by its trailer only (a wrong in-body
 ``auth`` is ignored, a missing trailer rejected); a classic one by its ``auth=`` line.
 Each signature's own result stays visible in JSON ``signatures``. The netns test
-(tests/netns/test_receiver_verdict.py) shows a real node doing exactly this.
+(tests/netns/test_real_receiver_live.py) shows a real node doing exactly this.
 """
 
 from __future__ import annotations

@@ -52,11 +52,13 @@ def _load_keys(path: str) -> object:
               show_default=True, help="Rows as a table, JSON lines or CSV.")
 @click.option("-a", "--authkeys", type=click.Path(dir_okay=False), default=None,
               help="Heartbeat authkeys file: check every signature (auth ok/bad).")
-@click.option("--filter", "filters", multiple=True, metavar="TERMS",
-              help="Keep rows matching key=value terms, e.g. 'type=status node=node1'. "
-                   "Keys: proto, type, node, auth, ip, ip.src, ip.dst, port, sport, dport, "
-                   "error, or any field (dotted for nested: ring_id.rep). Same key twice: "
-                   "either; different keys: all; key!=value excludes.")
+@click.option("--filter", "filters", multiple=True, metavar="EXPR",
+              help="Keep rows matching EXPR, the language of fault rules (hbtools/match.py): "
+                   "'type=status node=node1', 'st=up,active', 'seq>10 or type=NS_rexmit', "
+                   "'ip.src=198.18.0.0/24', 'udp.port=694', 'not proto=heartbeat'. Names: "
+                   "proto, type, node, ip, ip.src, ip.dst, port, sport, dport, auth, error, "
+                   "frame, any Heartbeat field, totem.NAME, knet.NAME, field.NAME; an unknown "
+                   "name is an error. Several --filter: all must hold.")
 @click.option("-p", "--port", "ports", multiple=True, metavar="PORT[=PROTO]",
               help="Cluster ports, replacing 694=heartbeat 5404,5405=corosync. PROTO: "
                    "heartbeat, totem, knet, corosync (totem or knet by content), auto "

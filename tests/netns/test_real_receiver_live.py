@@ -77,7 +77,7 @@ def test_real_node_takes_trailer_only_and_live_decode_agrees(tmp_path: Path) -> 
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         decode = subprocess.Popen(
             [sys.executable, "-c", "from hbtools.cli import main; main()", "decode", "-",
-             "-f", "json", "-a", str(keyfile), "--filter", "node=ghost1 node=ghost2"],
+             "-f", "json", "-a", str(keyfile), "--filter", "node=ghost1,ghost2"],
             stdin=tcpdump.stdout, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd="/")
         assert tcpdump.stdout is not None and decode.stdout is not None
