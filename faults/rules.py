@@ -5,6 +5,7 @@
 Examples::
 
     drop type=NS_ackmsg p=0.5
+    drop all in                    (every packet: a bare `drop` is refused)
     delay 200ms jitter=50ms dist=normal out src=node1 t=status
     duplicate 2 out
     reorder window=4 timeout=300ms
@@ -63,10 +64,16 @@ _UNITS = {"us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, None: 1.0}
 
 
 def parse_duration(text: str, what: str = "duration") -> float:
-    """Seconds from ``200ms``, ``1.5s``, ``500us``, ``2m`` or a bare number of seconds."""
+    """Seconds from ``200ms``, ``1.5s``, ``500us``, ``2m``; a bare number only when it is 0.
+
+    ``delay 300`` read as seconds holds a cluster's traffic for five minutes, and as
+    milliseconds it would be a different rule: the unit must be written (issue 14).
+    """
     m = _DURATION.match(text.strip())
     if not m:
         raise RuleError(f"bad {what} {text!r} (write e.g. 200ms, 1.5s, 500us, 2m)")
+    if m.group(2) is None and float(m.group(1)) != 0:
+        raise RuleError(f"{what} {text!r} needs a unit: {text}ms or {text}s (also us, m)")
     return float(m.group(1)) * _UNITS[m.group(2)]
 
 
@@ -291,6 +298,11 @@ def parse_rule(text: str, *, nodes: Sequence[str] = (), label: str = "") -> Rule
             matched = Match(out_only if expr is None else match.And((expr, out_only)))
     if not matched.directions:
         raise RuleError(f"rule {text!r} can never match: its dir terms exclude both in and out")
+    if isinstance(action, Drop) and "all" not in positional and not any(
+            c.key != "dir" for c in matched.conditions):
+        raise RuleError(f"rule {text!r} drops every cluster packet"
+                        f"{'' if expr is not None else ' both ways'}: give a match "
+                        "(e.g. drop type=NS_ackmsg) or write `drop all` if that is meant")
     return Rule(text.strip(), action, matched, probability, label=label)
 
 
@@ -340,12 +352,15 @@ def _build_action(verb: str, positional: list[str], options: dict[str, str],
                   assignments: list[Assignment], nodes: Sequence[str]) -> Action:
     if verb in _PRESETS:
         return _partition(verb, positional, nodes)
-    extra = 1 if verb in ("delay", "duplicate", "reorder", "ratelimit") else 0
+    extra = 1 if verb in ("delay", "duplicate", "reorder", "ratelimit", "drop") else 0
     if len(positional) > extra:
         raise RuleError(f"{verb}: unexpected word {positional[extra]!r} "
                         f"(matches are KEY=VALUE, options {', '.join(_ACTION_OPTIONS[verb])})")
     first = positional[0] if positional else None
     if verb == "drop":
+        if first not in (None, "all"):
+            raise RuleError(f"drop: unexpected word {first!r} (matches are KEY=VALUE; "
+                            "`drop all` for every packet)")
         return Drop()
     if verb == "delay":
         amount = first or options.get("delay")

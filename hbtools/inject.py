@@ -1018,3 +1018,21 @@ def _totem_value(field_def: Any, text: str, spec: str, ring_id_type: Any) -> Any
     except ValueError:
         raise FieldSpecError(f"bad field spec {spec!r}: expected a number"
                              f"{' list (1,2,3)' if field_def.is_array else ''}") from None
+
+
+def check_generation_choice(node: str, *, sending: bool, signed: bool, sequenced: bool,
+                            chosen: bool) -> None:
+    """Refuse to impersonate a node with a generation nobody chose (issue 14).
+
+    Without ``--state`` the generation is "now": a real peer logs ``node X restarted``,
+    then drops the real X's messages as replays of an older generation and, after the
+    injected deadtime, declares it dead and takes its resources: split brain from one
+    packet. So a signed, sequenced message for a node needs ``--state FILE`` (continue
+    its stream), ``--generation N`` or ``--new-generation`` (a restart, on purpose).
+    """
+    if sending and signed and sequenced and not chosen:
+        raise InjectError(
+            f"sending as {node} without --state: its peers would see {node} restart "
+            "(a new generation), drop the real node's messages as replays and may declare it "
+            "dead. Give --state FILE to continue its stream, or --new-generation / "
+            "--generation N to mean a restart")

@@ -569,3 +569,26 @@ def test_multicast_ttl_reaches_the_socket():
 
     with inj.Sender("239.18.0.1", 694, multicast_ttl=3) as sender:
         assert sender.sock.getsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL) == 3
+
+
+def test_impersonating_without_state_needs_an_explicit_generation(tmp_path: Path) -> None:
+    """Issue 14: without --state a fresh generation would make the real node look restarted."""
+    keyfile = tmp_path / "authkeys"
+    keyfile.write_text("auth 1\n1 crc\n")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as rx:
+        rx.bind(("127.0.0.1", 0))
+        rx.settimeout(5)
+        base = ["inject", "--node", "node1", "-f", "st=dead", "--authkeys", str(keyfile),
+                "--to", "127.0.0.1", "--port", str(rx.getsockname()[1])]
+        code, _, err = hbtool(*base)
+        assert code == 2 and "without --state" in err and "--new-generation" in err
+        assert len(err.strip().splitlines()) == 1
+        rx.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            rx.recv(65535)  # nothing was sent
+        rx.settimeout(5)
+        code, _, err = hbtool(*base, "--new-generation")
+        assert code == 0, err
+        assert heartbeat.decode(rx.recv(65535)).src == "node1"
+        # unsigned or deliberately bad messages are no impersonation of a live node
+        assert hbtool(*base[:5], "--no-auth", *base[7:])[0] == 0

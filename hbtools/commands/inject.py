@@ -142,7 +142,9 @@ def _interval(count: int, interval: float | None, rate: str | None) -> float:
 @click.option("--omit", multiple=True, metavar="NAME", help="Remove this field (repeatable).")
 @click.option("--state", "state_file", type=click.Path(dir_okay=False), default=None,
               help="JSON file keeping uuid, generation and next seq per node between runs.")
-@click.option("--new-generation", is_flag=True, help="Act as if the node restarted: generation+1, seq 1.")
+@click.option("--new-generation", is_flag=True,
+              help="Act as if the node restarted: generation+1, seq 1. Without --state, this "
+                   "(or --generation) must be said: a live node's peers then see it restart.")
 @click.option("--generation", type=click.IntRange(min=0), default=None, help="Use this generation (hg).")
 @click.option("--seq", "first_seq", type=click.IntRange(min=0), default=None,
               help="Sequence number of the first message.")
@@ -227,6 +229,9 @@ def _inject_heartbeat(o: dict[str, Any]) -> None:
 
     first = build(0, start_wall)  # fail on a bad message before opening any socket
     sequenced = inj.is_sequenced(heartbeat.decode(first).type) and not seq_fixed and not o["no_fill"]
+    inj.check_generation_choice(
+        node, sending=not o["dry_run"], signed=auth == "good", sequenced=sequenced,
+        chosen=bool(o["state_file"] or o["new_generation"] or o["generation"] is not None))
     port = o["port"] or inj.HEARTBEAT_PORT
     where = f"{o['to']}:{port}" if o["to"] else "nowhere"
 

@@ -137,7 +137,7 @@ def test_signed_status_makes_ghost_active_and_bad_signature_is_ignored(tmp_path:
         # a raw socket: the daemon does not check the source IP, so ghost2 comes alive.
         spoofed = client.run(
             _hbtool("inject", "--node", "ghost2", "-f", "st=active", "-f", "dt=7d0",
-                    "--authkeys", str(keyfile), "--to", BCAST, "--iface", "eth0",
+                    "--authkeys", str(keyfile), "--to", BCAST, "--iface", "eth0", "--new-generation",
                     "--spoof-src", SPOOFED_IP, "--count", "8", "--interval", "0.25"),
             env=_env(), check=False, timeout=20,
         )
