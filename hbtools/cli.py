@@ -75,12 +75,30 @@ def cli() -> None:
 
 
 def main() -> None:
+    """Run a verb; Ctrl-C is exit 130 in every verb (128 + SIGINT, as shells report it).
+
+    click's standalone mode turns KeyboardInterrupt into "Aborted!" and exit 1, so the
+    standalone handling is done here instead, with the same messages otherwise.
+    """
     try:
-        cli.main(prog_name="hbtool", standalone_mode=True)
+        try:
+            rv = cli.main(prog_name="hbtool", standalone_mode=False)
+        except click.exceptions.Abort as exc:
+            if isinstance(exc.__context__, KeyboardInterrupt):
+                raise KeyboardInterrupt from None
+            click.echo("Aborted!", err=True)
+            sys.exit(1)
+        except click.ClickException as exc:
+            exc.show()
+            sys.exit(exc.exit_code)
+        sys.exit(rv if isinstance(rv, int) else 0)
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         sys.exit(130)
     except OSError as exc:
+        if exc.errno == errno.EPIPE:
+            _quiet_stdout()
+            sys.exit(1)
         # Verbs report their own inputs; what escapes is mostly output that cannot be
         # written (`> /dev/full`, a full disk). click handles only a closed pipe itself.
         _quiet_stdout()

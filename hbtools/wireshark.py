@@ -362,6 +362,7 @@ def generate() -> str:
     """The whole plugin, deterministic for a given set of tables (it is committed)."""
     parts = [
         _HEADER.replace("@VERSION@", __version__),
+        _GUARD,
         _COMPAT,
         _md5_tables(),
         _HASHES,
@@ -373,6 +374,17 @@ def generate() -> str:
     ]
     return "\n\n".join(p.strip("\n") for p in parts) + "\n"
 
+
+#: Loaded twice (installed in the personal plugin folder AND given with -X lua_script:),
+#: the second copy would register the same protocols again and tshark prints a Lua
+#: error: the second load is skipped instead (issue 14).
+_GUARD = r"""
+if Dissector ~= nil and type(Dissector.list) == "function" then
+  for _, name in ipairs(Dissector.list()) do
+    if name == "heartbeat" then return end  -- this plugin is loaded already
+  end
+end
+"""
 
 _HEADER = r"""
 -- hbtools.lua: Wireshark dissectors for Linux-HA Heartbeat, Corosync 3 Totem and kronosnet.

@@ -13,6 +13,12 @@
 -- always checked.
 -- Runs on Lua 5.2 (Wireshark <= 4.2) and 5.3/5.4.
 
+if Dissector ~= nil and type(Dissector.list) == "function" then
+  for _, name in ipairs(Dissector.list()) do
+    if name == "heartbeat" then return end  -- this plugin is loaded already
+  end
+end
+
 local unpack = table.unpack or unpack
 local floor = math.floor
 local TWO32 = 4294967296
