@@ -33,9 +33,11 @@ class Writer:
 
     block = 2048
 
-    def __init__(self, out: TextIO, live: bool = False) -> None:
+    def __init__(self, out: TextIO, live: bool = False, show_file: bool = False) -> None:
         self.out = out
         self.live = live
+        #: several captures read: every row says which file it came from
+        self.show_file = show_file
 
     def write(self, records: Iterable[Record]) -> int:
         """Write every record; rows decoded before a capture error are still printed."""
@@ -68,27 +70,35 @@ class JsonWriter(Writer):
     """One JSON object per line with exactly the published keys."""
 
     def _write_block(self, block: list[Record]) -> None:
-        self.out.write("\n".join([r.to_json() for r in block]) + "\n")
+        if self.show_file:
+            lines = ['{"file": ' + json.dumps(r.file) + ", " + r.to_json()[1:] for r in block]
+        else:
+            lines = [r.to_json() for r in block]
+        self.out.write("\n".join(lines) + "\n")
 
 
 class CsvWriter(Writer):
     """The JSON keys as columns; ``fields`` is its JSON text in one cell."""
 
-    def __init__(self, out: TextIO, live: bool = False) -> None:
-        super().__init__(out, live)
+    def __init__(self, out: TextIO, live: bool = False, show_file: bool = False) -> None:
+        super().__init__(out, live, show_file)
         self.csv = csv.writer(out, lineterminator="\n")
-        self.csv.writerow(JSON_KEYS)
+        self.csv.writerow((("file",) if show_file else ()) + JSON_KEYS)
 
     def _write_block(self, block: list[Record]) -> None:
-        self.csv.writerows([
-            (record.frame, repr(record.time), record.src, record.dst, record.sport,
-             record.dport, record.proto, _cell(record.type), _cell(record.node),
-             record.fields_json if record.fields_json is not None
-             else json.dumps(record.fields or {}),
-             record.auth, _cell(record.error),
-             "" if record.signatures is None else json.dumps(record.signatures))
-            for record in block
-        ])
+        rows = [_csv_row(record) for record in block]
+        if self.show_file:
+            rows = [(record.file, *row) for record, row in zip(block, rows, strict=True)]
+        self.csv.writerows(rows)
+
+
+def _csv_row(record: Record) -> tuple[Any, ...]:
+    fields = (record.fields_json if record.fields_json is not None
+              else json.dumps(record.fields or {}))
+    signatures = "" if record.signatures is None else json.dumps(record.signatures)
+    return (record.frame, repr(record.time), record.src, record.dst, record.sport, record.dport,
+            record.proto, _cell(record.type), _cell(record.node), fields, record.auth,
+            _cell(record.error), signatures)
 
 
 def _cell(value: Any) -> str:
@@ -113,6 +123,49 @@ def _second(moment: _dt.datetime) -> str:
     return moment.strftime("%Y-%m-%d %H:%M:%S")
 
 
+#: ``-t`` as in tshark: a absolute local time, ad with the date, u/ud the same in UTC,
+#: e epoch seconds, r seconds since the first row, d since the previous row.
+TIME_FORMATS = ("ud", "u", "a", "ad", "e", "r", "d")
+_TIME_HEADERS = {"ud": "time (UTC)", "u": "time (UTC)", "a": "time", "ad": "time",
+                 "e": "epoch", "r": "relative", "d": "delta"}
+
+
+class TimeFormat:
+    """Renders row times for one ``-t`` mode; r and d keep the reference time."""
+
+    def __init__(self, mode: str = "ud") -> None:
+        if mode not in TIME_FORMATS:
+            raise ValueError(f"time format {mode!r}: one of {', '.join(TIME_FORMATS)}")
+        self.mode = mode
+        self.header = _TIME_HEADERS[mode]
+        #: after a time in running text: the zone, or what the number counts from
+        self.suffix = {"ud": " UTC", "u": " UTC", "a": "", "ad": ""}.get(mode, f" ({self.header})")
+        self.first: float | None = None
+        self.previous: float | None = None
+
+    def __call__(self, epoch: float) -> str:
+        mode = self.mode
+        if mode == "ud":
+            return format_time(epoch)
+        if mode == "u":
+            return format_time(epoch)[11:]
+        if mode in ("a", "ad"):
+            try:
+                moment = _dt.datetime.fromtimestamp(epoch)
+            except (OverflowError, OSError, ValueError):
+                return repr(epoch)
+            text = moment.strftime("%Y-%m-%d %H:%M:%S.%f")
+            return text if mode == "ad" else text[11:]
+        if mode == "e":
+            return f"{epoch:.6f}"
+        if self.first is None:
+            self.first = epoch
+        base = self.first if mode == "r" else (self.previous if self.previous is not None
+                                               else epoch)
+        self.previous = epoch
+        return f"{epoch - base:.6f}"
+
+
 TABLE_HEADERS = ("frame", "time (UTC)", "source", "destination", "proto", "type", "node",
                  "seq", "status", "auth", "error")
 
@@ -121,7 +174,8 @@ TABLE_HEADERS = ("frame", "time (UTC)", "source", "destination", "proto", "type"
 LIVE_WIDTHS = (6, 26, 21, 21, 9, 13, 8, 8, 14, 4, 5)
 
 
-def _table_row(record: Record, show_file: bool) -> list[str]:
+def _table_row(record: Record, show_file: bool,
+               time_text: Callable[[float], str] = format_time) -> list[str]:
     fields = record.get_fields() if record.error is None or record.fields else {}
     seq: Any = None
     status: Any = None
@@ -144,7 +198,7 @@ def _table_row(record: Record, show_file: bool) -> list[str]:
     frame = f"{record.file}:{record.frame}" if show_file else str(record.frame)
     return [
         frame,
-        format_time(record.time),
+        time_text(record.time),
         f"{record.src}:{record.sport}",
         f"{record.dst}:{record.dport}",
         record.proto,
@@ -168,17 +222,21 @@ class TableWriter(Writer):
 
     block = 500
 
-    def __init__(self, out: TextIO, show_file: bool = False, live: bool = False) -> None:
+    def __init__(self, out: TextIO, show_file: bool = False, live: bool = False,
+                 time_format: str = "ud") -> None:
         super().__init__(out, live)
         self.show_file = show_file
-        self.widths = [len(h) for h in TABLE_HEADERS]
+        self.time = TimeFormat(time_format)
+        self.headers = (TABLE_HEADERS[0], self.time.header, *TABLE_HEADERS[2:])
+        self.widths = [len(h) for h in self.headers]
         if live:
             self.widths = [max(w, m) for w, m in zip(self.widths, LIVE_WIDTHS, strict=True)]
         self.started = False
 
     def _write_block(self, block: list[Record]) -> None:
         show_file = self.show_file
-        rows = [_table_row(record, show_file) for record in block]
+        time_text = self.time.__call__ if self.time.mode != "ud" else format_time
+        rows = [_table_row(record, show_file, time_text) for record in block]
         widths = self.widths
         for row in rows:
             for i, cell in enumerate(row):
@@ -186,7 +244,7 @@ class TableWriter(Writer):
                     widths[i] = len(cell)
         lines: list[str] = []
         if not self.started:
-            lines.append(_pad(TABLE_HEADERS, widths))
+            lines.append(_pad(self.headers, widths))
             lines.append("  ".join("-" * w for w in widths))
             self.started = True
         lines.extend(_pad(row, widths) for row in rows)
@@ -202,12 +260,87 @@ def _pad(cells: Iterable[str], widths: list[int]) -> str:
     return "  ".join([cell.ljust(w) for cell, w in zip(cells, widths, strict=True)]).rstrip()
 
 
-def writer_for(fmt: str, out: TextIO, show_file: bool = False, live: bool = False) -> Writer:
+def _shown(value: Any) -> str:
+    """A value for the detail view: plain printable text as is, anything else JSON-escaped."""
+    if isinstance(value, str):
+        return value if value.isprintable() and value.isascii() else json.dumps(value)
+    return json.dumps(value)
+
+
+def _tree(value: Any, indent: int, lines: list[str]) -> None:
+    """Nested fields one per line, indented like tshark -V; lists of scalars on one line."""
+    pad = "    " * indent
+    items = value.items() if isinstance(value, dict) else enumerate(value)
+    for key, item in items:
+        name = f"[{key}]" if isinstance(key, int) else _shown(key) if not str(key).isprintable() \
+            else str(key)
+        nested = isinstance(item, dict) or (
+            isinstance(item, list) and any(isinstance(x, dict | list) for x in item))
+        if nested and item:
+            lines.append(f"{pad}{name}:")
+            _tree(item, indent + 1, lines)
+        else:
+            lines.append(f"{pad}{name}: {_shown(item)}")
+
+
+def hexdump(data: bytes, indent: str = "    ") -> list[str]:
+    """tshark -x style: offset, 16 bytes in hex, the printable ASCII beside them."""
+    lines = []
+    for off in range(0, len(data), 16):
+        chunk = data[off:off + 16]
+        hexpart = " ".join(f"{b:02x}" for b in chunk)
+        text = "".join(chr(b) if 0x20 <= b < 0x7F else "." for b in chunk)
+        lines.append(f"{indent}{off:04x}  {hexpart:<47}  {text}")
+    return lines
+
+
+class DetailWriter(Writer):
+    """``-V`` (every field as a tree) and/or ``-x`` (the UDP payload in hex), row by row."""
+
+    block = 64
+
+    def __init__(self, out: TextIO, show_file: bool = False, live: bool = False,
+                 time_format: str = "ud", fields: bool = True, hex_bytes: bool = False) -> None:
+        super().__init__(out, live)
+        self.show_file = show_file
+        self.time = TimeFormat(time_format)
+        self.fields = fields
+        self.hex = hex_bytes
+
+    def _write_block(self, block: list[Record]) -> None:
+        lines: list[str] = []
+        for r in block:
+            where = f" ({r.file})" if self.show_file else ""
+            lines.append(f"Frame {r.frame}{where}: {self.time(r.time)}{self.time.suffix}, "
+                         f"{r.src}:{r.sport} -> {r.dst}:{r.dport}, {r.proto} "
+                         f"{_shown(r.type) if r.type is not None else '-'} node "
+                         f"{_shown(r.node) if r.node is not None else '-'}, auth {r.auth}")
+            if r.error is not None:
+                lines.append(f"    error: {_shown(r.error)}")
+            if self.fields:
+                fields = r.get_fields()
+                if fields:
+                    lines.append("    fields:")
+                    _tree(fields, 2, lines)
+                if r.signatures is not None:
+                    lines.append("    signatures:")
+                    _tree(r.signatures, 2, lines)
+            if self.hex and r.payload is not None:
+                lines.append(f"    UDP payload ({len(r.payload)} bytes):")
+                lines.extend(hexdump(r.payload, "        "))
+            lines.append("")
+        self.out.write("\n".join(lines) + "\n")
+
+
+def writer_for(fmt: str, out: TextIO, show_file: bool = False, live: bool = False,
+               time_format: str = "ud", detail: bool = False, hex_bytes: bool = False) -> Writer:
+    if detail or hex_bytes:
+        return DetailWriter(out, show_file, live, time_format, fields=detail, hex_bytes=hex_bytes)
     if fmt == "json":
-        return JsonWriter(out, live)
+        return JsonWriter(out, live, show_file)
     if fmt == "csv":
-        return CsvWriter(out, live)
-    return TableWriter(out, show_file, live)
+        return CsvWriter(out, live, show_file)
+    return TableWriter(out, show_file, live, time_format)
 
 
 # -- statistics ----------------------------------------------------------------------

@@ -56,6 +56,12 @@ class Record:
     signatures: dict[str, Any] | None = None
     fields_json: str | None = field(default=None, repr=False, compare=False)
     file: str = field(default="", repr=False, compare=False)
+    #: The captured frame, its link type and the UDP payload, for ``-w`` (pcap of the
+    #: matched packets) and ``-x`` (hex); not part of the JSON. For a datagram rebuilt
+    #: from IP fragments the frame is the last fragment's.
+    raw: bytes | None = field(default=None, repr=False, compare=False)
+    linktype: int = field(default=1, repr=False, compare=False)
+    payload: bytes | None = field(default=None, repr=False, compare=False)
 
     def get_fields(self) -> dict[str, Any]:
         """The decoded fields as a dict, parsing the cached JSON text if needed."""

@@ -19,8 +19,18 @@ import click
 from dissectors.capture import CaptureError
 from dissectors.detect import DEFAULT_PORTS, Detector, parse_port
 from dissectors.filters import FilterError, parse_filter
-from dissectors.output import FORMATS, render_stats, writer_for
-from dissectors.pipeline import Options, decode_stream, filtered, is_live, open_input
+from dissectors.output import FORMATS, TIME_FORMATS, render_stats, writer_for
+from dissectors.pipeline import (
+    Options,
+    PcapWriter,
+    RowBudget,
+    decode_stream,
+    filtered,
+    is_live,
+    limited,
+    open_input,
+    tee_pcap,
+)
 from dissectors.records import Record
 from dissectors.stats import Stats
 
@@ -76,6 +86,19 @@ def _load_keys(path: str) -> object:
 @click.option("-j", "--jobs", type=click.IntRange(min=0), default=None, metavar="N",
               help="Worker processes for --format json without --filter/--stats "
                    "(default: one per CPU; 1 decodes in this process).")
+@click.option("-c", "--count", "max_rows", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Stop after N rows (after --filter), as tshark -c; a live pipe is left too.")
+@click.option("-w", "--write", "write_pcap", type=click.Path(dir_okay=False), default=None,
+              metavar="FILE", help="Also write the packets of the rows shown as a pcap file.")
+@click.option("-t", "--time-format", type=click.Choice(TIME_FORMATS), default="ud",
+              show_default=True,
+              help="Table time as tshark -t: a/ad local time (with date), u/ud UTC, e epoch, "
+                   "r since the first row, d since the previous one.")
+@click.option("-V", "--detail", is_flag=True,
+              help="Every field of every row as a tree (tshark -V); with -c 1 or "
+                   "--filter frame=N for one packet.")
+@click.option("-x", "--hex", "hex_bytes", is_flag=True,
+              help="The UDP payload of every row in hex and ASCII (tshark -x).")
 @click.option("--codec-only", is_flag=True, hidden=True,
               help="Decode through the codecs only, without the fast paths (for checks).")
 def decode(
@@ -90,6 +113,11 @@ def decode(
     warntime: int | None,
     progress: bool | None,
     jobs: int | None,
+    max_rows: int | None,
+    write_pcap: str | None,
+    time_format: str,
+    detail: bool,
+    hex_bytes: bool,
     codec_only: bool,
 ) -> None:
     """Decode Heartbeat, Totem and kronosnet messages in pcap/pcapng captures.
@@ -125,9 +153,21 @@ def decode(
     summary = Stats(warntime_ms=warntime) if stats else None
     out = sys.stdout
     live = any(is_live(path) for path in captures)
-    writer = writer_for(fmt, out, show_file=len(captures) > 1, live=live) if print_rows else None
+    several = len(captures) > 1
+    writer = writer_for(fmt, out, show_file=several, live=live, time_format=time_format,
+                        detail=detail, hex_bytes=hex_bytes) if print_rows else None
     status = 0
-    hot = fmt == "json" and not flt and summary is None and not codec_only and not live
+    hot = (fmt == "json" and not flt and summary is None and not codec_only and not live
+           and max_rows is None and write_pcap is None and not several and not detail
+           and not hex_bytes)
+    pcap_out = None
+    if write_pcap is not None:
+        try:
+            pcap_out = PcapWriter(write_pcap)
+        except CaptureError as exc:
+            _err(str(exc))
+            sys.exit(EXIT_USAGE)
+    budget = RowBudget(max_rows)
     try:
         for path in captures:
             try:
@@ -137,8 +177,10 @@ def decode(
                         out.buffer.write(block)
                     out.buffer.flush()
                     continue
+                if budget.spent:
+                    break
                 records = _records(path, options, show_progress)
-                records = filtered(records, flt)
+                records = tee_pcap(limited(filtered(records, flt), budget), pcap_out)
                 if summary is not None:
                     records = _tee(records, summary)
                 if writer is not None:
@@ -153,6 +195,8 @@ def decode(
                 status = EXIT_USAGE
         if writer is not None:
             writer.close()
+        if pcap_out is not None:
+            pcap_out.close()
         if summary is not None:
             if writer is not None and fmt != "json":
                 out.write("\n")
