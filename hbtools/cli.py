@@ -32,6 +32,8 @@ VERBS: dict[str, str] = {
     "fault": "hbtools.commands.fault:fault",
     "wireshark": "hbtools.commands.wireshark:wireshark",
     "detectors": "hbtools.commands.detectors:detectors",
+    "lab": "hbtools.commands.lab:lab",
+    "chaos": "hbtools.commands.chaos:chaos",
 }
 
 

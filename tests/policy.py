@@ -6,25 +6,11 @@ import os
 import shutil
 from pathlib import Path
 
-import pytest
+# One policy for the project's tests and for users of the installed chaos plugin.
+from hbtools.chaos.pytest_plugin import in_ci, skip_or_fail  # noqa: F401
 
 ROOT = Path(__file__).resolve().parent.parent
 CAPTURES = ROOT / "captures"
-
-
-def in_ci() -> bool:
-    return os.environ.get("CI", "").lower() in {"1", "true", "yes"}
-
-
-def skip_or_fail(reason: str) -> None:
-    """Skip for a developer without the means; in CI the same gap is a failure.
-
-    The chaos and interop tests are the proof that the codecs are right, so CI must
-    never go green by silently not running them.
-    """
-    if in_ci():
-        pytest.fail(f"CI must run this test, but: {reason}", pytrace=False)
-    pytest.skip(reason)
 
 
 def missing_for_netns() -> str | None:

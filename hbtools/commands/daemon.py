@@ -101,7 +101,8 @@ def daemon(ctx: click.Context, config_dir: str | None, node_name: str | None, st
         sys.exit(EXIT_USAGE)
     if check:
         click.echo(f"{config_dir}: ok: node {name}, {len(config.ha.nodes)} nodes, "
-                   f"{len(config.ha.media)} media, {len(config.groups)} resource groups")
+                   f"{len(config.ha.media)} media, {len(config.groups)} resource groups, "
+                   f"detector {config.ha.detector.kind}")
         return
     options = RunnerOptions(
         node_name=name, state_dir=Path(state_dir), events=Path(events) if events else None,

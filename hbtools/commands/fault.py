@@ -96,97 +96,51 @@ def fault(ctx: click.Context, rules: tuple[str, ...], scenario: str | None,
     if ctx.invoked_subcommand is not None:
         return
     from faults import nfq
-    from faults.engine import Engine
-    from faults.rules import RuleError, parse_duration, parse_node, parse_rule
+    from faults.rules import RuleError, parse_duration
     from faults.scenario import ScenarioError
-    from faults.scenario import load as load_scenario
+    from hbtools.usecases.fault import FaultSession, plan
 
     if not rules and not scenario:
         _fail("give at least one --rule or a --scenario (see --help)")
-    node_map: dict[str, str] = {}
-    try:
-        for text in nodes:
-            name, address = parse_node(text)
-            node_map[name] = address
-        run_for = parse_duration(duration, "--duration") if duration else None
-        interval = parse_duration(status_interval, "--status-interval")
-        rule_list = [parse_rule(text, nodes=list(node_map), label=text) for text in rules]
-    except RuleError as exc:
-        _fail(str(exc))
-    scenario_name = None
-    if scenario:
-        try:
-            sc = load_scenario(scenario, extra_nodes=node_map)
-        except ScenarioError as exc:
-            _fail(str(exc))
-        scenario_name = sc.name
-        rule_list += list(sc.rules)
-        node_map.update(sc.nodes)
-        seed = seed if seed is not None else sc.seed
-        ports = ports or sc.ports
-        run_for = run_for if run_for is not None else sc.duration
     keys = _load_keys(authkeys) if authkeys else None
-    directions = sorted({d for r in rule_list for d in r.directions})
-    port_list = tuple(ports) or nfq.DEFAULT_PORTS
-    queue_num = nfq.DEFAULT_QUEUE if queue is None else queue
     try:
-        nfq.require_privilege()
-        if netns:
-            nfq.enter_netns(netns)
-        engine = Engine(rule_list, seed=seed, keys=keys, nodes=node_map,
-                        local_addresses=nfq.local_addresses())
-        installer = nfq.choose_backend(backend)
-        if realtime is not None:
-            nfq.set_realtime(realtime)
-    except (nfq.FaultError, RuleError) as exc:
+        interval = parse_duration(status_interval, "--status-interval")
+        session = FaultSession(plan(rules=rules, scenario=scenario, ports=ports, netns=netns,
+                                    queue=queue, seed=seed, keys=keys, nodes=nodes,
+                                    duration=duration, backend=backend, realtime=realtime))
+        session.open()
+    except (RuleError, ScenarioError, nfq.FaultError) as exc:
         _fail(str(exc))
+    p = session.plan
+    assert session.proxy is not None and session.engine is not None
+    nfq.install_signal_handlers(session.proxy)
+    engine = session.engine
 
-    proxy = nfq.Proxy(engine, queue_num)
-    nfq.install_signal_handlers(proxy)
-    try:
-        where = installer.install(queue_num, port_list, directions)
-    except nfq.FaultError as exc:
-        _fail(str(exc))
     def ready() -> None:
-        _err(f"ready: queue {queue_num}, {where}, udp dport "
-             f"{','.join(map(str, port_list))}, hooks {'+'.join(directions)}"
-             + (f", seed {seed}" if seed is not None else "")
-             + (f", scenario {scenario_name!r} for {run_for:g} s" if scenario_name else ""))
+        _err(f"ready: queue {p.queue}, {session.where}, udp dport "
+             f"{','.join(map(str, p.ports))}, hooks {'+'.join(p.directions)}"
+             + (f", seed {p.seed}" if p.seed is not None else "")
+             + (f", scenario {p.scenario_name!r} for {p.duration:g} s"
+                if p.scenario_name and p.duration is not None else ""))
 
     def status(elapsed: float) -> None:
         nfq.write_status(sys.stderr, nfq.status_line(engine, elapsed))
 
-    def stop_queueing() -> None:
-        try:
-            installer.stop_queueing(queue_num)
-        except nfq.FaultError as exc:
-            _err(f"could not stop queueing ({exc})")
-
-    def remove_rules() -> None:
-        try:
-            installer.remove(queue_num)
-        except nfq.FaultError as exc:
-            _err(f"could not remove my rules ({exc}); run `hbtool fault cleanup`")
-
     try:
-        result = proxy.run(duration=run_for, stop_queueing=stop_queueing,
-                           remove_rules=remove_rules, status=status,
-                           status_interval=interval, on_ready=ready)
+        result = session.run(on_ready=ready, status=status, status_interval=interval,
+                             on_warning=_err)
     except nfq.FaultError as exc:
         _fail(str(exc))
     if sys.stderr.isatty():
         sys.stderr.write("\n")
     click.echo(f"stopped ({result.reason}) after {result.elapsed:.1f} s, "
-               f"{engine.total} packets; rules removed")
-    click.echo(nfq.final_table(engine))
-    if proxy.copy_errors:
-        _err(f"warning: {proxy.copy_errors} duplicate copies could not be sent")
+               f"{result.total} packets; rules removed")
+    click.echo(result.table)
+    if result.copy_errors:
+        _err(f"warning: {result.copy_errors} duplicate copies could not be sent")
     if stats_json:
-        doc = nfq.stats_document(engine, result, {
-            "seed": seed, "queue": queue_num, "scenario": scenario_name,
-            "verdict_time": nfq.verdict_percentiles(proxy.verdict_ns)})
         try:
-            Path(stats_json).write_text(json.dumps(doc, indent=2) + "\n")
+            Path(stats_json).write_text(json.dumps(result.stats, indent=2) + "\n")
         except OSError as exc:
             _fail(f"cannot write {stats_json}: {exc.strerror}")
 

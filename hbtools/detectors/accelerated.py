@@ -46,6 +46,8 @@ from dataclasses import dataclass, field
 from hbtools.detectors.base import BEAT, JOIN, LEAVE, REPLY, Send
 
 VARIANTS = ("original", "fixed")
+MAX_CATCHUP = 256  # timeouts run at once after a stall (the halving chain from tmax to tmin is
+#                    log2(tmax/tmin) + 2 of them; MIN tmin 10 ms and tmax 60 s give 15)
 
 
 def root_bound(tmin: float, tmax: float) -> float:
@@ -94,16 +96,46 @@ class Root:
     def current_members(self) -> tuple[int, ...]:
         return tuple(self._tm)
 
+    @property
+    def suspected(self) -> frozenset[int]:
+        """Members the root has given up on (``sticky=False``) and not heard from since."""
+        return frozenset(self._suspected)
+
+    def admit(self, pid: int) -> None:
+        """Start watching ``pid`` (as at the protocol's start: rcvd, t = tmax), whatever the
+        variant's join rule: the daemon's binary/static roots admit a peer when it announces it
+        runs the protocol, since a peer that does not must never be watched by it."""
+        if pid not in self._tm:
+            self._admit(pid)
+
+    def forget(self, pid: int) -> None:
+        """Stop watching ``pid`` (declared dead or restarted elsewhere)."""
+        self._forget(pid)
+
+    def halvings(self, pid: int) -> float:
+        """log2(tmax / t) for one member: 0 while it answers, +1 per missed round."""
+        t = self._tm.get(pid)
+        return 0.0 if t is None else math.log2(self.tmax / t)
+
     def start(self, now: float) -> list[Send]:
         """Initially rcvd = true and t = tmax: the first beat goes out at the first timeout."""
         self._next = now + self.tmax
         return []
 
     def tick(self, now: float) -> list[Send]:
-        """Run every timeout due by ``now``; returns the beats to send (in order)."""
+        """Run every timeout due by ``now``; returns the beats to send (in order).
+
+        After a stall of the caller (SIGSTOP, a suspended machine) at most ``MAX_CATCHUP``
+        missed timeouts run — far more than the whole halving chain needs, so every verdict
+        they would reach is reached — and the rounds then resume from ``now``.
+        """
         sends: list[Send] = []
-        while self.active and self._next is not None and self._next <= now:
+        for _ in range(MAX_CATCHUP):
+            if not (self.active and self._next is not None and self._next <= now):
+                return sends
             sends.extend(self._timeout(self._next))
+        if self.active and self._next is not None and self._next <= now:
+            self._next = now
         return sends
 
     def _timeout(self, at: float) -> list[Send]:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Literal
 
 from hbtools.auth import AuthKeys, AuthKeysError
+from hbtools.detectors.adapter import DetectorSpec, accelerated_times, parse_detector
 from hbtools.errors import SourceError
 
 __all__ = [
@@ -97,6 +98,7 @@ class HaConfig:
     auto_failback: bool = True
     ping_nodes: list[str] = field(default_factory=list)
     msgfmt: Literal["classic", "netstring"] = "classic"
+    detector: DetectorSpec = field(default_factory=DetectorSpec)  # `detector` line (hbtools only)
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -229,6 +231,13 @@ def parse_ha_cf(text: str, source: str = "ha.cf") -> HaConfig:
                     raise ValueError("'ping' needs at least one address")
                 cfg.ping_nodes.extend(_ipv4(a, "ping node") for a in args)
                 continue
+            if directive == "detector":
+                # hbtools' own directive (failure detector; docs/DAEMON.md), options as key=value.
+                if directive in seen:
+                    raise ValueError(f"'detector' set twice (first on line {seen[directive]})")
+                seen[directive] = number
+                cfg.detector = parse_detector(args)
+                continue
             if directive not in _SINGLE:
                 kind = "is not used by hbtool daemon" if directive in _KNOWN_IGNORED else "is unknown"
                 cfg.warnings.append(f"{source}:{number}: directive {words[0]!r} {kind}; ignored")
@@ -251,6 +260,11 @@ def parse_ha_cf(text: str, source: str = "ha.cf") -> HaConfig:
         except ValueError as err:
             raise ConfigError(source, number, str(err)) from None
     _check(cfg, source, seen)
+    if cfg.detector.accelerated:  # its defaults depend on keepalive, which may follow the line
+        try:
+            accelerated_times(cfg.detector, cfg.keepalive_ms / 1000)
+        except ValueError as err:
+            raise ConfigError(source, seen["detector"], str(err)) from None
     return cfg
 
 

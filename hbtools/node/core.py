@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hbtools import heartbeat
+from hbtools.detectors import wire as detector_wire
+from hbtools.detectors.adapter import Outgoing, make_watch
 from hbtools.heartbeat import Message
 from hbtools.node.config import ClusterConfig, ResourceGroup
 from hbtools.node.events import (  # noqa: F401 - re-exported: callers import Event from here
@@ -344,12 +346,18 @@ class Node:
         self.counters: dict[str, int] = {}
         self.drops = DropLog()
         self.restart_at: float | None = None  # a healed partition: give up and restart then
+        # The ha.cf `detector` (None: Heartbeat's fixed deadtime only). Its verdict is ORed with
+        # the fixed rule below, which stays the upper bound; hbtools/detectors/adapter.py.
+        self.detector = ha.detector.kind
+        self.watch = make_watch(ha.detector, name, ha.nodes, self.keepalive, ha.deadtime_ms / 1000)
+        self._now = 0.0  # the latest `now` the node was given (for next_timer, which takes none)
 
     # ------------------------------------------------------------------ public API
 
     def start(self, now: float) -> list[Output]:
         """First status messages: ``init`` then ``up`` twice, as 3.0.6 sends them."""
         out: list[Output] = []
+        self._now = now
         self.started_at = now
         self.startup_dt_until = now + self.deadtime_ms / 1000
         self.initdead_at = now + self.initdead
@@ -365,6 +373,8 @@ class Node:
             self.ping_ready_at = now + 2 * self.keepalive
         if not self.peers:
             self._set_local(LocalEvent.ALL_PEERS_HEARD, now, out)
+        if self.watch is not None:
+            self._detector_sends(now, self.watch.start(now), out)
         out.extend(self.tick(now))
         return self._finish(out)
 
@@ -396,6 +406,10 @@ class Node:
             times.append(self.drops.due)
         if self.restart_at is not None:
             times.append(self.restart_at)
+        if self.watch is not None:
+            due = self.watch.next_timer(self._now)
+            if due is not None:
+                times.append(due)
         return min(times) if times else None
 
     def tick(self, now: float) -> list[Output]:
@@ -403,6 +417,7 @@ class Node:
         out: list[Output] = []
         if self.status is LocalStatus.DEAD or self.started_at is None:
             return out
+        self._now = max(self._now, now)
         if self.startup_dt_until is not None and now >= self.startup_dt_until:
             # Heartbeat announces its real deadtime with an extra status at this point.
             self.startup_dt_until = None
@@ -413,6 +428,8 @@ class Node:
             self.next_keepalive += self.keepalive
             if self.next_keepalive <= now:
                 self.next_keepalive = now + self.keepalive
+        if self.watch is not None:
+            self._detector_sends(now, self.watch.tick(now), out)
         for peer in self.peers.values():
             self._check_peer_timers(peer, now, out)
         if self.initdead_at is not None and now >= self.initdead_at:
@@ -441,6 +458,7 @@ class Node:
         out: list[Output] = []
         if self.status is LocalStatus.DEAD or self.started_at is None:
             return out
+        self._now = max(self._now, now)
         host = shown(addr[0]) if addr else "?"
         if self.drops.quarantined(host):
             self._drop(now, out, "quarantined", host, f"ignoring datagrams from {host} unread until the "
@@ -535,6 +553,8 @@ class Node:
         self.phase = transition(RESOURCE_TRANSITIONS, self.phase, ResourceEvent.SHUTDOWN)
         if self.standby is not Standby.NOT:
             self._standby_to(StandbyEvent.ABANDON, now, out, "standby hand-over abandoned: shutdown", None)
+        if self.watch is not None:
+            self._detector_sends(now, self.watch.stop(now), out)
         self._set_local(LocalEvent.SHUTDOWN, now, out)
         out.append(self._send(now, [("t", "shutdone"), ("st", "dead")]))
         return self._finish(out)
@@ -547,6 +567,8 @@ class Node:
             ago = None if peer.last_heard is None else round((now - peer.last_heard) * 1000)
             peers[peer.name] = {"status": peer.status.value, "last_heartbeat_ms_ago": ago,
                                 "generation": peer.generation, "rsc_hold": peer.rsc_hold}
+            if self.watch is not None:
+                peers[peer.name]["detector_level"] = round(self.watch.level(peer.name, now), 3)
         groups = []
         for i, group in enumerate(self.groups):
             holders = [self.name] if i in self.held else []
@@ -555,8 +577,8 @@ class Node:
                     holders.append(peer.name)
             groups.append({"group": group.name, "home": group.home, "held_by": holders})
         return {"node": self.name, "status": self.status.value, "generation": self.generation,
-                "resources": self.phase.value, "rsc_hold": self.rsc_hold, "peers": peers,
-                "groups": groups, "counters": dict(self.counters)}
+                "detector": self.detector, "resources": self.phase.value, "rsc_hold": self.rsc_hold,
+                "peers": peers, "groups": groups, "counters": dict(self.counters)}
 
     @property
     def rsc_hold(self) -> str:
@@ -592,6 +614,8 @@ class Node:
                 peer.stable = False
                 peer.ping_count = None
                 peer.shutting_down = False
+                if self.watch is not None:
+                    self.watch.forget(peer.name)  # its old intervals and rounds: another life
             peer.generation = generation
         self.drops.accepted(where.rsplit(":", 1)[0])  # authentic, known, not a replay
         # 3.0.6 sees a healed partition in a new status message from a node it declared dead
@@ -649,6 +673,8 @@ class Node:
                 out.append(self._event(now, PeerPingCountEvent,
                                        f"node {peer.name} reaches {count} ping node(s)",
                                        node=peer.name, count=int(count)))
+        elif mtype in detector_wire.KINDS_BY_TYPE:
+            self._on_detector(peer, msg, mtype, now, out)
         else:
             self._count(f"ignored:{shown(mtype)[:40]}")
         self._plan(now, out)
@@ -699,6 +725,8 @@ class Node:
         event = heard(msg.status)
         if event is not None:
             self._peer_event(peer, event, now, out)
+        if self.watch is not None and peer.status in ALIVE:
+            self._detector_sends(now, self.watch.heard(peer.name, now, dt), out)
         if self.status is LocalStatus.UP and not self.reqnodes_sent:
             # 3.0.6 asks the first node it hears for the node list before it goes active.
             self.reqnodes_sent = True
@@ -758,6 +786,28 @@ class Node:
             out.append(self._event(now, RexmitGaveUpEvent, f"node {peer.name} no longer has seq {seq}",
                                    node=peer.name, seq=seq, reason="nak"))
 
+    def _on_detector(self, peer: Peer, msg: Message, mtype: str, now: float, out: list[Output]) -> None:
+        """A failure detector's beat/reply/join/leave (hbtools.detectors.wire), addressed to us.
+
+        Only a peer we have heard a status from takes part, and only while it is alive: a dead
+        peer comes back by its status messages first (heal or restart), then joins again.
+        """
+        if self.watch is None or msg.dest != self.name or peer.status not in ALIVE:
+            self._count(f"ignored:{mtype}")
+            return
+        self._count(f"detector:{mtype}")
+        rnd = msg.get(detector_wire.ROUND_FIELD)
+        kind = detector_wire.KINDS_BY_TYPE[mtype]
+        sends = self.watch.message(peer.name, kind, detector_wire.parse_round(rnd if isinstance(rnd, str)
+                                                                              else None), now)
+        self._detector_sends(now, sends, out)
+
+    def _detector_sends(self, now: float, sends: list[Outgoing], out: list[Output]) -> None:
+        """The detector's messages as signed datagrams outside the sequenced stream (no seq)."""
+        for dest, msg in sends:
+            if dest in self.peers:  # the form tests/netns/test_detector_wire.py shows 3.0.6 ignores
+                out.append(self._send(now, detector_wire.body_fields(msg, dest), sequenced=False))
+
     # ------------------------------------------------------------------ timers
 
     def _peer_deadtime(self, peer: Peer) -> float:
@@ -768,7 +818,9 @@ class Node:
         if peer.status in ALIVE and peer.last_heard is not None:
             silent = now - peer.last_heard
             if silent >= self._peer_deadtime(peer):
-                self._peer_event(peer, PeerEvent.DEADTIME_EXPIRED, now, out)
+                self._peer_event(peer, PeerEvent.DEADTIME_EXPIRED, now, out, by="fixed")
+            elif self.watch is not None and self.watch.dead(peer.name, now):
+                self._peer_event(peer, PeerEvent.DEADTIME_EXPIRED, now, out, by=self.detector)
             elif silent >= self.warntime and not peer.late_warned:
                 peer.late_warned = True
                 out.append(self._event(now, WarntimeEvent, f"node {peer.name}: no heartbeat for "
@@ -839,17 +891,21 @@ class Node:
                                    phase=self.phase.value))
 
     def _peer_event(self, peer: Peer, event: PeerEvent, now: float, out: list[Output],
-                    clean: bool = False) -> None:
+                    clean: bool = False, by: str | None = None) -> None:
         old = peer.status
         peer.status = transition(PEER_TRANSITIONS, old, event)
         if peer.status is old:
             return
+        if self.watch is not None and PeerStatus.DEAD in (old, peer.status):
+            self.watch.forget(peer.name)  # dead, or back from the dead: start afresh
         peer.lost = peer.status is PeerStatus.DEAD and event is PeerEvent.DEADTIME_EXPIRED
         if peer.status is PeerStatus.DEAD:
             silent = None if peer.last_heard is None else round((now - peer.last_heard) * 1000)
             how = "stopped cleanly" if clean else "is dead"
-            out.append(self._event(now, DeadEvent, f"node {peer.name}: {how}", node=peer.name,
-                                   reason=event.name.lower(), silent_ms=silent))
+            extra = {} if by is None else {"detector": by}
+            out.append(self._event(now, DeadEvent, f"node {peer.name}: {how}"
+                                   + ("" if by in (None, "fixed") else f" ({by} detector)"),
+                                   node=peer.name, reason=event.name.lower(), silent_ms=silent, **extra))
             peer.rsc_hold = None
             peer.shutting_down = False
             peer.ping_count = None

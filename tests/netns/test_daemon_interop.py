@@ -139,6 +139,11 @@ def test_auto_failback_hbtools_gives_the_real_nodes_vip_back(lab):
     client = lab.add_client()
     both_active(real, ours)
     wait_for(lambda: real.node.has_address(VIP), timeout=20, what="real node1 to take its VIP")
+    # IPaddr's send_arp runs detached (reparented to the node's init, so a crash of Heartbeat
+    # does not end it) and repeats node1's gratuitous ARP for a while: let it finish, or a late
+    # one re-points the client at node1 after we took over.
+    wait_for(lambda: not real.node.pids_named(["send_arp"]), timeout=20,
+             what="node1's send_arp to finish")
     real.kill()
     wait_for(lambda: ours.node.has_address(VIP), timeout=10, what="hbtools node2 to take the VIP")
     # 3.0.6 keeps the VIP after SIGKILL: remove it before the client asks, or both answer ARP.
