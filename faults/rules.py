@@ -273,7 +273,7 @@ def parse_rule(text: str, *, nodes: Sequence[str] = (), label: str = "") -> Rule
             probability = _parse_probability(value)
         elif eq and key in _ACTION_OPTIONS[verb]:
             options[key] = value
-        elif verb in _PRESETS and not match_words and "=" not in word:
+        elif verb in _PRESETS and not match_words and "=" not in word and word not in DIRECTIONS:
             positional.append(word)  # partition n1>n2: nodes, not a comparison
         elif word in DIRECTIONS or _is_match_word(word):
             match_words.append(word)
