@@ -366,10 +366,10 @@ def _over_deadtime(e: dict[str, Any]) -> str:
 #: Heartbeat stats event lists in the order the table shows them: key, label, text.
 _HEARTBEAT_EVENTS: tuple[tuple[str, str, Callable[[dict[str, Any]], str]], ...] = (
     ("status_changes", "status", lambda e: f"{e['old'] or '(first seen)'} -> {e['new']}"),
-    ("generation_changes", "restart", lambda e: f"generation {e['old']:x} -> {e['new']:x}"),
+    ("generation_changes", "restart", lambda e: f"generation {e['old']} -> {e['new']}"),
     ("gaps_over_deadtime", "over deadtime", _over_deadtime),
     ("late_heartbeats", "late", lambda e: f"{e['interval_ms']} ms (warntime {e['warntime_ms']} ms)"),
-    ("seq_gaps", "seq gap", lambda e: f"{e['missing']} missing after seq {e['after']:x}"),
+    ("seq_gaps", "seq gap", lambda e: f"{e['missing']} missing after seq {e['after']}"),
     ("rexmit_requests", "rexmit request",
      lambda e: f"to {e['dest']}: {e['firstseq']}..{e['lastseq']}"),
     ("naks", "nak", lambda e: f"to {e['dest']}: {e['firstseq']} ({e['info']})"),

@@ -90,7 +90,7 @@ _HB_PROTOFIELD = {
     Kind.TEXT: ("string", None),
     Kind.WORDS: ("string", None),
     Kind.SIGNATURE: ("string", None),
-    Kind.HEX_INT: ("uint64", "base.HEX"),
+    Kind.HEX_INT: ("uint64", "base.DEC"),  # the number, in decimal as decode shows it
     Kind.DEC_INT: ("int64", "base.DEC"),
     Kind.UUID: ("guid", None),
     Kind.BYTES: ("bytes", None),

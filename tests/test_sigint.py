@@ -19,8 +19,11 @@ CODE = "import sys; sys.argv[0] = 'hbtool'; from hbtools.cli import main; main()
 
 
 def _interrupt(args: list[str]) -> subprocess.CompletedProcess[bytes]:
+    # A test run started in the background inherits SIGINT ignored; a user's terminal
+    # does not: give the child the default disposition, as a shell's foreground job has.
     proc = subprocess.Popen([sys.executable, "-c", CODE, *args], cwd=ROOT,
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         time.sleep(3.0)  # imports done, the verb is waiting (bounded: it would wait forever)
         assert proc.poll() is None, proc.communicate()

@@ -472,7 +472,8 @@ def test_every_table_field_is_a_wireshark_field() -> None:
                 "bytes": "FT_BYTES", "struct": "FT_NONE"}.get(spec.kind.value, "FT_STRING")
         assert reg[f"heartbeat.{name}"][0] == want, name
         if spec.kind.value == "hex":
-            assert reg[f"heartbeat.{name}"][1] == "BASE_HEX", name
+            # one number convention (issue 14): shown in decimal, as hbtool decode shows it
+            assert reg[f"heartbeat.{name}"][1] == "BASE_DEC", name
     for extra in ("heartbeat.format", "heartbeat.auth.method", "heartbeat.auth.valid"):
         assert extra in reg
     sizes = {1: "8", 2: "16", 4: "32", 8: "64"}

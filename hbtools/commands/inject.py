@@ -122,7 +122,8 @@ def _interval(count: int, interval: float | None, rate: str | None) -> float:
 @click.option("-t", "--type", "message_type", default=None,
               help="Message type (Heartbeat: status, NS_ackmsg, …; default status).")
 @click.option("-f", "--field", "field_specs", multiple=True, metavar="NAME=VALUE",
-              help="Set a field (repeatable); numbers in their wire radix (seq, hg, dt are hex).")
+              help="Set a field (repeatable). Numbers as decode shows them, in decimal "
+                   "(dt=7000 is 7 s; 0x1b58 also works); !TEXT sends raw wire text.")
 @click.option("--node", default=None, help="Sender node name (src); default: the template's, else uname -n.")
 @click.option("--uuid", "node_uuid", default=None, help="Sender uuid (srcuuid); default: stable per node.")
 @click.option("--authkeys", type=click.Path(dir_okay=False), default=None,
@@ -173,7 +174,7 @@ def inject(**opts: Any) -> None:
     Examples:
       hbtool inject --node ghost -f st=active --authkeys authkeys --state ghost.json \\
           --to 198.18.0.255 --count 10 --interval 1
-      hbtool inject -t NS_ackmsg -f dest=n1 -f ackseq=2c --authkeys authkeys --dry-run
+      hbtool inject -t NS_ackmsg -f dest=n1 -f ackseq=44 --authkeys authkeys --dry-run
       hbtool inject --from-pcap cap.pcap --frame 7 --bad-auth --authkeys k --to 198.18.0.1
     """
     if opts["proto"] == "totem":
