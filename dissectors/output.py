@@ -62,7 +62,7 @@ class Writer:
     def _write_block(self, block: list[Record]) -> None:
         raise NotImplementedError
 
-    def close(self) -> None:
+    def close(self, empty_note: bool = True) -> None:
         self.out.flush()
 
 
@@ -250,8 +250,8 @@ class TableWriter(Writer):
         lines.extend(_pad(row, widths) for row in rows)
         self.out.write("\n".join(lines) + "\n")
 
-    def close(self) -> None:
-        if not self.started:
+    def close(self, empty_note: bool = True) -> None:
+        if not self.started and empty_note:
             self.out.write("(no cluster messages)\n")
         super().close()
 

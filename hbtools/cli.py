@@ -68,12 +68,22 @@ class LazyGroup(click.Group):
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="hbtool")
-def cli() -> None:
+@click.option("-v", "--debug", is_flag=True,
+              help="Log what the verb does (DEBUG level) on stderr.")
+def cli(debug: bool) -> None:
     """Look at, write to, and break the wire of Linux-HA clusters.
 
     Heartbeat (UDP 694) and Corosync Totem/kronosnet (UDP 5404-5405) speak here.
-    Every verb has its own --help with examples.
+    Every verb has its own --help with examples. Shell completion (bash):
+    eval "$(_HBTOOL_COMPLETE=bash_source hbtool)"; zsh_source and fish_source also work.
     """
+    if debug:
+        import logging
+
+        logging.basicConfig(level=logging.DEBUG, stream=sys.stderr,
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        logging.getLogger("hbtools").debug("hbtools %s, Python %s, argv %s", __version__,
+                                           sys.version.split()[0], sys.argv[1:])
 
 
 def main() -> None:

@@ -726,8 +726,8 @@ def _read_capture_scapy(path: str) -> list[CapturedDatagram]:
         from scapy.error import Scapy_Exception
         from scapy.layers.inet import IP, UDP
         from scapy.utils import PcapReader
-    except ImportError:  # pragma: no cover - scapy is a declared dependency
-        raise InjectError("reading captures needs scapy (pip install scapy)") from None
+    except ImportError:
+        raise InjectError("reading this capture needs scapy: pip install 'hbtools[spoof]'") from None
     out: list[CapturedDatagram] = []
     try:
         with PcapReader(path) as reader:
@@ -803,6 +803,13 @@ class Sender:
         self.port = port
         self.iface = iface
         self.spoof_src = check_ipv4(spoof_src, "--spoof-src address") if spoof_src else None
+        if self.spoof_src:
+            from hbtools.extras import MissingExtra, require
+
+            try:
+                require("scapy.layers.inet", "spoof", "--spoof-src")
+            except MissingExtra as exc:
+                raise InjectError(str(exc)) from None
         self.sport = sport if sport is not None else 0
         ifindex = check_interface(iface) if iface else 0
         try:

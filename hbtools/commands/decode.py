@@ -8,6 +8,7 @@ traceback, and the other files are still decoded.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sys
 import warnings
@@ -35,6 +36,7 @@ from dissectors.records import Record
 from dissectors.stats import Stats
 
 EXIT_USAGE = 2
+log = logging.getLogger("hbtools.decode")
 
 
 def _err(message: str) -> None:
@@ -160,6 +162,8 @@ def decode(
     hot = (fmt == "json" and not flt and summary is None and not codec_only and not live
            and max_rows is None and write_pcap is None and not several and not detail
            and not hex_bytes)
+    log.debug("decode %d capture(s): %s path, format %s, live %s, filter %r", len(captures),
+              "JSON hot" if hot else "general", fmt, live, str(flt))
     pcap_out = None
     if write_pcap is not None:
         try:
@@ -168,6 +172,7 @@ def decode(
             _err(str(exc))
             sys.exit(EXIT_USAGE)
     budget = RowBudget(max_rows)
+    failed = 0
     try:
         for path in captures:
             try:
@@ -193,8 +198,10 @@ def decode(
                     writer.out.flush()
                 _err(str(exc))
                 status = EXIT_USAGE
+                failed += 1
         if writer is not None:
-            writer.close()
+            # nothing readable at all: the error lines are the whole answer
+            writer.close(empty_note=failed < len(captures))
         if pcap_out is not None:
             pcap_out.close()
         if summary is not None:

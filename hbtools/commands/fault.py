@@ -102,6 +102,12 @@ def fault(ctx: click.Context, rules: tuple[str, ...], scenario: str | None,
 
     if not rules and not scenario:
         _fail("give at least one --rule or a --scenario (see --help)")
+    from hbtools.extras import MissingExtra, require
+
+    try:
+        require("netfilterqueue", "fault", "hbtool fault")  # before any rule is installed
+    except MissingExtra as exc:
+        _fail(str(exc))
     keys = _load_keys(authkeys) if authkeys else None
     try:
         interval = parse_duration(status_interval, "--status-interval")
