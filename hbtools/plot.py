@@ -170,7 +170,7 @@ def figure_size(lanes: int, with_series: bool = False) -> tuple[int, int]:
     return WIDTH_PX, height
 
 
-def lane_label(name: str) -> str:
+def lane_label(name: str, limit: int = _MAX_LABEL) -> str:
     """A lane name safe to draw: wire text is escaped (control bytes as \\xNN), ``$`` does not
     start mathtext, and an overlong name is cut with an ellipsis."""
     out = []
@@ -184,7 +184,7 @@ def lane_label(name: str) -> str:
         else:
             out.append(f"\\x{ord(ch):02x}" if ord(ch) < 256 else f"\\u{ord(ch):04x}")
     text = "".join(out)
-    return text if len(text) <= _MAX_LABEL else text[: _MAX_LABEL - 1] + "…"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _check(timeline: Timeline) -> None:
@@ -254,7 +254,10 @@ def render(timeline: Timeline, path: str) -> Rendered:
             ax.annotate(lane_label(ev.label), (ev.time - t0, row[ev.lane] + KINDS[ev.kind].offset),
                         xytext=(3, 3), textcoords="offset points", fontsize=7, zorder=4)
     ax.set_yticks(range(n), [lane_label(name) for name in reversed(timeline.lanes)])
-    ax.set_ylim(-0.5, n - 0.5)
+    ax.set_ylim(-0.5, max(n, 1) - 0.5)
+    if not n:
+        ax.text(0.5, 0.5, "nothing to draw: no node seen", transform=ax.transAxes, ha="center",
+                va="center", color="#8c8c8c")
     for y in range(n - 1):
         ax.axhline(y + 0.5, color="#dddddd", lw=0.8)
     ax.grid(True, axis="x", alpha=0.3)
@@ -291,7 +294,7 @@ def render(timeline: Timeline, path: str) -> Rendered:
         for s in timeline.series:
             pts = sorted(s.points)
             sax.plot([t - t0 for t, _ in pts], [v for _, v in pts], marker=".", ms=3, lw=0.8,
-                     label=lane_label(f"{s.name} ({s.unit})"))
+                     label=lane_label(f"{s.name} ({s.unit})", limit=60))
         sax.legend(fontsize=7, loc="upper right")
         sax.grid(True, alpha=0.3)
         sax.set_xlabel(axis_label)

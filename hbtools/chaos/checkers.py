@@ -15,6 +15,10 @@ Rules (all times relative to the run's start):
   heal; an unhealed fault allows ``grace`` after its start). A ``benign`` scenario (loss, delay,
   a cut medium, a flood) allows nothing: the cluster must ride it out.
 * *Owner after heal*: the last samples have one owner, and the client's ARP entry names its MAC.
+* *Reachable after the heal* (failure scenarios whose faults all end): from the last heal on,
+  the time without exactly one owner *and* the client's ARP entry on it may not exceed
+  ``heal_budget`` (default: grace). A stack that settles on one owner but leaves clients
+  pointing at a node that gave the VIP up is unavailable all the same.
 * *False failovers* (benign scenarios): every change of the single owner counts.
 * One sample of disagreement (``TOLERANCE_S``) is allowed: a hand-over seen mid-way.
 """
@@ -42,6 +46,7 @@ class Verdict:
     false_failovers: int
     final_owners: tuple[str, ...]
     client_ok: bool
+    disrupted_after_heal_s: float | None = None
     detection_ms: float | None = None
     takeover_ms: float | None = None
     new_owner: str | None = None
@@ -87,8 +92,19 @@ def owner_changes(samples: Sequence[Sample]) -> list[tuple[float, str, str]]:
     return changes
 
 
+def disrupted_after(samples: Sequence[Sample], since: float, macs: Mapping[str, str],
+                    end: float) -> float:
+    """Seconds after ``since`` without one owner that the client's ARP entry points at."""
+    total = 0.0
+    for (t, owners, mac), dt in _durations(samples, end):
+        if t >= since and not (len(owners) == 1 and mac == macs.get(owners[0])):
+            total += dt
+    return total
+
+
 def check(samples: Sequence[Sample], windows: Sequence[Window], *, kind: str, grace: float,
-          macs: Mapping[str, str], end: float, tail: float = 0.5) -> Verdict:
+          macs: Mapping[str, str], end: float, tail: float = 0.5,
+          heal_budget: float | None = None) -> Verdict:
     """The verdict of one run; ``macs`` maps node names to their interface MACs."""
     reasons: list[str] = []
     if not samples:
@@ -115,12 +131,20 @@ def check(samples: Sequence[Sample], windows: Sequence[Window], *, kind: str, gr
     if len(final_owners) == 1 and not client_ok:
         holder = next((n for n, m in macs.items() if m == client_mac), client_mac or "nothing")
         reasons.append(f"client's ARP entry points at {holder}, not the owner {final_owners[0]}")
+    disrupted = None
+    if kind == "failure" and windows and all(w[2] is not None for w in windows):
+        healed = max(w[2] for w in windows if w[2] is not None)
+        disrupted = round(disrupted_after(samples, healed, macs, end), 2)
+        budget = grace if heal_budget is None else heal_budget
+        if disrupted > budget:
+            reasons.append(f"VIP unreachable for the client {disrupted:.1f} s after the heal "
+                           f"(budget {budget:g} s)")
     changes = owner_changes(samples)
     false = len(changes) if kind == "benign" else 0
     if false:
         reasons.append(f"{false} false failover(s)")
     return Verdict(not reasons, reasons, round(split, 2), round(split_out, 2), round(none_out, 2),
-                   len(changes), false, tuple(final_owners), client_ok)
+                   len(changes), false, tuple(final_owners), client_ok, disrupted)
 
 
 def takeover_times(garps: Sequence[tuple[float, str]], heartbeats: Mapping[str, Sequence[float]],

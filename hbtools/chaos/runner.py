@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from hbtools.chaos import checkers, wire
-from hbtools.chaos.expected import expected_for
+from hbtools.chaos.expected import expected_for, matches
 from hbtools.chaos.scenarios import Scenario, Step
 from hbtools.lab import Lab, LabError, Node, _run
 from hbtools.lab.cluster import Timing
@@ -43,6 +43,12 @@ FLOOD_KINDS = (("garbage", 0.4), ("badsig", 0.3), ("replay", 0.3))
 def grace_s(timing: Timing) -> float:
     """Time allowed after a fault (or its heal) to detect, take over and resolve."""
     return 2 * timing.deadtime_ms / 1000 + 2.0
+
+
+def heal_budget_s(timing: Timing) -> float:
+    """How long after a heal the client may be without a reachable owner: one deadtime to
+    notice the peer is back, one second to settle and announce."""
+    return timing.deadtime_ms / 1000 + 1.0
 
 
 # ----------------------------------------------------------------------------- environments
@@ -118,7 +124,7 @@ def reset(env: Env) -> None:
     for name in c.nodes:
         if not c.running(name):
             c.restart(name)
-    settle(c, SETTLE_S + c.timing.deadtime_ms / 2000, timeout=40)
+    settle(c, SETTLE_S + c.timing.deadtime_ms / 2000, timeout=20)
     for name in c.nodes:
         if not c.running(name):
             raise LabError(f"{name} is not running after the reset")
@@ -341,6 +347,7 @@ class RunResult:
     error: str | None = None
     setup_s: float = 0.0
     recovered_after_s: float | None = None
+    disrupted_after_heal_s: float | None = None
     """For a run that ended without one owner the client points at: how long after the end
     that was reached (None: not within RECOVERY_WAIT_S)."""
 
@@ -386,7 +393,8 @@ def run_one(scenario: Scenario, impl: str, out_dir: Path, pool: Pool) -> RunResu
         end = time.time()
         macs = {n: c.mac(n) for n in c.nodes}
         verdict = checkers.check(sampler.samples, played.windows, kind=scenario.kind,
-                                 grace=grace_s(c.timing), macs=macs, end=end)
+                                 grace=grace_s(c.timing), macs=macs, end=end,
+                                 heal_budget=heal_budget_s(c.timing))
         recovered = None
         if not verdict.client_ok:
             recovered = _recovery(sampler, macs, end)
@@ -421,12 +429,14 @@ def run_one(scenario: Scenario, impl: str, out_dir: Path, pool: Pool) -> RunResu
         except Exception as exc:  # a picture must not hide a verdict
             files["timeline_error"] = str(exc)
         rate = len(samples) / max(0.001, end - t0)
-        result = RunResult(scenario.name, impl, verdict.label, exp, why, verdict.label == exp,
+        result = RunResult(scenario.name, impl, verdict.label, exp, why,
+                           matches(scenario.name, impl, verdict.label, verdict.reasons),
                            verdict.reasons, detection, takeover, verdict.split_brain_s,
                            verdict.false_failovers, verdict.owner_changes, new_owner,
                            list(verdict.final_owners), verdict.client_ok, leftovers,
                            round(time.monotonic() - began, 1), len(samples), round(rate, 1), files,
-                           setup_s=setup_s, recovered_after_s=recovered)
+                           setup_s=setup_s, recovered_after_s=recovered,
+                           disrupted_after_heal_s=verdict.disrupted_after_heal_s)
         write_file(run_dir / "run.json", json.dumps(
             {**result.as_dict(), "owner": owner, "windows": played.windows, "marks": played.marks,
              "garps": seen.garps[:200], "timing": asdict(c.timing),

@@ -129,9 +129,9 @@ BUILTIN: dict[str, Scenario] = {s.name: s for s in (
              impls=HA, description="10k forged datagrams/s at the owner for 5 s (garbage, bad "
                                    "signatures, replays with an old generation)"),
     # Last: a stack that keeps a stale VIP leaves the cluster for a rebuild, not a reset.
-    Scenario("kill-restart", _s(Step("kill", 1.0, 3.0)), 11.0,
+    Scenario("kill-restart", _s(Step("kill", 1.0, 6.0)), 14.0,
              description="SIGKILL of the owner's cluster stack (machine and addresses stay), "
-                         "started again 3 s later"),
+                         "started again 6 s later (after every stack noticed)"),
 )}
 
 CORE = ("crash", "stop", "partition-twoway", "loss30")

@@ -101,6 +101,10 @@ def _load_keys(path: str) -> object:
                    "--filter frame=N for one packet.")
 @click.option("-x", "--hex", "hex_bytes", is_flag=True,
               help="The UDP payload of every row in hex and ASCII (tshark -x).")
+@click.option("--plot", "plot_png", type=click.Path(dir_okay=False), default=None, metavar="FILE.png",
+              help="Draw one lane per node over time into FILE.png (heartbeats, late ones, gaps "
+                   "past deadtime, status/generation changes, retransmission requests, "
+                   "gratuitous ARPs, ring changes, token rotation) instead of printing rows.")
 @click.option("--codec-only", is_flag=True, hidden=True,
               help="Decode through the codecs only, without the fast paths (for checks).")
 def decode(
@@ -120,6 +124,7 @@ def decode(
     time_format: str,
     detail: bool,
     hex_bytes: bool,
+    plot_png: str | None,
     codec_only: bool,
 ) -> None:
     """Decode Heartbeat, Totem and kronosnet messages in pcap/pcapng captures.
@@ -150,6 +155,8 @@ def decode(
         filter=flt,
         fast=not codec_only,
     )
+    if plot_png is not None:
+        _plot(captures, plot_png, options, warntime)
     show_progress = sys.stderr.isatty() if progress is None else progress
     print_rows = rows or not stats
     summary = Stats(warntime_ms=warntime) if stats else None
@@ -213,6 +220,22 @@ def decode(
         _quiet_stdout()
         sys.exit(0)
     sys.exit(status)
+
+
+def _plot(captures: tuple[str, ...], png: str, options: Options, warntime: int | None) -> None:
+    """``--plot``: the work is in hbtools.decodeplot; this prints its one-line outcome."""
+    from hbtools.decodeplot import plot_captures
+    from hbtools.plot import PlotError
+
+    try:
+        result = plot_captures(captures, png, options, warntime_ms=warntime)
+    except (CaptureError, PlotError) as exc:
+        _err(str(exc))
+        sys.exit(EXIT_USAGE)
+    lanes = ", ".join(result.rendered.lanes) or "none"
+    click.echo(f"plot written: {png} ({result.rendered.width}x{result.rendered.height} px, "
+               f"{result.records} messages, lanes: {lanes})")
+    sys.exit(0)
 
 
 def _records(path: str, options: Options, show_progress: bool) -> Iterator[Record]:

@@ -91,10 +91,17 @@ class _Observed:
         return self.node(name).mac
 
     def _power_off(self, name: str) -> None:
+        """Link down first (the network sees the loss at once), then every process of the
+        node SIGKILLed together with its init (the reaping may take a moment; the kernel
+        already stopped them all)."""
         n = self.node(name)
-        if n.anchor is not None:
-            n.anchor.kill()
         _run(["ip", "-n", n.netns, "link", "set", n.ifname, "down"], timeout=10)
+        if n.anchor is not None:
+            for pid in n.anchor.processes():
+                _kill(pid, signal.SIGSTOP)
+            for pid in [*n.anchor.processes(), n.anchor.init_pid]:
+                _kill(pid)
+            n.anchor.kill()
 
     def powered(self, name: str) -> bool:
         links = self.observer(name).links().values()

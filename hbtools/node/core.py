@@ -616,6 +616,7 @@ class Node:
                 peer.shutting_down = False
                 if self.watch is not None:
                     self.watch.forget(peer.name)  # its old intervals and rounds: another life
+                self._reannounce(peer, now, out)
             peer.generation = generation
         self.drops.accepted(where.rsplit(":", 1)[0])  # authentic, known, not a replay
         # 3.0.6 sees a healed partition in a new status message from a node it declared dead
@@ -678,6 +679,22 @@ class Node:
         else:
             self._count(f"ignored:{shown(mtype)[:40]}")
         self._plan(now, out)
+
+    def _reannounce(self, peer: Peer, now: float, out: list[Output]) -> None:
+        """A peer came back with a new generation: announce again what we hold.
+
+        A peer restarts after a healed partition (it gave up what it had taken) or after a
+        crash; either way it may have been the last to send gratuitous ARP for our groups,
+        so clients on the segment still point at it although it no longer has the address.
+        Taking a held group again is idempotent (``ip addr replace``) and sends a fresh round
+        of gratuitous ARP, so clients come back to the one owner at once instead of after
+        their ARP entries age out. (3.0.6 does not, and its clients stay misdirected.)
+        """
+        for i in sorted(self.held):
+            out.append(TakeResource(self.groups[i]))
+            out.append(self._event(now, ResourceTakenEvent,
+                                   f"announced {self.groups[i].name} again ({peer.name} restarted)",
+                                   group=self.groups[i].name, reason=f"{peer.name} restarted"))
 
     def _partition_healed(self, peer: Peer, now: float, out: list[Output]) -> None:
         """A node we declared dead speaks again without having restarted (same generation).
