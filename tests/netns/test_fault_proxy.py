@@ -332,7 +332,7 @@ def test_scenario_runs_its_timeline_and_exits(lab, tmp_path: Path) -> None:
     assert receiver.stdout is not None and receiver.stdout.readline().strip() == "listening"
     stats = tmp_path / "stats.json"
     p = Proxy(n1.netns, "--scenario", str(scenario), "--stats-json", str(stats),
-              "--status-interval", "0.5")
+              "--status-interval", "500ms")
     start = time.time()
     n1.run(["python3", str(tmp_path / "send.py"), NODE2, "30", "0.1", str(tmp_path / "s.jsonl")])
     assert p.wait(timeout=20) == 0, p.stderr  # the scenario ended by itself
