@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import datetime as _dt
 import functools
+import io
 import json
 from collections.abc import Callable, Iterable
 from typing import Any, TextIO
@@ -347,7 +348,8 @@ def writer_for(fmt: str, out: TextIO, show_file: bool = False, live: bool = Fals
 
 
 def _ms(value: float | None) -> str:
-    return "-" if value is None else f"{value * 1000:.1f}"
+    """A value already in milliseconds (the stats' *_ms summaries)."""
+    return "-" if value is None else f"{value:.1f}"
 
 
 def _t(value: float | None) -> str:
@@ -376,22 +378,78 @@ _HEARTBEAT_EVENTS: tuple[tuple[str, str, Callable[[dict[str, Any]], str]], ...] 
 )
 
 
+#: The text statistics fit a terminal of this many columns (issue 14).
+STATS_WIDTH = 100
+#: A free-text cell (types, details) wider than this is wrapped.
+_WRAP = 34
+
+
+def fit_table(rows: list[list[Any]], headers: list[str], **kwargs: Any) -> str:
+    """tabulate's table, made to fit STATS_WIDTH columns.
+
+    Long free-text cells are wrapped first; a table still too wide is cut into several
+    with the same first (key) column, so every line fits and nothing is lost.
+    """
+    kwargs.setdefault("tablefmt", "simple")
+    kwargs.setdefault("disable_numparse", True)
+    text = tabulate(rows, headers=headers, **kwargs)
+    if _width(text) <= STATS_WIDTH or not rows:
+        return text
+    widths = [max([len(str(h))] + [len(str(r[i])) for r in rows]) for i, h in enumerate(headers)]
+    wrap = [_WRAP if w > _WRAP else None for w in widths]
+    text = tabulate(rows, headers=headers, maxcolwidths=wrap, **kwargs)
+    if _width(text) <= STATS_WIDTH:
+        return text
+
+    def part(cols: list[int]) -> str:
+        return tabulate([[r[i] for i in cols] for r in rows], headers=[headers[i] for i in cols],
+                        maxcolwidths=[wrap[i] for i in cols], **kwargs)
+
+    parts: list[str] = []
+    cols = [0]
+    for i in range(1, len(headers)):
+        if len(cols) > 1 and _width(part([*cols, i])) > STATS_WIDTH:
+            parts.append(part(cols))
+            cols = [0]
+        cols.append(i)
+    parts.append(part(cols))
+    return "\n\n".join(parts)
+
+
+def _width(text: str) -> int:
+    return max((len(line) for line in text.splitlines()), default=0)
+
+
+def csv_table(rows: list[list[Any]], headers: list[str], **_kwargs: Any) -> str:
+    """The same table as CSV (``--stats -f csv``): one header line, one line per row."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(headers)
+    writer.writerows(rows)
+    return buf.getvalue().rstrip("\n")
+
+
 def render_stats(summary: dict[str, Any], fmt: str) -> str:
-    """The statistics as text tables, or as one JSON line ``{"stats": ...}``."""
+    """The statistics as text tables (100 columns), CSV tables, or one JSON line.
+
+    JSON carries the same units as the tables: intervals and rotations in ms
+    (``*_ms``), times as epoch seconds.
+    """
     if fmt == "json":
         return json.dumps({"stats": summary}) + "\n"
+    table = csv_table if fmt == "csv" else fit_table
     parts: list[str] = []
     parts.append(
         f"{summary['records']} cluster messages "
         f"({', '.join(f'{k} {v}' for k, v in summary['by_proto'].items()) or 'none'}), "
-        f"{sum(summary['errors'].values())} malformed; "
+        f"{sum(summary['errors'].values())} malformed;\n"
         f"from {_t(summary['first'])} to {_t(summary['last'])} UTC"
     )
     hb = summary["heartbeat"]["nodes"]
     if hb:
         rows = []
         for n in hb:
-            iv = n["heartbeat_interval"]
+            iv = n["heartbeat_interval_ms"]
             rows.append([
                 n["node"], n["messages"], n["deadtime_ms"] if n["deadtime_ms"] is not None else "-",
                 iv["count"], _ms(iv["min"]), _ms(iv["median"]), _ms(iv["p99"]), _ms(iv["max"]),
@@ -400,14 +458,14 @@ def render_stats(summary: dict[str, Any], fmt: str) -> str:
                 n["rexmit_requests"]["count"], n["naks"]["count"],
                 n["generation_changes"]["count"], n["auth_failures"], n["errors"],
             ])
-        parts.append("\nHeartbeat nodes (intervals between status messages, ms)\n" + tabulate(
+        parts.append("\nHeartbeat nodes (intervals between status messages, ms)\n" + table(
             rows,
             headers=["node", "msgs", "deadtime", "beats", "min", "median", "p99", "max",
                      "late", ">deadtime", "seq gaps (still missing)", "late seqs", "repeats", "rexmit req",
                      "naks", "restarts", "auth bad", "errors"],
             tablefmt="simple", disable_numparse=True))
         type_rows = [[n["node"], _types(n["by_type"])] for n in hb]
-        parts.append("\nHeartbeat messages by type\n" + tabulate(
+        parts.append("\nHeartbeat messages by type\n" + table(
             type_rows, headers=["node", "types"], tablefmt="simple"))
         events = []
         for n in hb:
@@ -416,14 +474,14 @@ def render_stats(summary: dict[str, Any], fmt: str) -> str:
                     events.append([_t(e["time"]), n["node"], label, describe(e)])
         if events:
             events.sort(key=lambda row: row[0])
-            parts.append("\nHeartbeat events\n" + tabulate(
+            parts.append("\nHeartbeat events\n" + table(
                 events, headers=["time (UTC)", "node", "event", "detail"], tablefmt="simple",
                 disable_numparse=True))
     totem = summary["totem"]
     if totem["rings"]:
         rows = []
         for r in totem["rings"]:
-            rot = r["token_rotation"]
+            rot = r["token_rotation_ms"]
             rows.append([
                 r["ring"], _t(r["first"]), _t(r["last"]), r["messages"],
                 " ".join(str(m) for m in r["members"]) if r["members"] is not None else "?",
@@ -431,7 +489,7 @@ def render_stats(summary: dict[str, Any], fmt: str) -> str:
                 _ms(rot["max"]), r["token_repeats"],
                 f"{r['rtr_list_entries']} (max {r['rtr_list_max']})",
             ])
-        parts.append("\nTotem rings (token rotation, ms)\n" + tabulate(
+        parts.append("\nTotem rings (token rotation, ms)\n" + table(
             rows,
             headers=["ring", "first seen", "last seen", "msgs", "members", "rotations", "min",
                      "median", "p99", "max", "token repeats", "rtr entries"],
@@ -441,7 +499,7 @@ def render_stats(summary: dict[str, Any], fmt: str) -> str:
                  _types(n["knet_by_type"]) or "-", " ".join(n["rings"]), n["memb_joins"],
                  n["errors"]]
                 for n in totem["nodes"]]
-        parts.append("\nTotem nodes\n" + tabulate(
+        parts.append("\nTotem nodes\n" + table(
             rows, headers=["node", "msgs", "addresses", "totem types", "knet types", "rings",
                            "joins", "errors"], tablefmt="simple", disable_numparse=True))
     return "\n".join(parts) + "\n"

@@ -6,10 +6,10 @@ import json
 from pathlib import Path
 
 from dissect_vectors import run_cli
+from policy import CAPTURES
 
 from dissectors import schema
 from dissectors.records import JSON_KEYS
-from policy import CAPTURES
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "JSON.md"
 

@@ -16,7 +16,6 @@ import subprocess
 
 import pytest
 from dissect_vectors import ROOT, run_cli
-
 from policy import CAPTURES
 
 PCAPS = sorted(CAPTURES.glob("*/capture.pcap*"))
