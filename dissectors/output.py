@@ -18,6 +18,7 @@ from typing import Any, TextIO
 from tabulate import tabulate
 
 from dissectors.records import JSON_KEYS, Record
+from hbtools import escape
 
 __all__ = ["CsvWriter", "JsonWriter", "TableWriter", "Writer", "render_stats", "writer_for"]
 
@@ -71,10 +72,12 @@ class JsonWriter(Writer):
     """One JSON object per line with exactly the published keys."""
 
     def _write_block(self, block: list[Record]) -> None:
+        json_text = escape.json_text
         if self.show_file:
-            lines = ['{"file": ' + json.dumps(r.file) + ", " + r.to_json()[1:] for r in block]
+            lines = [json_text('{"file": ' + json.dumps(r.file) + ", " + r.to_json()[1:])
+                     for r in block]
         else:
-            lines = [r.to_json() for r in block]
+            lines = [json_text(r.to_json()) for r in block]
         self.out.write("\n".join(lines) + "\n")
 
 
@@ -94,8 +97,8 @@ class CsvWriter(Writer):
 
 
 def _csv_row(record: Record) -> tuple[Any, ...]:
-    fields = (record.fields_json if record.fields_json is not None
-              else json.dumps(record.fields or {}))
+    fields = escape.json_text(record.fields_json if record.fields_json is not None
+                              else json.dumps(record.fields or {}))
     signatures = "" if record.signatures is None else json.dumps(record.signatures)
     return (record.frame, repr(record.time), record.src, record.dst, record.sport, record.dport,
             record.proto, _cell(record.type), _cell(record.node), fields, record.auth,
@@ -103,7 +106,9 @@ def _csv_row(record: Record) -> tuple[Any, ...]:
 
 
 def _cell(value: Any) -> str:
-    return "" if value is None else str(value)
+    """A cell that may hold wire text: escaped (`hbtools.escape`), so ESC/BEL, a newline or a
+    byte that was not UTF-8 cannot reach the terminal, split a row or crash a strict stdout."""
+    return "" if value is None else escape.text(str(value))
 
 
 def format_time(epoch: float) -> str:
@@ -262,10 +267,10 @@ def _pad(cells: Iterable[str], widths: list[int]) -> str:
 
 
 def _shown(value: Any) -> str:
-    """A value for the detail view: plain printable text as is, anything else JSON-escaped."""
+    """A value for the detail view: text escaped as every row is (`hbtools.escape`)."""
     if isinstance(value, str):
-        return value if value.isprintable() and value.isascii() else json.dumps(value)
-    return json.dumps(value)
+        return escape.text(value)
+    return escape.text(json.dumps(value))
 
 
 def _tree(value: Any, indent: int, lines: list[str]) -> None:
@@ -436,7 +441,8 @@ def render_stats(summary: dict[str, Any], fmt: str) -> str:
     (``*_ms``), times as epoch seconds.
     """
     if fmt == "json":
-        return json.dumps({"stats": summary}) + "\n"
+        return escape.json_text(json.dumps({"stats": summary})) + "\n"
+    summary = escape.deep(summary)  # node names, types and event details are wire text
     table = csv_table if fmt == "csv" else fit_table
     parts: list[str] = []
     parts.append(

@@ -166,3 +166,28 @@ def takeover_times(garps: Sequence[tuple[float, str]], heartbeats: Mapping[str, 
     before = [t for t in heartbeats.get(victim, ()) if t <= fault_start + 0.001]
     detection = (t_garp - before[-1]) * 1000 if before else None
     return (round(detection) if detection is not None else None, round(takeover), owner)
+
+
+def service_moved(samples: Sequence[Sample], *, fault_start: float, victim: str, bound: float,
+                  page: str, new_owner_check_failed: bool) -> tuple[float | None, list[str]]:
+    """The service scenarios (issue 17): the group left the victim for another node within
+    ``bound`` s of the fault (interval × failures + a check's phase + takeover), that node's own
+    check had not failed (it must pass before it may take the group), and the client got the
+    new owner's page from the VIP. Returns (seconds to the move, reasons it failed)."""
+    reasons: list[str] = []
+    moved = next((t for t, old, new in owner_changes(samples)
+                  if t >= fault_start and old == victim and new != victim), None)
+    if moved is None:
+        reasons.append(f"the group never left {victim} after its service failed")
+        return None, reasons
+    after = moved - fault_start
+    if after > bound:
+        reasons.append(f"the group moved {after:.1f} s after the service failed, over the "
+                       f"{bound:.1f} s that interval x failures + takeover allow")
+    final = next((o for _t, owners, _m in reversed(samples) if len(owners) == 1 for o in owners),
+                 None)
+    if final is not None and page != f"served by {final}":
+        reasons.append(f"the client got {page!r} from the VIP, not {final}'s page")
+    if new_owner_check_failed:
+        reasons.append(f"{final} took the group while its own check was failing")
+    return round(after, 3), reasons

@@ -46,9 +46,11 @@ def grace_s(timing: Timing) -> float:
 
 
 def heal_budget_s(timing: Timing) -> float:
-    """How long after a heal the client may be without a reachable owner: one deadtime to
-    notice the peer is back, one second to settle and announce."""
-    return timing.deadtime_ms / 1000 + 1.0
+    """How long after a heal the client may be without one reachable owner: two deadtimes —
+    hearing the peer again and 3.0.6's resolution (the node that took over restarts 2 s after
+    "returning after partition", hbtools copies it) take about that; a stack still unresolved
+    then is not going to be soon (3.0.6 and Pacemaker needed 6-8 s here)."""
+    return 2 * timing.deadtime_ms / 1000
 
 
 # ----------------------------------------------------------------------------- environments
@@ -124,6 +126,8 @@ def reset(env: Env) -> None:
     for name in c.nodes:
         if not c.running(name):
             c.restart(name)
+    if getattr(c, "service", None):
+        c.restore_services()  # what service-kill / service-hang did
     settle(c, SETTLE_S + c.timing.deadtime_ms / 2000, timeout=20)
     for name in c.nodes:
         if not c.running(name):
@@ -256,9 +260,18 @@ def plan_actions(steps: Sequence[Step], env: Env, owner: str, other: str, played
     actions: list[Action] = []
     queue = [_QUEUE_BASE]
 
-    def window_start(label: str, start_at: float, length: float | None) -> None:
+    def window_start(label: str, start_at: float, length: float | None, *,
+                     runs_own_clock: bool = False) -> None:
+        """Record a fault window from now. A heal action is scheduled at ``at + for`` of the
+        run, so the window ends there even if the fault began late; a fault session or a
+        flood runs ``for`` from the moment it is ready (``runs_own_clock``)."""
         now = time.time()
-        end = None if length is None else now + (length - max(0.0, now - (t0 + start_at)))
+        if length is None:
+            end = None
+        elif runs_own_clock:
+            end = now + length
+        else:
+            end = max(now, t0 + start_at + length)
         played.windows.append((label, now, end))
 
     for step in steps:
@@ -299,16 +312,31 @@ def plan_actions(steps: Sequence[Step], env: Env, owner: str, other: str, played
                                            seed=queue[0])
                     sessions.append(s)
                     played.sessions.append(s)
+                for s in sessions:  # side by side: every node's rules from about one moment
+                    s.start(wait=False)
                 for s in sessions:
-                    s.start()
-                window_start(f"{' '.join(rules)} @ {label.split(' ', 1)[1]}", step.at, step.length)
+                    s.wait_ready()
+                window_start(f"{' '.join(rules)} @ {label.split(' ', 1)[1]}", step.at, step.length,
+                             runs_own_clock=True)
 
             actions.append(Action(step.at, label, net))
+        elif step.do in ("service-kill", "service-hang"):
+            verb = c.service_kill if step.do == "service-kill" else c.service_hang
+            for node in targets:
+
+                def hit_service(verb: Callable[[str], None] = verb, node: str = node,
+                                step: Step = step, label: str = label) -> None:
+                    played.marks.append((time.time(), node, step.do))
+                    window_start(label, step.at, step.length)
+                    verb(node)
+
+                actions.append(Action(step.at, label, hit_service))
         elif step.do == "flood":
             from hbtools.node.labsupport import flood
 
             def hit_flood(targets: list[str] = targets, step: Step = step) -> None:
-                window_start(f"flood {step.rate}/s → {','.join(targets)}", step.at, step.length)
+                window_start(f"flood {step.rate}/s → {','.join(targets)}", step.at, step.length,
+                             runs_own_clock=True)
                 for node in targets:
                     for kind, share in FLOOD_KINDS:
                         played.floods.append(flood(
@@ -408,6 +436,8 @@ def run_one(scenario: Scenario, impl: str, out_dir: Path, pool: Pool) -> RunResu
                                    "the end")
         elif not verdict.client_ok:
             verdict.reasons.append(f"still not resolved {RECOVERY_WAIT_S:g} s after the end")
+        if getattr(c, "service", None) and played.windows:
+            _service_verdict(verdict, sampler.samples, played, env, owner)
         if played.errors:
             verdict.passed = False
             verdict.reasons += played.errors
@@ -439,6 +469,7 @@ def run_one(scenario: Scenario, impl: str, out_dir: Path, pool: Pool) -> RunResu
                            disrupted_after_heal_s=verdict.disrupted_after_heal_s)
         write_file(run_dir / "run.json", json.dumps(
             {**result.as_dict(), "owner": owner, "windows": played.windows, "marks": played.marks,
+             "service": verdict.extra,
              "garps": seen.garps[:200], "timing": asdict(c.timing),
              "options": {k: list(v) if isinstance(v, tuple) else v
                          for k, v in scenario.options.items()}}, indent=1, default=str) + "\n")
@@ -453,6 +484,40 @@ def run_one(scenario: Scenario, impl: str, out_dir: Path, pool: Pool) -> RunResu
         env.runs += 1
         pool.put(env)
 
+
+def _service_verdict(verdict: checkers.Verdict, samples: Sequence[checkers.Sample],
+                     played: Played, env: Env, victim: str) -> None:
+    """Issue 17's rules for the service scenarios (hbtools.chaos.checkers.service_moved), from
+    the sampled owners, the page the client gets from the VIP now, and the new owner's events."""
+    from hbtools.lab.clusters import SERVICE_FAILURES, SERVICE_INTERVAL_S
+
+    c = env.cluster
+    page = env.client.run(["curl", "-s", "-m", "2", f"http://{c.vip}/"], check=False).stdout.strip()
+    final = next((o for _t, owners, _m in reversed(samples) if len(owners) == 1 for o in owners),
+                 None)
+    failing = False
+    if final is not None and final != victim:
+        state = None  # the new owner's check, event by event, up to its taking the group
+        for line in Path(c.logs()[final]).read_text(errors="replace").splitlines():
+            with contextlib.suppress(ValueError):
+                e = json.loads(line)
+                if e.get("kind") in ("check_failed", "check_ok"):
+                    state = e["kind"]
+                elif e.get("kind") == "resource_taken" and e.get("mono", 0) > 0:
+                    failing = failing or state == "check_failed"
+    bound = SERVICE_INTERVAL_S * (SERVICE_FAILURES + 1) + SERVICE_TAKEOVER_S
+    moved, reasons = checkers.service_moved(samples, fault_start=played.windows[0][1],
+                                            victim=victim, bound=bound, page=page,
+                                            new_owner_check_failed=failing)
+    verdict.extra["service_moved_s"] = moved
+    verdict.extra["page"] = page
+    if reasons:
+        verdict.passed = False
+        verdict.reasons += reasons
+
+
+SERVICE_TAKEOVER_S = 2.0
+"""The hand-over (ask_resources me/other/done, ip, GARP) plus the client seeing it."""
 
 LOG_TAIL_BYTES = 256 * 1024
 

@@ -62,7 +62,7 @@ def _load_keys(path: str) -> object:
 @click.argument("captures", nargs=-1, required=True, metavar="CAPTURE...")
 @click.option("-f", "--format", "fmt", type=click.Choice(FORMATS), default="table",
               show_default=True, help="Rows as a table, JSON lines or CSV.")
-@click.option("-a", "--authkeys", type=click.Path(dir_okay=False), default=None,
+@click.option("-a", "--authkeys", type=str, default=None,
               help="Heartbeat authkeys file: check every signature (auth ok/bad).")
 @click.option("--filter", "filters", multiple=True, metavar="EXPR",
               help="Keep rows matching EXPR, the language of fault rules (hbtools/match.py): "

@@ -148,7 +148,7 @@ class FaultSession:
             nfq.enter_netns(p.netns)
         try:
             self.engine = Engine(p.rules, seed=p.seed, keys=p.keys, nodes=p.nodes,
-                                 local_addresses=nfq.local_addresses())
+                                 local_addresses=nfq.local_addresses(), ports=p.ports)
         except RuleError as exc:
             raise nfq.FaultError(str(exc)) from None
         self._installer = nfq.choose_backend(p.backend)
@@ -197,10 +197,15 @@ class FaultSession:
 
     # -- as a background worker
 
-    def start(self, *, timeout: float = 10.0) -> None:
-        """Run the session in a thread; return once its rules are installed and it serves."""
+    def start(self, *, timeout: float = 10.0, wait: bool = True) -> None:
+        """Run the session in a thread; return once its rules are installed and it serves
+        (``wait=False``: at once; call :meth:`wait_ready`, e.g. after starting several)."""
         self._thread = threading.Thread(target=self._work, name="fault-session", daemon=True)
         self._thread.start()
+        if wait:
+            self.wait_ready(timeout)
+
+    def wait_ready(self, timeout: float = 10.0) -> None:
         if not self._ready.wait(timeout) and self._error is None:
             self.stop("start timed out")
             raise FaultSessionError(f"fault session in {self.plan.netns} did not start "
