@@ -55,6 +55,12 @@ def detector_for(ports: Iterable[int | tuple[int, str]] = ()) -> Detector:
     return Detector(table.items())
 
 
+#: Packets held by delay rules at once; beyond, a packet passes undelayed (counted in
+#: `Engine.overflowed`). At 10k/s a 60 s delay would hold 600,000 packets: memory driven by
+#: the network, which the proxy never allows (issue 12). Reorder windows are bounded per rule.
+MAX_HELD = 100_000
+
+
 class Signer(Protocol):
     def sign(self, data: bytes) -> str: ...
 
@@ -288,6 +294,8 @@ class Engine:
         self._by_address = {addr: name for name, addr in self.nodes.items()}
         self.stats = [RuleStats(r.label or r.text) for r in self.rules]
         self.passed = 0
+        #: Packets passed at once because `MAX_HELD` were already held by delays.
+        self.overflowed = 0
         self.total = 0
         base = random.Random(seed).getrandbits(64) if seed is not None else None
         # One generator per rule, so adding a rule does not change another rule's draws.
@@ -379,8 +387,10 @@ class Engine:
         if reorder_at is not None:
             return self._into_window(reorder_at, held, now)
         if delay > 0:
-            heapq.heappush(self._held, held)
-            return []
+            if len(self._held) < MAX_HELD:
+                heapq.heappush(self._held, held)
+                return []
+            self.overflowed += 1  # fail-open: a flood must not grow what the proxy holds
         self.passed += 1
         return held.outputs()
 

@@ -249,7 +249,16 @@ class IptablesBackend(Backend):
             return "table ip filter" in res.stdout.splitlines()
         return bool(self._save().strip())
 
+    def _base_chains(self) -> set[str]:
+        """The base chains of ``table ip filter`` as nft sees them (empty: no table or no nft)."""
+        if not shutil.which("nft"):
+            return set()
+        res = _run(["nft", "list", "table", "ip", "filter"], check=False)
+        return {line.split()[1] for line in res.stdout.splitlines()
+                if line.strip().startswith("chain ")} if res.returncode == 0 else set()
+
     def install(self, queue: int, ports: Sequence[int], directions: Iterable[str]) -> str:
+        directions = list(directions)
         created = not self._filter_table_exists() and not _state_queues()
         existing = self._chains()
         made: list[str] = []
@@ -258,7 +267,20 @@ class IptablesBackend(Backend):
             if chain in existing:
                 raise FaultError(f"iptables chain {chain} exists: another fault proxy uses "
                                  f"queue {queue} here (`hbtool fault cleanup` after a crash)")
-        _write_state(queue, {"backend": self.name, "created_filter_table": created})
+        others = sorted({int(c.rsplit("-", 1)[1]) for c in existing
+                         if c.rsplit("-", 1)[-1].isdigit()} - {queue})
+        if others:
+            # An NFQUEUE verdict ends the traversal of the table: the proxy whose jump comes
+            # first in INPUT/OUTPUT would be the only one to see the packets (issue 12).
+            raise FaultError(f"another fault proxy (queue {others[0]}) has its rules in this "
+                             "network namespace; with the iptables backend a second one would "
+                             "shadow it: put all the rules in one proxy (`hbtool fault cleanup` "
+                             "after a crash)")
+        base_before = self._base_chains()
+        hooks = ["INPUT" if d == "in" else "OUTPUT" for d in directions]
+        _write_state(queue, {"backend": self.name, "created_filter_table": created,
+                             "created_base_chains": [h for h in hooks if h not in base_before]
+                             if base_before else []})
         try:
             for direction in directions:
                 hook = "INPUT" if direction == "in" else "OUTPUT"
@@ -290,6 +312,12 @@ class IptablesBackend(Backend):
     def _drop_filter_table_if_ours(self, queue: int) -> None:
         state = _read_state(queue)
         _remove_state(queue)
+        for hook in state.get("created_base_chains", []):
+            # iptables-nft made this base chain in a table that existed before: take it out
+            # again if nothing else has put a rule in it.
+            if hook in ("INPUT", "OUTPUT") and not any(
+                    line.startswith(f"-A {hook} ") for line in self._save().splitlines()):
+                _run(["nft", "delete", "chain", "ip", "filter", hook], check=False)
         if not state.get("created_filter_table") or not shutil.which("nft"):
             return
         others = _state_queues()
@@ -815,6 +843,7 @@ def stats_document(engine: Engine, result: RunResult, extra: dict[str, Any]) -> 
     return {
         "packets": engine.total,
         "passed_untouched": engine.passed,
+        "passed_undelayed_over_max_held": engine.overflowed,
         "elapsed_s": round(result.elapsed, 3),
         "stopped_by": result.reason,
         **extra,

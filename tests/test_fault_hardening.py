@@ -297,3 +297,17 @@ def test_a_packet_the_engine_raises_on_is_accepted_and_the_proxy_goes_on():
         proxy._on_packet(Packet())
     assert Packet.verdicts == ["accept"] * 3
     assert proxy.engine_errors == 3
+
+
+def test_held_packets_are_bounded_and_the_excess_passes_at_once():
+    """A delay rule under a flood must not hold packets without bound: beyond MAX_HELD a
+    packet passes at once (fail-open), counted."""
+    from faults import engine as engine_mod
+
+    e = Engine([parse_rule("delay 60s")], seed=1)
+    limit = engine_mod.MAX_HELD
+    payload = ip(netstring_msg(*STATUS))
+    for i in range(limit):
+        assert e.receive(i, payload, "out", 0.0) == []
+    assert e.receive(limit, payload, "out", 0.0) == [Verdict(limit, True, None)]
+    assert e.held == limit and e.overflowed == 1

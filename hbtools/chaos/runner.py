@@ -261,15 +261,15 @@ def plan_actions(steps: Sequence[Step], env: Env, owner: str, other: str, played
     queue = [_QUEUE_BASE]
 
     def window_start(label: str, start_at: float, length: float | None, *,
-                     runs_own_clock: bool = False) -> None:
+                     runs_own_clock: bool = False, began: Sequence[float] = ()) -> None:
         """Record a fault window from now. A heal action is scheduled at ``at + for`` of the
         run, so the window ends there even if the fault began late; a fault session or a
         flood runs ``for`` from the moment it is ready (``runs_own_clock``)."""
-        now = time.time()
+        now = min(began) if began else time.time()
         if length is None:
             end = None
         elif runs_own_clock:
-            end = now + length
+            end = (max(began) if began else now) + length
         else:
             end = max(now, t0 + start_at + length)
         played.windows.append((label, now, end))
@@ -316,8 +316,11 @@ def plan_actions(steps: Sequence[Step], env: Env, owner: str, other: str, played
                     s.start(wait=False)
                 for s in sessions:
                     s.wait_ready()
+                # From the first node's rules being in place to the last one's end: a session
+                # can be slow to get ready on a loaded machine while the others already cut.
                 window_start(f"{' '.join(rules)} @ {label.split(' ', 1)[1]}", step.at, step.length,
-                             runs_own_clock=True)
+                             runs_own_clock=True,
+                             began=[x.ready_at for x in sessions if x.ready_at is not None])
 
             actions.append(Action(step.at, label, net))
         elif step.do in ("service-kill", "service-hang"):

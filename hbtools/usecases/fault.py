@@ -21,6 +21,7 @@ rule installer's ``nft``/``iptables`` children inherit that thread's namespace, 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -129,6 +130,8 @@ class FaultSession:
         self._error: BaseException | None = None
         self._result: SessionResult | None = None
         self._stop_requested: str | None = None
+        self.ready_at: float | None = None
+        """Wall-clock time the rules were installed and the queue served (the fault began)."""
 
     @classmethod
     def build(cls, **kwargs: Any) -> FaultSession:
@@ -213,10 +216,14 @@ class FaultSession:
         if self._error is not None:
             raise FaultSessionError(str(self._error))
 
+    def _on_ready(self) -> None:
+        self.ready_at = time.time()
+        self._ready.set()
+
     def _work(self) -> None:
         try:
             self.open()
-            self.run(on_ready=self._ready.set)
+            self.run(on_ready=self._on_ready)
         except BaseException as exc:  # reported by start()/join()
             self._error = exc
         finally:
