@@ -359,6 +359,10 @@ def _people_value(f: _hb.Field, message_type: str | None) -> Any:
     return f.value
 
 
+#: Fields set without an order of the caller's are written in the field table's order.
+_TABLE_ORDER = {name: i for i, name in enumerate(FIELDS)}
+
+
 class HB(Packet):
     """One Heartbeat message. ``HB(t="status", st="active", seq=5)``; ``.sign(keys)`` signs it.
 
@@ -382,6 +386,7 @@ class HB(Packet):
         _set(self, "_hb_extra", dict(extra or {}))
         # scapy keeps fields in its own order; Heartbeat signs the order, so remember the caller's.
         _set(self, "_hb_order", [*kargs, *(extra or {})])
+        _set(self, "_hb_seen", {})  # field values as dissected: unchanged ones need no re-encoding
         Packet.__init__(self, _pkt, *args, **kargs)
 
     def sign(self, keys: Any, inline_auth: bool = True) -> HB:
@@ -391,7 +396,8 @@ class HB(Packet):
         self.clear_cache()
         return self
 
-    _HB_STATE = ("_hb_message", "_hb_keys", "_hb_inline", "_hb_format", "_hb_extra", "_hb_order")
+    _HB_STATE = ("_hb_message", "_hb_keys", "_hb_inline", "_hb_format", "_hb_extra", "_hb_order",
+                 "_hb_seen")
 
     def _carry(self, clone: Packet) -> Packet:
         """scapy copies packets (``/``, ``copy``, building) knowing only fields: carry the rest."""
@@ -414,6 +420,7 @@ class HB(Packet):
         for f in msg.fields:
             if f.name in FIELDS and f.name not in self.fields:
                 self.fields[f.name] = _people_value(f, message_type)
+        object.__setattr__(self, "_hb_seen", dict(self.fields))
         return b""
 
     def message(self) -> _hb.Message:
@@ -423,12 +430,15 @@ class HB(Packet):
                           base.trailer if base else None, base.nul_terminated if base else False)
         message_type = self.fields.get("t", msg.type)
         wanted = {**self.fields, **self._hb_extra}
-        table_order = {name: i for i, name in enumerate(FIELDS)}
+        table_order = _TABLE_ORDER
         caller_order = {name: i for i, name in enumerate(self._hb_order)}
         order = sorted(wanted, key=lambda n: (n not in caller_order, caller_order.get(n, 0),
                                               table_order.get(n, len(table_order))))
+        seen = self._hb_seen
         for name in order:
             value = wanted[name]
+            if name in seen and seen[name] == value and name not in self._hb_extra:
+                continue  # as dissected: the base message already has it, in place
             if value is None:
                 msg.remove(name)
                 continue
@@ -437,6 +447,14 @@ class HB(Packet):
                 continue  # unchanged: keep the wire type and place exactly as received
             msg.set(name, wire, wire_type)
         return msg
+
+    def do_build(self) -> bytes:
+        """scapy's do_build first clones the packet once per combination of volatile field
+        values; a Heartbeat field holds plain values only, so build this one directly."""
+        pkt = self.self_build()
+        for transform in self.post_transforms:
+            pkt = transform(pkt)
+        return self.post_build(pkt, self.do_build_payload())
 
     def self_build(self) -> bytes:
         keys = self._hb_keys
