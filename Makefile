@@ -9,7 +9,13 @@ DEMO        ?= captures/hb-bcast-crc
 # netfilterqueue needs to compile.
 APT_PACKAGES := heartbeat corosync tshark tcpdump arping iproute2 iptables nftables \
                 libnetfilter-queue-dev build-essential python3-dev python3-venv wireshark-common \
-                lua5.3 lua5.4 pacemaker pacemaker-cli-utils resource-agents fence-agents
+                lua5.3 lua5.4 pacemaker pacemaker-cli-utils resource-agents fence-agents \
+                nginx vsftpd exim4-daemon-light dovecot-imapd dovecot-pop3d slapd ldap-utils \
+                mariadb-server leafnode socat
+# Server packages (nginx, mariadb, slapd...) start their system instance when installed; the
+# tests start their own, so installation runs under a policy-rc.d that refuses every start
+# (101), and the one that was there before (if any) comes back afterwards.
+POLICY_RC := /usr/sbin/policy-rc.d
 
 .PHONY: demo test setup system venv lint bench clean
 
@@ -32,7 +38,11 @@ system:
 	if [ -z "$$missing" ]; then echo "system packages: all present"; \
 	elif [ "$$(id -u)" = 0 ]; then \
 		echo "installing: $$missing"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+		saved=; if [ -e $(POLICY_RC) ]; then saved=$(POLICY_RC).hbtools-saved; cp -p $(POLICY_RC) $$saved; fi; \
+		printf '#!/bin/sh\nexit 101\n' > $(POLICY_RC); chmod 755 $(POLICY_RC); \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; rc=$$?; \
+		if [ -n "$$saved" ]; then mv $$saved $(POLICY_RC); else rm -f $(POLICY_RC); fi; \
+		exit $$rc; \
 	else \
 		echo "not root: install these Debian packages by hand (sudo apt-get install $$missing);"; \
 		echo "tests that need them will be skipped"; \

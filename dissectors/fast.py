@@ -34,7 +34,15 @@ from typing import Any
 from dissectors.decoders import Decoders
 from dissectors.records import AUTH_UNCHECKED, Record
 from hbtools import knet, totem
-from hbtools.fields import FIELDS, Kind, WireType, spec_for
+from hbtools.fields import (
+    FIELDS,
+    MAX_WIRE_MESSAGE,
+    STRING_NEWLINE_SUBSTITUTE,
+    Kind,
+    WireType,
+    spec_for,
+)
+from hbtools.heartbeat import CLASSIC_END, CLASSIC_START, NETSTRING_END, NETSTRING_START
 
 __all__ = ["FastDecoders", "HeartbeatFast", "compile_layout"]
 
@@ -59,7 +67,7 @@ _NS_TRAILER = re.compile(rb"(0|[1-9][0-9]{0,9}):([^,]*),(\x00?)")
 _HEX = re.compile(r"-?[0-9a-fA-F]+")
 _DEC = re.compile(r"-?[0-9]+")
 _CACHE_MAX = 1 << 15
-_MAX_WIRE = 256 * 1024
+_NEWLINE_SUBSTITUTE = bytes((STRING_NEWLINE_SUBSTITUTE,))
 
 # An entry: (JSON fragment '"name": value', name, value as carried (str or bytes))
 _Entry = tuple[str, str, Any]
@@ -142,7 +150,7 @@ class _Items(dict[bytes, _Entry]):
                 if base64.b64encode(value) != raw:
                     raise _Fallback("base64 not canonical")
             else:
-                value = raw.replace(b"\x13", b"\n").decode(*_TEXT)
+                value = raw.replace(_NEWLINE_SUBSTITUTE, b"\n").decode(*_TEXT)
         else:
             if length != len(item) - colon - 1:
                 raise _Fallback("netstring length")
@@ -226,11 +234,11 @@ class HeartbeatFast:
         return shape
 
     def __call__(self, payload: bytes) -> tuple[str | None, str | None, str]:
-        if len(payload) > _MAX_WIRE:
+        if len(payload) > MAX_WIRE_MESSAGE:
             raise _Fallback("size")
         head = payload[:4]
-        if head == b"###\n":
-            end = payload.find(b"%%%\n", 4)
+        if head == NETSTRING_START:
+            end = payload.find(NETSTRING_END, 4)
             if end < 0:
                 raise _Fallback("no end")
             trailer = _NS_TRAILER.fullmatch(payload, end + 4)
@@ -244,9 +252,9 @@ class HeartbeatFast:
             if parts.pop():
                 raise _Fallback("no comma before %%%")
             entries = list(map(self.items.__getitem__, parts))
-        elif head == b">>>\n":
+        elif head == CLASSIC_START:
             stop = len(payload) - (5 if payload[-1:] == b"\x00" else 4)
-            if stop < 4 or payload[stop : stop + 4] != b"<<<\n":
+            if stop < 4 or payload[stop : stop + 4] != CLASSIC_END:
                 raise _Fallback("classic end")
             if stop == 4:
                 entries = []
@@ -424,38 +432,28 @@ class TotemFast:
 
     def __init__(self, totem: Any) -> None:
         self.totem = totem
-        self.table: dict[tuple[bool, int, str], Callable[[bytes], tuple[Any, ...]]] = {}
+        self.table: dict[tuple[bool, str, int], Callable[[bytes], tuple[Any, ...]]] = {}
         for legacy, layouts in ((False, totem.LAYOUTS), (True, totem.LEGACY_LAYOUTS)):
             for code, name in totem.TYPES.items():
                 for endian in ("little", "big"):
                     lead = f'"endian": "{endian}", "type_name": {json.dumps(name)}, '
-                    self.table[(legacy, code, endian)] = compile_layout(
+                    self.table[(legacy, endian, code)] = compile_layout(
                         layouts[name], endian, lead, ("nodeid",))
         self.names = dict(totem.TYPES)
+        self.frame: Callable[[bytes], tuple[bool, str, int] | None] = totem.frame
 
     def __call__(self, payload: bytes) -> tuple[str, int, str]:
-        head = payload[:4]
-        if len(head) < 4:
-            raise _Fallback("short")
-        if head[:2] == b"\x70\xc0":
-            if head[2:3] != b"\x03":
-                raise _Fallback("version")
-            key = (False, head[3], "little")
-        elif head[:2] == b"\xc0\x70":
-            if head[2:3] != b"\x03":
-                raise _Fallback("version")
-            key = (False, head[3], "big")
-        elif head[2:4] == b"\x22\xff":
-            key = (True, head[0], "little")
-        elif head[2:4] == b"\xff\x22":
-            key = (True, head[0], "big")
-        else:
+        try:
+            key = self.frame(payload)
+        except self.totem.DecodeError:
+            raise _Fallback("version") from None
+        if key is None:
             raise _Fallback("magic")
         function = self.table.get(key)
         if function is None:
             raise _Fallback("type")
         text, nodeid = function(payload)
-        return self.names[key[1]], nodeid, text
+        return self.names[key[2]], nodeid, text
 
 
 class KnetFast:
@@ -465,6 +463,8 @@ class KnetFast:
         self.knet = knet
         self.totem_fast = totem_fast
         self.looks_clear: Callable[[bytes], bool] = knet.looks_clear
+        self.carries_totem: Callable[[bytes], bool] = knet.carries_totem
+        self.userdata_at: int = knet.USERDATA_AT
         self.table: dict[int, tuple[str, Callable[[bytes], tuple[Any, ...]]]] = {}
         for code, name in knet.TYPES.items():
             lead = f'"type_name": {json.dumps(name)}, '
@@ -479,10 +479,10 @@ class KnetFast:
             raise _Fallback("type")
         name, function = entry
         text, node = function(payload)
-        if name == "data" and payload[11] == 1 and payload[8] == 0:
+        if name == "data" and self.carries_totem(payload):
             if self.totem_fast is None:
                 raise _Fallback("no totem")
-            _kind, _nodeid, inner = self.totem_fast(payload[14:])
+            _kind, _nodeid, inner = self.totem_fast(payload[self.userdata_at:])
             text = text[:-1] + ', "totem": ' + inner + "}"
         return name, node, text
 
@@ -517,7 +517,7 @@ class FastDecoders(Decoders):
         return record
 
     def knet_fastpath(self, record: Record, payload: bytes) -> Record:
-        if len(payload) > 12 and payload[1] == 0 and payload[11] > 1:
+        if knet.is_fragment(payload):
             return self.knet(record, payload)  # a fragment: the reassembler needs it
         try:
             record.type, record.node, record.fields_json = self.knet_fast(payload)

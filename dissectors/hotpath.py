@@ -38,6 +38,7 @@ from dissectors.detect import CLUSTER, HEARTBEAT, KNET, TOTEM, Detector, corosyn
 from dissectors.fast import FastDecoders, _Fallback
 from dissectors.layers import LINKTYPE_ETHERNET, UdpLayers
 from dissectors.records import Record
+from hbtools.knet import is_fragment as is_knet_fragment
 
 __all__ = ["Deferred", "HotPath", "json_lines"]
 
@@ -124,8 +125,7 @@ class HotPath:
             record.fields = {}
             out.append(record.to_json() + "\n")
             return
-        if self.worker and proto == KNET and len(payload) > 12 and payload[1] == 0 \
-                and payload[11] > 1:
+        if self.worker and proto == KNET and is_knet_fragment(payload):
             out.append((frame, ts, linktype, data))  # a knet fragment: stateful
             return
         key = (src, dst, sport, dport)
@@ -171,8 +171,7 @@ class HotPath:
                     raise _Fallback("no totem")
                 kind, node, fields = self.totem_fast(payload)
             else:
-                if self.knet_fast is None or (payload[1:2] == b"\x00" and len(payload) > 12
-                                              and payload[11] > 1):
+                if self.knet_fast is None or is_knet_fragment(payload):
                     raise _Fallback("knet fragment")
                 kind, node, fields = self.knet_fast(payload)
         except Exception:  # noqa: BLE001 - any refusal: the codec decides
@@ -258,8 +257,7 @@ class HotPath:
                         raise _Fallback("no totem")
                     kind, node, fields = totem_fast(payload)
                 else:
-                    if knet_fast is None or (len(payload) > 12 and payload[1] == 0
-                                             and payload[11] > 1):
+                    if knet_fast is None or is_knet_fragment(payload):
                         raise _Fallback("knet fragment")
                     kind, node, fields = knet_fast(payload)
             except Exception:  # noqa: BLE001 - any refusal: the codec decides

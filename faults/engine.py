@@ -13,6 +13,7 @@ delays add up, duplicate adds copies, reorder puts the packet in that rule's win
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import ipaddress
 import random
@@ -34,10 +35,26 @@ from faults.rules import (
     Rule,
     RuleError,
 )
-from hbtools import heartbeat
+from hbtools import heartbeat, knet, totem
 from hbtools.fields import spec_for
+from hbtools.recognition import AUTO, DEFAULT_PORTS, HEARTBEAT, KNET, TOTEM, Detector
 
-HEARTBEAT_STARTS = (heartbeat.NETSTRING_START, heartbeat.CLASSIC_START)
+#: Queued packets are judged as `hbtool decode` judges them with its default options.
+DEFAULT_DETECTOR = Detector()
+
+
+def detector_for(ports: Iterable[int | tuple[int, str]] = ()) -> Detector:
+    """The detector for a proxy that queues `ports` (ints, or ``(port, proto)`` pairs).
+
+    The default cluster ports keep their protocol; another queued port is judged by
+    content (AUTO), as ``hbtool decode -p PORT`` does; content recognition stays on for
+    every other port, as in decode's default.
+    """
+    table = dict(DEFAULT_PORTS)
+    for entry in ports:
+        port, proto = entry if isinstance(entry, tuple) else (entry, None)
+        table[port] = proto or table.get(port, AUTO)
+    return Detector(table.items())
 
 
 class Signer(Protocol):
@@ -88,17 +105,26 @@ COUNTERS = ("seen", "matched", "dropped", "delayed", "duplicated", "reordered", 
 
 
 class PacketView:
-    """A queued datagram and, decoded only when a rule asks, what its payload says."""
+    """A queued datagram and, decoded only when a rule asks, what its payload says.
 
-    __slots__ = ("dgram", "direction", "_proto", "_hb", "_totem", "_knet")
+    The protocol is the one `hbtool decode` gives the same datagram: the detector of
+    `hbtools.recognition` (the cluster ports first, then the codecs' own recognisers), so
+    ``proto=knet`` matches a knet packet on any port decode calls knet. A payload that is
+    recognised but does not decode keeps its protocol (decode shows it as a malformed row
+    of that protocol); its `heartbeat`/`totem`/`knet` are then None.
+    """
 
-    def __init__(self, dgram: ipv4.Datagram, direction: str) -> None:
+    __slots__ = ("dgram", "direction", "detector", "_proto", "_hb", "_totem", "_knet")
+
+    def __init__(self, dgram: ipv4.Datagram, direction: str,
+                 detector: Detector = DEFAULT_DETECTOR) -> None:
         self.dgram = dgram
         self.direction = direction
+        self.detector = detector
         self._proto: str | None = None
         self._hb: heartbeat.Message | None = None
-        self._totem: Any = None
-        self._knet: Any = None
+        self._totem: totem.Message | None = None
+        self._knet: knet.Packet | None = None
 
     @property
     def payload(self) -> bytes:
@@ -111,45 +137,35 @@ class PacketView:
         return self._proto
 
     def _detect(self) -> str:
-        data = self.dgram.payload
-        if not self.dgram.is_udp:
+        dgram = self.dgram
+        if not dgram.is_udp:
             return "other"
-        if data[:4] in HEARTBEAT_STARTS:
-            try:
+        assert dgram.sport is not None and dgram.dport is not None
+        data = dgram.payload
+        proto = self.detector(dgram.sport, dgram.dport, data)
+        if proto == HEARTBEAT:
+            with contextlib.suppress(heartbeat.DecodeError):
                 self._hb = heartbeat.decode(data)
-                return "heartbeat"
-            except heartbeat.DecodeError:
-                return "udp"
-        ports = {self.dgram.sport, self.dgram.dport}
-        totem_mod, knet_mod = _corosync_codecs()
-        looks_totem = data[:2] in (b"\x70\xc0", b"\xc0\x70") or data[2:4] in (b"\x22\xff",
-                                                                               b"\xff\x22")
-        if totem_mod is not None and looks_totem:
-            try:
-                self._totem = totem_mod.decode(data)
-                return "totem"
-            except totem_mod.DecodeError:
-                pass
-        if knet_mod is not None and ports & {5404, 5405}:
-            try:
-                self._knet = knet_mod.decode(data)
+        elif proto == TOTEM:
+            with contextlib.suppress(totem.DecodeError):
+                self._totem = totem.decode(data)
+        elif proto == KNET:
+            with contextlib.suppress(knet.DecodeError):
+                self._knet = knet.decode(data)
                 self._totem = self._knet.totem
-                return "knet"
-            except knet_mod.DecodeError:
-                pass
-        return "udp"
+        return proto or "udp"
 
     @property
     def heartbeat(self) -> heartbeat.Message | None:
-        return self._hb if self.proto == "heartbeat" else None
+        return self._hb if self.proto == HEARTBEAT else None
 
     @property
-    def totem(self) -> Any:
-        return self._totem if self.proto in ("totem", "knet") else None
+    def totem(self) -> totem.Message | None:
+        return self._totem if self.proto in (TOTEM, KNET) else None
 
     @property
-    def knet(self) -> Any:
-        return self._knet if self.proto == "knet" else None
+    def knet(self) -> knet.Packet | None:
+        return self._knet if self.proto == KNET else None
 
     @property
     def type_name(self) -> str | None:
@@ -160,25 +176,6 @@ class PacketView:
         if self.totem is not None:
             return str(self.totem.type_name)
         return None
-
-
-def _corosync_codecs() -> tuple[Any, Any]:
-    """The Totem and knet codecs, or None for one that is not in this tree yet."""
-    global _COROSYNC
-    if _COROSYNC is None:
-        try:
-            from hbtools import totem as totem_mod
-        except ImportError:
-            totem_mod = None  # type: ignore[assignment]
-        try:
-            from hbtools import knet as knet_mod
-        except ImportError:
-            knet_mod = None  # type: ignore[assignment]
-        _COROSYNC = (totem_mod, knet_mod)
-    return _COROSYNC
-
-
-_COROSYNC: tuple[Any, Any] | None = None
 
 
 # ----------------------------------------------------------------------------- matching
@@ -278,8 +275,11 @@ class Engine:
         nodes: Mapping[str, str] | None = None,
         local_addresses: Iterable[str] = (),
         start: float = 0.0,
+        ports: Iterable[int | tuple[int, str]] = (),
     ) -> None:
         self.rules = list(rules)
+        #: How a queued payload's protocol is told: the same rules as `hbtool decode`.
+        self.detector = detector_for(ports)
         self.nodes = dict(nodes or {})
         self.keys = keys
         self.start = start
@@ -322,7 +322,7 @@ class Engine:
         except ipv4.PacketError:
             self.passed += 1
             return [Verdict(packet_id, True)]
-        view = PacketView(dgram, direction)
+        view = PacketView(dgram, direction, self.detector)
         elapsed = now - self.start
         delay = 0.0
         copies = 0
@@ -508,7 +508,7 @@ class Engine:
 def _reframe(view: PacketView, payload: bytes) -> PacketView:
     """A view of the same datagram with a new payload (lengths and checksums fixed)."""
     raw = ipv4.with_payload(view.dgram, payload)
-    return PacketView(ipv4.parse(raw), view.direction)
+    return PacketView(ipv4.parse(raw), view.direction, view.detector)
 
 
 def _corrupt(payload: bytes, action: Corrupt, rng: random.Random) -> bytes:

@@ -32,6 +32,7 @@ VERBS: dict[str, str] = {
     "fault": "hbtools.commands.fault:fault",
     "wireshark": "hbtools.commands.wireshark:wireshark",
     "detectors": "hbtools.commands.detectors:detectors",
+    "check": "hbtools.commands.check:check",
     "lab": "hbtools.commands.lab:lab",
     "chaos": "hbtools.commands.chaos:chaos",
 }

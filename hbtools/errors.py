@@ -16,3 +16,26 @@ class SourceError(ValueError):
         self.source = source
         self.line = line
         self.problem = problem
+
+
+class CodecError(ValueError):
+    """Bytes a codec refuses, or a message it cannot write: `problem`, at `offset` if known.
+
+    One base for every codec (Heartbeat, Totem, kronosnet and the layers above), so a
+    caller that reads any cluster bytes catches one type and can point at the byte where
+    it went wrong. `offset` counts from the start of the bytes given to the codec; None
+    when the problem is not at one byte (a field's value, a whole message's size).
+    """
+
+    def __init__(self, problem: str, offset: int | None = None, text: str | None = None) -> None:
+        super().__init__(problem if text is None else text)
+        self.problem = problem
+        self.offset = offset
+
+
+class DecodeError(CodecError):
+    """The bytes are not a well-formed message of the codec that raised it."""
+
+
+class EncodeError(CodecError):
+    """The message cannot be written (a value does not fit its wire type or format)."""

@@ -27,6 +27,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple, Protocol
 
+from hbtools import errors
 from hbtools.fields import (
     MAX_UNCOMPRESSED_MESSAGE,
     MAX_WIRE_MESSAGE,
@@ -58,6 +59,12 @@ NETSTRING_END = b"%%%\n"
 CLASSIC_START = b">>>\n"
 CLASSIC_END = b"<<<\n"
 AUTH_FIELD = "auth"
+#: How a Heartbeat message is recognised: its first four bytes are one of these openings
+#: (declared once here for the codec, the dissector's detector, the fast path, the fault
+#: engine and the Lua export).
+OPENINGS = (NETSTRING_START, CLASSIC_START)
+#: Heartbeat's UDP port (ha.cf ``udpport``, /etc/services ``ha-cluster``).
+PORT = 694
 MAX_DEPTH = len(STRUCT_NEWLINE_SUBSTITUTES)
 _TEXT = ("utf-8", "surrogateescape")
 _WIRE_TYPES = {t.value: t for t in WireType if t is not WireType.UNCOMPRESSED}
@@ -67,16 +74,17 @@ _FIELD_HEAD = re.compile(rb"([1-9][0-9]{0,9}):\(([0-4])\)")
 _NAME_CACHE: dict[bytes, str] = {}
 
 
-class DecodeError(ValueError):
-    """The bytes are not a Heartbeat message; `offset` says where it went wrong."""
+class DecodeError(errors.DecodeError):
+    """The bytes are not a Heartbeat message; `offset` says where it went wrong.
+
+    Offset -1 means a field's value (not one byte position), as `Field` conversions say.
+    """
 
     def __init__(self, offset: int, problem: str) -> None:
-        super().__init__(f"offset {offset}: {problem}")
-        self.offset = offset
-        self.problem = problem
+        super().__init__(problem, offset, f"offset {offset}: {problem}")
 
 
-class EncodeError(ValueError):
+class EncodeError(errors.EncodeError):
     """The message cannot be written in the asked wire format."""
 
 
@@ -317,6 +325,11 @@ def _json_value(f: Field, message_type: str | None) -> Any:
 # ---------------------------------------------------------------------------
 # decoding
 # ---------------------------------------------------------------------------
+
+
+def looks(data: bytes | bytearray | memoryview) -> bool:
+    """Does the payload open like a Heartbeat message (either wire format)?"""
+    return bytes(data[:4]) in OPENINGS
 
 
 def decode(data: bytes, *, limit: int = MAX_WIRE_MESSAGE) -> Message:

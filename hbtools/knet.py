@@ -21,6 +21,7 @@ from collections.abc import Hashable, Mapping
 from types import MappingProxyType
 from typing import Any
 
+from hbtools import errors
 from hbtools import totem as _totem
 from hbtools.layout import REST, Field, Layout, LayoutError, Record
 
@@ -28,6 +29,7 @@ __all__ = [
     "LAYOUTS",
     "TYPES",
     "DecodeError",
+    "EncodeError",
     "Packet",
     "Reassembler",
     "decode",
@@ -36,8 +38,12 @@ __all__ = [
 ]
 
 
-class DecodeError(ValueError):
+class DecodeError(errors.DecodeError):
     """The bytes are not a well-formed knet packet (the only error decode raises)."""
+
+
+class EncodeError(errors.EncodeError):
+    """A field of the packet does not fit its C type (the only error encode raises)."""
 
 
 #: KNET_HEADER_VERSION: the on-wire version libknet 1.x sends.
@@ -218,11 +224,27 @@ def _layouts() -> Mapping[str, Layout]:
 
 LAYOUTS: Mapping[str, Layout] = _layouts()
 
-_HEADER_SIZE = 6
+# ------------------------------------------------------------------- recognition
+# How a knet packet is recognised, declared once for every reader (decode, the
+# dissector's detector, the fast path, the fault engine, the Lua export).
+
+HEADER_SIZE = sum(f.scalar_size() or 0 for f in HEADER)
+_HEADER_SIZE = HEADER_SIZE
 #: The smallest packet knet crypto can produce: a 16-byte IV and one 16-byte AES block
 #: (the HMAC, 32 bytes with sha256, comes on top; real ones were 64 bytes and up).
 MIN_ENCRYPTED_SIZE = 32
 _PING_SIZE = LAYOUTS["ping"].fixed_size
+PING_SIZE: int = _PING_SIZE or 0
+DATA_TYPE = TYPE_CODES["data"]
+_DATA = LAYOUTS["data"]
+#: Offsets in a data packet of the bytes recognisers read (from the layout, not by hand).
+COMPRESS_AT = _DATA.offset_of("compress")
+PAD_AT = _DATA.offset_of("data_pad1")
+BCAST_AT = _DATA.offset_of("bcast")
+FRAG_NUM_AT = _DATA.offset_of("frag_num")
+FRAG_SEQ_AT = _DATA.offset_of("frag_seq")
+USERDATA_AT = _DATA.offset_of("userdata")
+TIMED_AT = LAYOUTS["ping"].offset_of("timed")
 
 
 def looks_clear(data: bytes) -> bool:
@@ -237,14 +259,41 @@ def looks_clear(data: bytes) -> bool:
     if name is None:
         return False
     if name in ("data", "host_info"):
-        if len(data) < _HEADER_SIZE + 8:
+        if len(data) < USERDATA_AT:
             return False
-        compress, pad, bcast, frag_num, frag_seq = data[8:13]
+        compress, pad, bcast, frag_num, frag_seq = data[COMPRESS_AT:FRAG_SEQ_AT + 1]
         return (compress <= COMPRESS_MAX and pad == 0 and bcast <= 1
                 and 1 <= frag_num and frag_seq <= frag_num)
     if name in ("ping", "pong"):
-        return len(data) == _PING_SIZE and data[25] <= 1
+        return len(data) == _PING_SIZE and data[TIMED_AT] <= 1
     return len(data) >= _HEADER_SIZE + 3
+
+
+def is_fragment(data: bytes) -> bool:
+    """A data packet that is one fragment of a bigger one: only a reassembler can read it."""
+    return len(data) > FRAG_SEQ_AT and data[1] == DATA_TYPE and data[FRAG_NUM_AT] > 1
+
+
+def carries_totem(data: bytes) -> bool:
+    """A cleartext data packet whose user data is whole and uncompressed (Totem, usually)."""
+    return data[1] == DATA_TYPE and data[FRAG_NUM_AT] == 1 and data[COMPRESS_AT] == 0
+
+
+def looks(data: bytes) -> bool:
+    """On a port that is not Corosync's: is this kronosnet, shown as such?
+
+    The 6-byte header alone is too weak a mark, so only cleartext packets whose contents
+    are consistent pass: data carrying Totem that itself looks like Totem, fragments with
+    a valid fragment number, pings and pongs of the exact size, PMTUd probes.
+    """
+    if not looks_clear(data):
+        return False
+    name = TYPES[data[1]]
+    if name == "data":
+        if data[FRAG_NUM_AT] == 1:
+            return _totem.looks(data[USERDATA_AT:])
+        return data[FRAG_SEQ_AT] >= 1
+    return name != "host_info"
 
 
 def decode(data: bytes | bytearray | memoryview, *, crypto: bool | None = None) -> Packet:
@@ -257,27 +306,28 @@ def decode(data: bytes | bytearray | memoryview, *, crypto: bool | None = None) 
     data = bytes(data)
     if crypto or (crypto is None and not looks_clear(data)):
         if not data:
-            raise DecodeError("empty packet")
+            raise DecodeError("empty packet", 0)
         if crypto is None and len(data) < MIN_ENCRYPTED_SIZE:
             # Too short even for an IV and one cipher block: neither clear nor encrypted.
-            raise DecodeError(f"{len(data)} bytes: too short for a knet packet, clear or encrypted")
+            raise DecodeError(f"{len(data)} bytes: too short for a knet packet, clear or encrypted",
+                              len(data))
         packet = Packet._make(ENCRYPTED_LAYOUT, {"ciphertext": data})
         assert isinstance(packet, Packet)
         packet._attach_totem()
         return packet
     if len(data) < _HEADER_SIZE:
-        raise DecodeError(f"truncated knet header: {len(data)} bytes")
+        raise DecodeError(f"truncated knet header: {len(data)} bytes", len(data))
     if data[0] != VERSION:
-        raise DecodeError(f"unsupported knet on-wire version {data[0]}")
+        raise DecodeError(f"unsupported knet on-wire version {data[0]}", 0)
     name = TYPES.get(data[1])
     if name is None:
-        raise DecodeError(f"unknown knet packet type {data[1]:#04x}")
+        raise DecodeError(f"unknown knet packet type {data[1]:#04x}", 1)
     try:
         packet, end = LAYOUTS[name].decode_from(data, 0, "big")
     except LayoutError as exc:
-        raise DecodeError(f"{name}: {exc}") from None
+        raise DecodeError(f"{name}: {exc}", exc.offset) from None
     if end != len(data):
-        raise DecodeError(f"{name}: {len(data) - end} bytes after the end of the packet")
+        raise DecodeError(f"{name}: {len(data) - end} bytes after the end of the packet", end)
     assert isinstance(packet, Packet)
     packet._attach_totem()
     return packet
@@ -286,7 +336,10 @@ def decode(data: bytes | bytearray | memoryview, *, crypto: bool | None = None) 
 def encode(packet: Packet) -> bytes:
     """The exact wire bytes of `packet` (an encrypted one is its ciphertext unchanged)."""
     out = bytearray()
-    packet.layout.encode_into(packet, "big", out)
+    try:
+        packet.layout.encode_into(packet, "big", out)
+    except ValueError as exc:
+        raise EncodeError(str(exc), len(out)) from None
     return bytes(out)
 
 

@@ -40,8 +40,13 @@ class LayoutError(ValueError):
     """Raised by the generic codec; each protocol module re-raises it as its own DecodeError.
 
     Keeping one internal error type lets `totem` and `knet` promise that only their own
-    `DecodeError` escapes, whatever the bytes.
+    `DecodeError` escapes, whatever the bytes. `offset` is where the field that failed
+    starts, which the protocol's error carries on.
     """
+
+    def __init__(self, problem: str, offset: int | None = None) -> None:
+        super().__init__(problem)
+        self.offset = offset
 
 
 @dataclass(frozen=True)
@@ -134,6 +139,22 @@ class Layout:
             total += size * (f.count if isinstance(f.count, int) else 1)
         return total
 
+    def offset_of(self, name: str) -> int:
+        """Byte offset of field `name`: fixed when every field before it has a fixed size.
+
+        What readers that peek at one byte (recognisers, the Lua export) use instead of
+        writing the offset down a second time.
+        """
+        total = 0
+        for f in self.fields:
+            if f.name == name:
+                return total
+            size = f.scalar_size()
+            if size is None or (f.is_array and not isinstance(f.count, int)):
+                raise ValueError(f"{self.name}.{name}: offset depends on the data")
+            total += size * (f.count if isinstance(f.count, int) else 1)
+        raise KeyError(f"{self.name} has no field {name!r}")
+
     @property
     def min_size(self) -> int:
         """Smallest possible wire size: every array empty, REST empty."""
@@ -163,11 +184,11 @@ class Layout:
                 n = f.count if isinstance(f.count, int) else counts[f.count]
                 elem_min = f.nested.min_size if f.nested is not None else f.scalar_size()
                 if n < 0:
-                    raise LayoutError(f"{where}: negative element count {n}")
+                    raise LayoutError(f"{where}: negative element count {n}", offset)
                 if n * (elem_min or 1) > len(data) - offset:
                     raise LayoutError(
                         f"{where}: {n} elements do not fit in the {len(data) - offset} "
-                        f"bytes left at offset {offset}"
+                        f"bytes left at offset {offset}", offset
                     )
                 items = []
                 for i in range(n):
@@ -176,10 +197,12 @@ class Layout:
                     items.append(item)
                 values[f.name] = tuple(items)
                 continue
+            start = offset
             value, offset = self._decode_one(f, data, offset, endian, prefix, f"{where}.")
             if f.const is not None:
                 if value != f.const:
-                    raise LayoutError(f"{where}: expected {f.const:#x}, found {value:#x}")
+                    raise LayoutError(f"{where}: expected {f.const:#x}, found {value:#x}",
+                                      start)
                 continue
             if f.name in self.counted_by:
                 counts[f.name] = value
@@ -200,7 +223,7 @@ class Layout:
         if end > len(data):
             raise LayoutError(
                 f"{path[:-1]}: needs {codec.size} bytes at offset {offset}, "
-                f"only {len(data) - offset} left"
+                f"only {len(data) - offset} left", offset
             )
         (value,) = codec.unpack_from(data, offset)
         return value, end

@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
+from hbtools import errors
 from hbtools.layout import REST, Field, Layout, LayoutError, Record, record_type
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "LEGACY_LAYOUTS",
     "TYPES",
     "DecodeError",
+    "EncodeError",
     "LegacyMembEntry",
     "LegacyRingId",
     "LegacyRtrItem",
@@ -46,8 +48,12 @@ __all__ = [
 ]
 
 
-class DecodeError(ValueError):
+class DecodeError(errors.DecodeError):
     """The bytes are not one well-formed Totem SRP message (the only error decode raises)."""
+
+
+class EncodeError(errors.EncodeError):
+    """A field of the message does not fit its C type (the only error encode raises)."""
 
 
 #: TOTEM_MH_MAGIC: first two bytes of every Corosync 3 message, in the sender's order.
@@ -56,6 +62,8 @@ MAGIC = 0xC070
 VERSION = 3
 #: ENDIAN_LOCAL: the 1.x/2.x header's byte-order detector, in the sender's order.
 ENDIAN_DETECTOR = 0xFF22
+#: Corosync's UDP ports for udp/udpu: mcastport - 1 (sending) and mcastport (5405).
+PORTS = (5404, 5405)
 
 #: enum message_type in totemsrp.c.
 TYPES: Mapping[int, str] = MappingProxyType({
@@ -317,22 +325,82 @@ LEGACY_LAYOUTS: Mapping[str, Layout] = _message_layouts(
     HEADER_LEGACY, _bodies(SRP_ADDR_LEGACY, RING_ID_LEGACY, RTR_ITEM_LEGACY, MEMB_ENTRY_LEGACY))
 
 
+# ------------------------------------------------------------------- recognition
+# How a Totem message is recognised, declared once for every reader (decode, the
+# dissector's detector, the fast path, the fault engine, the Lua export): scapy's
+# bind_layers idea, "how you recognise me" lives with the layer.
+
+#: The magic's two bytes as each byte order puts them on the wire.
+MAGIC_BYTES: Mapping[bytes, str] = MappingProxyType({
+    MAGIC.to_bytes(2, "little"): "little", MAGIC.to_bytes(2, "big"): "big"})
+#: The 1.x/2.x endian detector's two bytes (offset 2) in each byte order.
+DETECTOR_BYTES: Mapping[bytes, str] = MappingProxyType({
+    ENDIAN_DETECTOR.to_bytes(2, "little"): "little",
+    ENDIAN_DETECTOR.to_bytes(2, "big"): "big"})
+#: Offset of the endian detector in the 1.x/2.x header (after type and encapsulated).
+DETECTOR_OFFSET = 2
+#: Size of the Corosync 3 header (13): nothing shorter is Totem on a foreign port.
+HEADER_SIZE = sum(f.scalar_size() or 0 for f in HEADER)
+
+
+def frame(data: bytes | bytearray | memoryview) -> tuple[bool, str, int] | None:
+    """(legacy header, byte order, type code) as corosync judges the first bytes.
+
+    None when the bytes carry neither the magic nor the endian detector. A Corosync 3
+    header must also carry `VERSION`: `DecodeError` when it does not (or is cut short
+    before the version), exactly what `decode` reports.
+    """
+    head = bytes(data[:4])
+    endian = MAGIC_BYTES.get(head[:2])
+    if endian is not None:
+        if len(head) < 4:
+            raise DecodeError(f"truncated Totem header: {len(head)} bytes", len(head))
+        if head[2] != VERSION:
+            raise DecodeError(f"unsupported Totem header version {head[2]}", 2)
+        return False, endian, head[3]
+    endian = DETECTOR_BYTES.get(head[2:4])
+    if endian is not None:
+        return True, endian, head[0]
+    return None
+
+
+def claims(data: bytes | bytearray | memoryview) -> bool:
+    """On a Corosync port: is this Totem (else kronosnet, clear or encrypted)?
+
+    Magic and version decide for Corosync 3: a message with a bad type or length is a
+    malformed Totem message, not an "encrypted" knet packet (ciphertext matches these
+    three bytes once in 2^24 packets). A 1.x/2.x header must also carry a known type and
+    encapsulation value, since its marker sits at offset 2 and is weaker.
+    """
+    head = bytes(data[:4])
+    if head[:2] in MAGIC_BYTES:
+        return head[2:3] == bytes((VERSION,))
+    if head[2:4] in DETECTOR_BYTES:
+        return head[0] in TYPES and head[1] in ENCAPSULATED
+    return False
+
+
+def looks(data: bytes | bytearray | memoryview) -> bool:
+    """On any other port: does the payload look enough like Totem to be shown as Totem?
+
+    Stricter than `claims`: a known type too, and at least a Corosync 3 header's size.
+    """
+    head = bytes(data[:4])
+    if len(data) < HEADER_SIZE or not claims(head):
+        return False
+    return (head[3] if head[:2] in MAGIC_BYTES else head[0]) in TYPES
+
+
 def _sniff(data: bytes | memoryview) -> tuple[Mapping[str, Layout], str, int]:
     """Which header generation and byte order, and the type code, as corosync would judge."""
-    head = bytes(data[:4])
-    if head[:2] == b"\x70\xc0" or head[:2] == b"\xc0\x70":
-        endian = "little" if head[0] == 0x70 else "big"
-        if len(head) < 4:
-            raise DecodeError(f"truncated Totem header: {len(head)} bytes")
-        if head[2] != VERSION:
-            raise DecodeError(f"unsupported Totem header version {head[2]}")
-        return LAYOUTS, endian, head[3]
-    if head[2:4] == b"\x22\xff" or head[2:4] == b"\xff\x22":
-        return LEGACY_LAYOUTS, "little" if head[2] == 0x22 else "big", head[0]
-    raise DecodeError(
-        "not a Totem SRP message: neither magic 0xc070 nor endian detector 0xff22 "
-        f"(starts {head.hex()})"
-    )
+    found = frame(data)
+    if found is None:
+        raise DecodeError(
+            "not a Totem SRP message: neither magic 0xc070 nor endian detector 0xff22 "
+            f"(starts {bytes(data[:4]).hex()})", 0
+        )
+    legacy, endian, code = found
+    return LEGACY_LAYOUTS if legacy else LAYOUTS, endian, code
 
 
 def decode(data: bytes | bytearray | memoryview) -> Message:
@@ -346,23 +414,29 @@ def decode(data: bytes | bytearray | memoryview) -> Message:
     table, endian, code = _sniff(data)
     name = TYPES.get(code)
     if name is None:
-        raise DecodeError(f"unknown Totem message type {code}")
+        raise DecodeError(f"unknown Totem message type {code}", 0 if table is LEGACY_LAYOUTS
+                          else 3)
     layout = table[name]
     try:
         message, end = layout.decode_from(data, 0, endian)
     except LayoutError as exc:
-        raise DecodeError(f"{name}: {exc}") from None
+        raise DecodeError(f"{name}: {exc}", exc.offset) from None
     if end != len(data):
-        raise DecodeError(f"{name}: {len(data) - end} bytes after the end of the message")
+        raise DecodeError(f"{name}: {len(data) - end} bytes after the end of the message",
+                          end)
     assert isinstance(message, Message)
     object.__setattr__(message, "_endian", endian)
     return message
 
 
 def encode(msg: Message) -> bytes:
-    """The exact wire bytes of `msg` (ValueError if a field does not fit its C type)."""
+    """The exact wire bytes of `msg` (`EncodeError`, a ValueError, if a field does not fit
+    its C type)."""
     out = bytearray()
-    msg.layout.encode_into(msg, msg.endian, out)
+    try:
+        msg.layout.encode_into(msg, msg.endian, out)
+    except ValueError as exc:
+        raise EncodeError(str(exc), len(out)) from None
     return bytes(out)
 
 

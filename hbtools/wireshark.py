@@ -23,7 +23,7 @@ import math
 import re
 from collections.abc import Iterable, Mapping
 
-from hbtools import __version__, knet, totem
+from hbtools import __version__, heartbeat, knet, totem
 from hbtools.fields import (
     FIELDS,
     MAX_WIRE_MESSAGE,
@@ -44,9 +44,10 @@ __all__ = [
     "tshark_command",
 ]
 
-HEARTBEAT_PORT = 694
+#: The ports the plugin registers: declared by the codecs, as `hbtools.recognition` uses.
+HEARTBEAT_PORT = heartbeat.PORT
 #: udp (5404 -> 5405), udpu and knet (5405 -> 5405).
-TOTEM_PORTS = (5404, 5405)
+TOTEM_PORTS = totem.PORTS
 
 
 class GeneratorError(ValueError):
@@ -135,6 +136,8 @@ def _heartbeat_tables() -> str:
     lines.append(f"local HB_MAX_DEPTH = {len(STRUCT_NEWLINE_SUBSTITUTES)}")
     lines.append(f"local HB_MAX_WIRE = {MAX_WIRE_MESSAGE}")
     lines.append(f"local HB_PORT = {HEARTBEAT_PORT}")
+    lines.append("local HB_OPENINGS = {" + ", ".join(
+        f"[{_lua_str(o.decode())}] = true" for o in heartbeat.OPENINGS) + "}")
     return "\n".join(lines)
 
 
@@ -327,8 +330,10 @@ def _layout_tables() -> str:
     out.append(f"local KNET_MIN_ENCRYPTED_SIZE = {knet.MIN_ENCRYPTED_SIZE}")
     ping = knet.LAYOUTS["ping"]
     out.append(f"local KNET_PING_SIZE = {ping.fixed_size}")
-    header_size = sum(f.scalar_size() or 0 for f in knet.HEADER)
-    out.append(f"local KNET_HEADER_SIZE = {header_size}")
+    out.append(f"local KNET_HEADER_SIZE = {knet.HEADER_SIZE}")
+    for name in ("COMPRESS_AT", "PAD_AT", "BCAST_AT", "FRAG_NUM_AT", "FRAG_SEQ_AT",
+                 "USERDATA_AT", "TIMED_AT"):
+        out.append(f"local KNET_{name} = {getattr(knet, name)}")
     out.append("local TOTEM_PORTS = {" + ", ".join(str(p) for p in TOTEM_PORTS) + "}")
     extra = [p for p in knet.LINK_PORTS if p not in TOTEM_PORTS]
     out.append("local KNET_LINK_PORTS = {" + ", ".join(str(p) for p in extra) + "}")
@@ -1099,7 +1104,7 @@ function p_hb.dissector(tvb, pinfo, tree) return hb_dissect(tvb, pinfo, tree) en
 local function hb_heuristic(tvb, pinfo, tree)
   if tvb:len() < 8 then return false end
   local head = tvb(0, 4):raw()
-  if head ~= "###\n" and head ~= ">>>\n" then return false end
+  if not HB_OPENINGS[head] then return false end
   hb_dissect(tvb, pinfo, tree)
   return true
 end
@@ -1284,12 +1289,13 @@ local function knet_looks_clear(tvb)
   local name = KNET_TYPES[tvb(1, 1):uint()]
   if name == nil then return false end
   if name == "data" or name == "host_info" then
-    if n < KNET_HEADER_SIZE + 8 then return false end
-    local compress, pad, bcast = tvb(8, 1):uint(), tvb(9, 1):uint(), tvb(10, 1):uint()
-    local frag_num, frag_seq = tvb(11, 1):uint(), tvb(12, 1):uint()
+    if n < KNET_USERDATA_AT then return false end
+    local compress, pad = tvb(KNET_COMPRESS_AT, 1):uint(), tvb(KNET_PAD_AT, 1):uint()
+    local bcast = tvb(KNET_BCAST_AT, 1):uint()
+    local frag_num, frag_seq = tvb(KNET_FRAG_NUM_AT, 1):uint(), tvb(KNET_FRAG_SEQ_AT, 1):uint()
     return compress <= KNET_COMPRESS_MAX and pad == 0 and bcast <= 1 and frag_num >= 1 and frag_seq <= frag_num
   end
-  if name == "ping" or name == "pong" then return n == KNET_PING_SIZE and tvb(25, 1):uint() <= 1 end
+  if name == "ping" or name == "pong" then return n == KNET_PING_SIZE and tvb(KNET_TIMED_AT, 1):uint() <= 1 end
   return n >= KNET_HEADER_SIZE + 3
 end
 

@@ -43,7 +43,7 @@ def test_client_pointing_at_the_wrong_node_fails() -> None:
     s = timeline((0, 10, ("node2",), M1))
     v = checkers.check(s, [("x", 1.0, 2.0)], kind="failure", grace=3.0, macs=MACS, end=10.0)
     assert not v.passed and not v.client_ok
-    assert v.reasons == ["client's ARP entry points at node1, not the owner node2"]
+    assert "client's ARP entry points at node1, not the owner node2" in v.reasons
 
 
 def test_benign_scenario_counts_every_owner_change_as_false() -> None:
@@ -104,3 +104,29 @@ def test_bad_scenario_files_name_file_and_line(text: str, problem: str) -> None:
     with pytest.raises(ScenarioError) as err:
         parse(text, "my.toml")
     assert str(err.value).startswith(problem)
+
+
+def test_owner_settled_but_client_misdirected_after_heal_fails() -> None:
+    # heal at 5 s; node2 owns from 5 s but the client points at node1 until 9.5 s: 4.5 s
+    s = timeline((0, 1, ("node1",), M1), (1, 5, ("node1",), M1), (5, 9.5, ("node2",), M1),
+                 (9.5, 12, ("node2",), M2))
+    v = checkers.check(s, [("freeze", 1.0, 5.0)], kind="failure", grace=6.0, macs=MACS, end=12.0,
+                       heal_budget=3.0)
+    assert v.disrupted_after_heal_s == pytest.approx(4.5, abs=0.01)
+    assert v.reasons == ["VIP unreachable for the client 4.5 s after the heal (budget 3 s)"]
+    ok = checkers.check(s, [("freeze", 1.0, 5.0)], kind="failure", grace=6.0, macs=MACS, end=12.0,
+                        heal_budget=5.0)
+    assert ok.passed
+
+
+def test_recorded_failures_must_fail_the_recorded_way() -> None:
+    from hbtools.chaos.expected import matches
+
+    unreachable = ["VIP unreachable for the client 7.0 s after the heal (budget 3 s)"]
+    assert matches("freeze", "heartbeat", "FAIL", unreachable)
+    assert not matches("freeze", "heartbeat", "FAIL", ["2 false failover(s)"])
+    assert not matches("freeze", "heartbeat", "PASS", [])  # a change is noticed
+    assert matches("loss30", "pacemaker", "PASS", [])  # VARIES: passing is fine …
+    assert not matches("loss30", "pacemaker", "FAIL", unreachable)  # … failing otherwise is not
+    assert matches("loss30", "pacemaker", "FAIL", ["split brain for 3.7 s outside the fault windows"])
+    assert not matches("crash", "hbtools", "FAIL", ["split brain"])  # hbtools must pass

@@ -106,7 +106,8 @@ def test_haresources():
 
 @pytest.mark.parametrize(("text", "words"), [
     ("node3 IPaddr::198.18.0.100\n", "not a 'node'"),
-    ("node1 httpd\n", "not supported"),
+    ("node1 ../bin/sh\n", "not a resource script name"),
+    ("node1 IPaddr::nowhere\n", "expected IPaddr::"),
     ("node1 IPaddr::198.18.0.100/40\n", "prefix length"),
     ("node1\n", "no resources"),
 ])

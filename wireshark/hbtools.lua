@@ -253,6 +253,7 @@ local HB_STRUCT_NEWLINES = {20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 15, 
 local HB_MAX_DEPTH = 16
 local HB_MAX_WIRE = 262144
 local HB_PORT = 694
+local HB_OPENINGS = {["###\010"] = true, [">>>\010"] = true}
 
 ---------------------------------------------------------------------------- heartbeat
 local p_hb = Proto("heartbeat", "Linux-HA Heartbeat")
@@ -747,7 +748,7 @@ function p_hb.dissector(tvb, pinfo, tree) return hb_dissect(tvb, pinfo, tree) en
 local function hb_heuristic(tvb, pinfo, tree)
   if tvb:len() < 8 then return false end
   local head = tvb(0, 4):raw()
-  if head ~= "###\n" and head ~= ">>>\n" then return false end
+  if not HB_OPENINGS[head] then return false end
   hb_dissect(tvb, pinfo, tree)
   return true
 end
@@ -1006,6 +1007,13 @@ local KNET_COMPRESS_MAX = 7
 local KNET_MIN_ENCRYPTED_SIZE = 32
 local KNET_PING_SIZE = 26
 local KNET_HEADER_SIZE = 6
+local KNET_COMPRESS_AT = 8
+local KNET_PAD_AT = 9
+local KNET_BCAST_AT = 10
+local KNET_FRAG_NUM_AT = 11
+local KNET_FRAG_SEQ_AT = 12
+local KNET_USERDATA_AT = 14
+local KNET_TIMED_AT = 25
 local TOTEM_PORTS = {5404, 5405}
 local KNET_LINK_PORTS = {5406, 5407, 5408, 5409, 5410, 5411, 5412}
 
@@ -1182,12 +1190,13 @@ local function knet_looks_clear(tvb)
   local name = KNET_TYPES[tvb(1, 1):uint()]
   if name == nil then return false end
   if name == "data" or name == "host_info" then
-    if n < KNET_HEADER_SIZE + 8 then return false end
-    local compress, pad, bcast = tvb(8, 1):uint(), tvb(9, 1):uint(), tvb(10, 1):uint()
-    local frag_num, frag_seq = tvb(11, 1):uint(), tvb(12, 1):uint()
+    if n < KNET_USERDATA_AT then return false end
+    local compress, pad = tvb(KNET_COMPRESS_AT, 1):uint(), tvb(KNET_PAD_AT, 1):uint()
+    local bcast = tvb(KNET_BCAST_AT, 1):uint()
+    local frag_num, frag_seq = tvb(KNET_FRAG_NUM_AT, 1):uint(), tvb(KNET_FRAG_SEQ_AT, 1):uint()
     return compress <= KNET_COMPRESS_MAX and pad == 0 and bcast <= 1 and frag_num >= 1 and frag_seq <= frag_num
   end
-  if name == "ping" or name == "pong" then return n == KNET_PING_SIZE and tvb(25, 1):uint() <= 1 end
+  if name == "ping" or name == "pong" then return n == KNET_PING_SIZE and tvb(KNET_TIMED_AT, 1):uint() <= 1 end
   return n >= KNET_HEADER_SIZE + 3
 end
 

@@ -15,6 +15,10 @@ Rules (all times relative to the run's start):
   heal; an unhealed fault allows ``grace`` after its start). A ``benign`` scenario (loss, delay,
   a cut medium, a flood) allows nothing: the cluster must ride it out.
 * *Owner after heal*: the last samples have one owner, and the client's ARP entry names its MAC.
+* *Reachable after the heal* (failure scenarios whose faults all end): from the last heal on,
+  the time without exactly one owner *and* the client's ARP entry on it may not exceed
+  ``heal_budget`` (default: grace). A stack that settles on one owner but leaves clients
+  pointing at a node that gave the VIP up is unavailable all the same.
 * *False failovers* (benign scenarios): every change of the single owner counts.
 * One sample of disagreement (``TOLERANCE_S``) is allowed: a hand-over seen mid-way.
 """
@@ -42,6 +46,7 @@ class Verdict:
     false_failovers: int
     final_owners: tuple[str, ...]
     client_ok: bool
+    disrupted_after_heal_s: float | None = None
     detection_ms: float | None = None
     takeover_ms: float | None = None
     new_owner: str | None = None
@@ -87,8 +92,19 @@ def owner_changes(samples: Sequence[Sample]) -> list[tuple[float, str, str]]:
     return changes
 
 
+def disrupted_after(samples: Sequence[Sample], since: float, macs: Mapping[str, str],
+                    end: float) -> float:
+    """Seconds after ``since`` without one owner that the client's ARP entry points at."""
+    total = 0.0
+    for (t, owners, mac), dt in _durations(samples, end):
+        if t >= since and not (len(owners) == 1 and mac == macs.get(owners[0])):
+            total += dt
+    return total
+
+
 def check(samples: Sequence[Sample], windows: Sequence[Window], *, kind: str, grace: float,
-          macs: Mapping[str, str], end: float, tail: float = 0.5) -> Verdict:
+          macs: Mapping[str, str], end: float, tail: float = 0.5,
+          heal_budget: float | None = None) -> Verdict:
     """The verdict of one run; ``macs`` maps node names to their interface MACs."""
     reasons: list[str] = []
     if not samples:
@@ -115,12 +131,20 @@ def check(samples: Sequence[Sample], windows: Sequence[Window], *, kind: str, gr
     if len(final_owners) == 1 and not client_ok:
         holder = next((n for n, m in macs.items() if m == client_mac), client_mac or "nothing")
         reasons.append(f"client's ARP entry points at {holder}, not the owner {final_owners[0]}")
+    disrupted = None
+    if kind == "failure" and windows and all(w[2] is not None for w in windows):
+        healed = max(w[2] for w in windows if w[2] is not None)
+        disrupted = round(disrupted_after(samples, healed, macs, end), 2)
+        budget = grace if heal_budget is None else heal_budget
+        if disrupted > budget:
+            reasons.append(f"VIP unreachable for the client {disrupted:.1f} s after the heal "
+                           f"(budget {budget:g} s)")
     changes = owner_changes(samples)
     false = len(changes) if kind == "benign" else 0
     if false:
         reasons.append(f"{false} false failover(s)")
     return Verdict(not reasons, reasons, round(split, 2), round(split_out, 2), round(none_out, 2),
-                   len(changes), false, tuple(final_owners), client_ok)
+                   len(changes), false, tuple(final_owners), client_ok, disrupted)
 
 
 def takeover_times(garps: Sequence[tuple[float, str]], heartbeats: Mapping[str, Sequence[float]],
@@ -142,3 +166,28 @@ def takeover_times(garps: Sequence[tuple[float, str]], heartbeats: Mapping[str, 
     before = [t for t in heartbeats.get(victim, ()) if t <= fault_start + 0.001]
     detection = (t_garp - before[-1]) * 1000 if before else None
     return (round(detection) if detection is not None else None, round(takeover), owner)
+
+
+def service_moved(samples: Sequence[Sample], *, fault_start: float, victim: str, bound: float,
+                  page: str, new_owner_check_failed: bool) -> tuple[float | None, list[str]]:
+    """The service scenarios (issue 17): the group left the victim for another node within
+    ``bound`` s of the fault (interval × failures + a check's phase + takeover), that node's own
+    check had not failed (it must pass before it may take the group), and the client got the
+    new owner's page from the VIP. Returns (seconds to the move, reasons it failed)."""
+    reasons: list[str] = []
+    moved = next((t for t, old, new in owner_changes(samples)
+                  if t >= fault_start and old == victim and new != victim), None)
+    if moved is None:
+        reasons.append(f"the group never left {victim} after its service failed")
+        return None, reasons
+    after = moved - fault_start
+    if after > bound:
+        reasons.append(f"the group moved {after:.1f} s after the service failed, over the "
+                       f"{bound:.1f} s that interval x failures + takeover allow")
+    final = next((o for _t, owners, _m in reversed(samples) if len(owners) == 1 for o in owners),
+                 None)
+    if final is not None and page != f"served by {final}":
+        reasons.append(f"the client got {page!r} from the VIP, not {final}'s page")
+    if new_owner_check_failed:
+        reasons.append(f"{final} took the group while its own check was failing")
+    return round(after, 3), reasons

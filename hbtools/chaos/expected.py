@@ -8,11 +8,15 @@ is noticed rather than absorbed.
 
 from __future__ import annotations
 
-PASS, FAIL = "PASS", "FAIL"
+PASS, FAIL, VARIES = "PASS", "FAIL", "VARIES"
+"""VARIES: a real stack seen both passing and failing the same scenario here (its behaviour
+depends on timing we do not control). The run must then either pass or fail *only* in the
+known way (:data:`KNOWN_FAILURE`), so a new kind of failure is still noticed."""
 
-_HB_HEAL = ("3.0.6 resolves the two owners after a heal by restarting (\"Heartbeat restart on "
-            "node\"): both nodes drop the VIP and it takes longer than deadtime-based grace to "
-            "be held again")
+_HB_HEAL = ("3.0.6 after a heal: the node that took over restarts (\"Heartbeat restart\"), "
+            "and the node left with the VIP sends no gratuitous ARP, so the client keeps the "
+            "taker's MAC (or, when both restart, nobody holds the VIP) for 6-7 s")
+_UNREACHABLE = "VIP unreachable for the client"
 
 EXPECTED: dict[tuple[str, str], tuple[str, str]] = {
     ("kill-restart", "heartbeat"): (FAIL, "3.0.6 neither removes the VIP a SIGKILLed run left on "
@@ -21,8 +25,41 @@ EXPECTED: dict[tuple[str, str], tuple[str, str]] = {
     ("partition-oneway", "heartbeat"): (FAIL, _HB_HEAL),
     ("partition-twoway", "heartbeat"): (FAIL, _HB_HEAL),
     ("burst-loss", "heartbeat"): (FAIL, _HB_HEAL),
+    ("kill-restart", "pacemaker"): (FAIL, "no fencing: the node whose corosync was SIGKILLed keeps "
+                                          "the VIP on its interface; only when its restarted stack "
+                                          "rejoins does a probe find it \"active on 2 nodes\" and "
+                                          "recover (7-8 s after the restart)"),
+    ("loss30", "pacemaker"): (VARIES, "Corosync (token 2000 ms) under 30% loss at every receiver "
+                                      "sometimes re-forms the membership: both nodes start the VIP "
+                                      "(split brain ~3.7 s, no fencing); seen in 1 of 3 runs"),
 }
 """(scenario, impl) → (verdict, reason). Missing entries mean PASS."""
+
+
+KNOWN_FAILURE: dict[tuple[str, str], str] = {
+    ("kill-restart", "heartbeat"): "split brain",
+    ("freeze", "heartbeat"): _UNREACHABLE,
+    ("partition-oneway", "heartbeat"): _UNREACHABLE,
+    ("partition-twoway", "heartbeat"): _UNREACHABLE,
+    ("burst-loss", "heartbeat"): _UNREACHABLE,
+    ("loss30", "pacemaker"): "split brain",
+    ("kill-restart", "pacemaker"): _UNREACHABLE,
+}
+"""(scenario, impl) → the text one failure reason of a FAIL or VARIES run must start with:
+the recorded failure, not just any."""
+
+
+def matches(scenario: str, impl: str, verdict: str, reasons: list[str]) -> bool:
+    """Whether a run's verdict is the recorded one (see VARIES)."""
+    expected, _why = expected_for(scenario, impl)
+    known = KNOWN_FAILURE.get((scenario, impl)) or KNOWN_FAILURE.get(
+        (scenario.split("+", 1)[0], impl), "")
+    failed_as_known = verdict == FAIL and (not known or any(r.startswith(known) for r in reasons))
+    if expected == VARIES:
+        return verdict == PASS or (bool(known) and failed_as_known)
+    if expected == FAIL:
+        return failed_as_known
+    return verdict == expected
 
 
 def expected_for(scenario: str, impl: str) -> tuple[str, str]:

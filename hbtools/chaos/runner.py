@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from hbtools.chaos import checkers, wire
-from hbtools.chaos.expected import expected_for
+from hbtools.chaos.expected import expected_for, matches
 from hbtools.chaos.scenarios import Scenario, Step
 from hbtools.lab import Lab, LabError, Node, _run
 from hbtools.lab.cluster import Timing
@@ -43,6 +43,12 @@ FLOOD_KINDS = (("garbage", 0.4), ("badsig", 0.3), ("replay", 0.3))
 def grace_s(timing: Timing) -> float:
     """Time allowed after a fault (or its heal) to detect, take over and resolve."""
     return 2 * timing.deadtime_ms / 1000 + 2.0
+
+
+def heal_budget_s(timing: Timing) -> float:
+    """How long after a heal the client may be without a reachable owner: one deadtime to
+    notice the peer is back, one second to settle and announce."""
+    return timing.deadtime_ms / 1000 + 1.0
 
 
 # ----------------------------------------------------------------------------- environments
@@ -118,7 +124,9 @@ def reset(env: Env) -> None:
     for name in c.nodes:
         if not c.running(name):
             c.restart(name)
-    settle(c, SETTLE_S + c.timing.deadtime_ms / 2000, timeout=40)
+    if getattr(c, "service", None):
+        c.restore_services()  # what service-kill / service-hang did
+    settle(c, SETTLE_S + c.timing.deadtime_ms / 2000, timeout=20)
     for name in c.nodes:
         if not c.running(name):
             raise LabError(f"{name} is not running after the reset")
@@ -298,6 +306,17 @@ def plan_actions(steps: Sequence[Step], env: Env, owner: str, other: str, played
                 window_start(f"{' '.join(rules)} @ {label.split(' ', 1)[1]}", step.at, step.length)
 
             actions.append(Action(step.at, label, net))
+        elif step.do in ("service-kill", "service-hang"):
+            verb = c.service_kill if step.do == "service-kill" else c.service_hang
+            for node in targets:
+
+                def hit_service(verb: Callable[[str], None] = verb, node: str = node,
+                                step: Step = step, label: str = label) -> None:
+                    played.marks.append((time.time(), node, step.do))
+                    window_start(label, step.at, step.length)
+                    verb(node)
+
+                actions.append(Action(step.at, label, hit_service))
         elif step.do == "flood":
             from hbtools.node.labsupport import flood
 
@@ -341,6 +360,7 @@ class RunResult:
     error: str | None = None
     setup_s: float = 0.0
     recovered_after_s: float | None = None
+    disrupted_after_heal_s: float | None = None
     """For a run that ended without one owner the client points at: how long after the end
     that was reached (None: not within RECOVERY_WAIT_S)."""
 
@@ -386,7 +406,8 @@ def run_one(scenario: Scenario, impl: str, out_dir: Path, pool: Pool) -> RunResu
         end = time.time()
         macs = {n: c.mac(n) for n in c.nodes}
         verdict = checkers.check(sampler.samples, played.windows, kind=scenario.kind,
-                                 grace=grace_s(c.timing), macs=macs, end=end)
+                                 grace=grace_s(c.timing), macs=macs, end=end,
+                                 heal_budget=heal_budget_s(c.timing))
         recovered = None
         if not verdict.client_ok:
             recovered = _recovery(sampler, macs, end)
@@ -400,6 +421,8 @@ def run_one(scenario: Scenario, impl: str, out_dir: Path, pool: Pool) -> RunResu
                                    "the end")
         elif not verdict.client_ok:
             verdict.reasons.append(f"still not resolved {RECOVERY_WAIT_S:g} s after the end")
+        if getattr(c, "service", None) and played.windows:
+            _service_verdict(verdict, sampler.samples, played, env, owner)
         if played.errors:
             verdict.passed = False
             verdict.reasons += played.errors
@@ -421,14 +444,17 @@ def run_one(scenario: Scenario, impl: str, out_dir: Path, pool: Pool) -> RunResu
         except Exception as exc:  # a picture must not hide a verdict
             files["timeline_error"] = str(exc)
         rate = len(samples) / max(0.001, end - t0)
-        result = RunResult(scenario.name, impl, verdict.label, exp, why, verdict.label == exp,
+        result = RunResult(scenario.name, impl, verdict.label, exp, why,
+                           matches(scenario.name, impl, verdict.label, verdict.reasons),
                            verdict.reasons, detection, takeover, verdict.split_brain_s,
                            verdict.false_failovers, verdict.owner_changes, new_owner,
                            list(verdict.final_owners), verdict.client_ok, leftovers,
                            round(time.monotonic() - began, 1), len(samples), round(rate, 1), files,
-                           setup_s=setup_s, recovered_after_s=recovered)
+                           setup_s=setup_s, recovered_after_s=recovered,
+                           disrupted_after_heal_s=verdict.disrupted_after_heal_s)
         write_file(run_dir / "run.json", json.dumps(
             {**result.as_dict(), "owner": owner, "windows": played.windows, "marks": played.marks,
+             "service": verdict.extra,
              "garps": seen.garps[:200], "timing": asdict(c.timing),
              "options": {k: list(v) if isinstance(v, tuple) else v
                          for k, v in scenario.options.items()}}, indent=1, default=str) + "\n")
@@ -443,6 +469,40 @@ def run_one(scenario: Scenario, impl: str, out_dir: Path, pool: Pool) -> RunResu
         env.runs += 1
         pool.put(env)
 
+
+def _service_verdict(verdict: checkers.Verdict, samples: Sequence[checkers.Sample],
+                     played: Played, env: Env, victim: str) -> None:
+    """Issue 17's rules for the service scenarios (hbtools.chaos.checkers.service_moved), from
+    the sampled owners, the page the client gets from the VIP now, and the new owner's events."""
+    from hbtools.lab.clusters import SERVICE_FAILURES, SERVICE_INTERVAL_S
+
+    c = env.cluster
+    page = env.client.run(["curl", "-s", "-m", "2", f"http://{c.vip}/"], check=False).stdout.strip()
+    final = next((o for _t, owners, _m in reversed(samples) if len(owners) == 1 for o in owners),
+                 None)
+    failing = False
+    if final is not None and final != victim:
+        state = None  # the new owner's check, event by event, up to its taking the group
+        for line in Path(c.logs()[final]).read_text(errors="replace").splitlines():
+            with contextlib.suppress(ValueError):
+                e = json.loads(line)
+                if e.get("kind") in ("check_failed", "check_ok"):
+                    state = e["kind"]
+                elif e.get("kind") == "resource_taken" and e.get("mono", 0) > 0:
+                    failing = failing or state == "check_failed"
+    bound = SERVICE_INTERVAL_S * (SERVICE_FAILURES + 1) + SERVICE_TAKEOVER_S
+    moved, reasons = checkers.service_moved(samples, fault_start=played.windows[0][1],
+                                            victim=victim, bound=bound, page=page,
+                                            new_owner_check_failed=failing)
+    verdict.extra["service_moved_s"] = moved
+    verdict.extra["page"] = page
+    if reasons:
+        verdict.passed = False
+        verdict.reasons += reasons
+
+
+SERVICE_TAKEOVER_S = 2.0
+"""The hand-over (ask_resources me/other/done, ip, GARP) plus the client seeing it."""
 
 LOG_TAIL_BYTES = 256 * 1024
 

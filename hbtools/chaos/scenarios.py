@@ -13,7 +13,8 @@ may say ``{owner}``/``{other}`` and get node names. TOML form::
     kind = "failure"          # failure: a takeover is allowed; benign: no owner may change
     [options]                 # cluster options, e.g. ha_cf_extra = ["detector phi"]
     [[step]]
-    do = "net"                # crash | kill | stop | freeze | restart | net | flood
+    do = "net"                # crash | kill | stop | freeze | restart | net | flood |
+                              # service-kill | service-hang (with options.service = "http")
     at = "1s"
     for = "5s"                # net/freeze/flood: length of the window; crash/kill: restart after
     on = "all"                # where a net rule runs (role or node name)
@@ -34,7 +35,8 @@ from typing import Any
 from faults.rules import RuleError, parse_duration
 from hbtools.errors import SourceError
 
-STEP_KINDS = ("crash", "kill", "stop", "freeze", "restart", "net", "flood")
+STEP_KINDS = ("crash", "kill", "stop", "freeze", "restart", "net", "flood", "service-kill",
+              "service-hang")
 SCENARIO_KINDS = ("failure", "benign")
 
 
@@ -128,10 +130,17 @@ BUILTIN: dict[str, Scenario] = {s.name: s for s in (
     Scenario("flood", _s(Step("flood", 1.0, 5.0, "owner", rate=10000)), 8.0, kind="benign",
              impls=HA, description="10k forged datagrams/s at the owner for 5 s (garbage, bad "
                                    "signatures, replays with an old generation)"),
+    # Issue 17: the node lives, its service does not (hbtools' per-group `check`, real nginx).
+    Scenario("service-dies", _s(Step("service-kill", 1.0)), 7.0, options={"service": "http"},
+             impls=("hbtools",), description="nginx on the owner SIGKILLed; the node and its "
+                                             "daemon live: the check moves the VIP group"),
+    Scenario("service-hangs", _s(Step("service-hang", 1.0)), 7.0, options={"service": "http"},
+             impls=("hbtools",), description="nginx on the owner SIGSTOPped: it accepts and "
+                                             "never answers; the check times out and moves it"),
     # Last: a stack that keeps a stale VIP leaves the cluster for a rebuild, not a reset.
-    Scenario("kill-restart", _s(Step("kill", 1.0, 3.0)), 11.0,
+    Scenario("kill-restart", _s(Step("kill", 1.0, 6.0)), 14.0,
              description="SIGKILL of the owner's cluster stack (machine and addresses stay), "
-                         "started again 3 s later"),
+                         "started again 6 s later (after every stack noticed)"),
 )}
 
 CORE = ("crash", "stop", "partition-twoway", "loss30")

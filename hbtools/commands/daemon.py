@@ -154,6 +154,10 @@ def status_lines(report: dict) -> list[str]:
                      f"{shown(peer.get('rsc_hold') or 'unknown')})")
     for group in report.get("groups") or []:
         holders = ", ".join(shown(h) for h in group.get("held_by") or []) or "nobody"
+        chk = group.get("check")
+        said = "" if not isinstance(chk, dict) else (
+            "; check here: " + ("not run yet" if chk.get("ok") is None else "ok" if chk.get("ok")
+                                else f"failing ({shown(chk.get('reason'))})"))
         lines.append(f"resource {shown(group.get('group'))} (home {shown(group.get('home'))}): "
-                     f"held by {holders}")
+                     f"held by {holders}{said}")
     return lines

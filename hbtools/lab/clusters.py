@@ -56,6 +56,12 @@ DEFAULT_AUTHKEYS = "auth 1\n1 sha1 hbtools-chaos-lab\n"
 CHAOS_TIMING = Timing(keepalive_ms=200, deadtime_ms=2000, warntime_ms=1000, initdead_ms=4000)
 """Short timers for the chaos matrix: a failure is detected in ~2 s, a run lasts ~10 s."""
 
+SERVICE_INTERVAL_S, SERVICE_FAILURES = 0.5, 2
+SERVICE_CHECK = (f"check {{vip}} http://127.0.0.1/ expect=^served.by.node[0-9]+$ "
+                 f"interval={SERVICE_INTERVAL_S} timeout=400ms failures={SERVICE_FAILURES}")
+"""The ``service = "http"`` option (hbtools only, issue 17): nginx in every node serving
+"served by nodeN" on port 80, and a check that moves the VIP group when the owner's fails."""
+
 MEDIA = {
     "bcast": lambda names, addrs: ["bcast eth0"],
     "ucast": lambda names, addrs: [f"ucast eth0 {a}" for a in addrs],
@@ -91,10 +97,17 @@ class _Observed:
         return self.node(name).mac
 
     def _power_off(self, name: str) -> None:
+        """Link down first (the network sees the loss at once), then every process of the
+        node SIGKILLed together with its init (the reaping may take a moment; the kernel
+        already stopped them all)."""
         n = self.node(name)
-        if n.anchor is not None:
-            n.anchor.kill()
         _run(["ip", "-n", n.netns, "link", "set", n.ifname, "down"], timeout=10)
+        if n.anchor is not None:
+            for pid in n.anchor.processes():
+                _kill(pid, signal.SIGSTOP)
+            for pid in [*n.anchor.processes(), n.anchor.init_pid]:
+                _kill(pid)
+            n.anchor.kill()
 
     def powered(self, name: str) -> bool:
         links = self.observer(name).links().values()
@@ -123,7 +136,8 @@ class _HaCluster(_Observed):
     def __init__(self, lab: Lab, nodes: int = 2, timing: Timing = CHAOS_TIMING, *,
                  vip: str = DEFAULT_VIP, media: str = "bcast", ha_cf_extra: Sequence[str] = (),
                  authkeys: str = DEFAULT_AUTHKEYS, auto_failback: str = "off",
-                 daemon_args: Sequence[str] = (), **_ignored: Any) -> None:
+                 daemon_args: Sequence[str] = (), service: str | None = None,
+                 **_ignored: Any) -> None:
         if not 1 <= nodes <= 8:
             raise LabError(f"a {self.kind} cluster needs 1..8 nodes, not {nodes}")
         if media not in MEDIA:
@@ -134,6 +148,11 @@ class _HaCluster(_Observed):
         self.media = media
         self.nodes = [f"node{i}" for i in range(1, nodes + 1)]
         self.daemon_args = tuple(daemon_args)
+        if service not in (None, "http"):
+            raise LabError(f"unknown service {service!r} (only 'http')")
+        self.service = service
+        if service is not None:
+            ha_cf_extra = (*ha_cf_extra, SERVICE_CHECK.format(vip=vip))
         self._observers = {}
         self._frozen: dict[str, list[int]] = {}
         self._closed = False
@@ -232,6 +251,7 @@ class HbtoolsCluster(_HaCluster):
         from hbtools.node.labsupport import HbtoolsDaemon
 
         self._daemons: dict[str, HbtoolsDaemon] = {}
+        self._service_hung: dict[str, list[int]] = {}
         for name in self.nodes:
             n = self.lab.add_node(name, anchor=AnchorSpec(hostname=name))
             d = HbtoolsDaemon(n, extra_args=("--quiet", *self.daemon_args))
@@ -248,7 +268,43 @@ class HbtoolsCluster(_HaCluster):
         return self._daemons[name]
 
     def _start_stack(self, name: str) -> None:
+        if self.service is not None and not self.node(name).pids_named(["nginx"]):
+            self._start_service(name)
         self._daemons[name].start()
+
+    # -- the service option (issue 17): a real nginx per node, killed or hung by a nemesis
+
+    def _start_service(self, name: str) -> None:
+        from hbtools.lab import servers
+
+        n = self.node(name)
+        spec = servers.nginx(n.workdir / "nginx", "0.0.0.0", port=80, single_process=True,
+                             pages={"index.html": f"served by {name}\n"})
+        n.popen(spec.argv)
+        wait_until(lambda: n.run(["curl", "-s", "-m", "1", "http://127.0.0.1/"], check=False)
+                   .stdout.strip() == f"served by {name}", timeout=15, interval=0.1,
+                   what=f"nginx on {name}")
+
+    def service_kill(self, name: str) -> None:
+        """The service dies, the node lives: SIGKILL nginx by its PID."""
+        for pid in self.node(name).pids_named(["nginx"]):
+            _kill(pid, signal.SIGKILL)
+
+    def service_hang(self, name: str) -> None:
+        """The service hangs: nginx SIGSTOPped, its socket still accepts, nothing answers."""
+        pids = self._service_hung.setdefault(name, [])
+        for pid in self.node(name).pids_named(["nginx"]):
+            _kill(pid, signal.SIGSTOP)
+            pids.append(pid)
+
+    def restore_services(self) -> None:
+        """For a reset: hung services go on, dead ones start again (on live machines)."""
+        for name in self.nodes:
+            for pid in self._service_hung.pop(name, []):
+                _kill(pid, signal.SIGCONT)
+            if (self.service is not None and self.node(name).anchor_alive()
+                    and not self.node(name).pids_named(["nginx"])):
+                self._start_service(name)
 
     def _stack_pids(self, name: str) -> list[int]:
         n = self.node(name)

@@ -11,15 +11,25 @@ Pure apart from reading the three files.
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
 from hbtools.auth import AuthKeys, AuthKeysError
 from hbtools.detectors.adapter import DetectorSpec, accelerated_times, parse_detector
 from hbtools.errors import SourceError
+from hbtools.node.service import GroupCheck, parse_check_directive
+from hbtools.resources import (
+    DEFAULT_INIT_DIR,
+    DEFAULT_OCF_ROOT,
+    DEFAULT_RESOURCE_DIRS,
+    AgentResource,
+    parse_agent,
+    resolve,
+)
 
 __all__ = [
     "ClusterConfig",
@@ -76,8 +86,9 @@ class ResourceGroup:
     """One ``haresources`` line: the home node and the resources that move together."""
 
     home: str
-    resources: tuple[IPAddrResource, ...]
+    resources: tuple[IPAddrResource | AgentResource, ...]
     line: int | None = None
+    check: GroupCheck | None = None  # ha.cf `check` for this group
 
     @property
     def name(self) -> str:
@@ -100,6 +111,7 @@ class HaConfig:
     msgfmt: Literal["classic", "netstring"] = "classic"
     detector: DetectorSpec = field(default_factory=DetectorSpec)  # `detector` line (hbtools only)
     warnings: list[str] = field(default_factory=list)
+    checks: list[GroupCheck] = field(default_factory=list)  # `check GROUP URL ...` lines
 
     @property
     def effective_warntime_ms(self) -> int:
@@ -226,6 +238,9 @@ def parse_ha_cf(text: str, source: str = "ha.cf") -> HaConfig:
                         raise ValueError(f"node {name} listed twice")
                     cfg.nodes.append(name)
                 continue
+            if directive == "check":
+                cfg.checks.append(parse_check_directive(args, number))
+                continue
             if directive == "ping":
                 if not args:
                     raise ValueError("'ping' needs at least one address")
@@ -334,13 +349,13 @@ def _check(cfg: HaConfig, source: str, seen: dict[str, int]) -> None:
 _IPADDR = re.compile(r"^(?:(IPaddr2?)::)?([0-9]+\.[0-9]+\.[0-9]+\.[0-9]+)((?:/[^/]+)*)$")
 
 
-def parse_resource(spec: str) -> IPAddrResource:
+def parse_resource(spec: str) -> IPAddrResource | AgentResource:
     """``IPaddr::A.B.C.D[/LEN[/IFACE]]``, ``IPaddr2::…`` or a bare address (Heartbeat's shorthand)."""
     m = _IPADDR.match(spec)
     if not m:
-        raise ValueError(
-            f"resource {spec!r} is not supported (only IPaddr::A.B.C.D[/LEN[/IFACE]] addresses)"
-        )
+        if re.match(r"^IPaddr2?(::|$)", spec):
+            raise ValueError(f"resource {spec!r}: expected IPaddr::A.B.C.D[/LEN[/IFACE]]")
+        return parse_agent(spec)  # a resource.d script, init script or OCF agent
     address = _ipv4(m.group(2), "address")
     parts = [p for p in m.group(3).split("/") if p]
     prefixlen: int | None = None
@@ -391,7 +406,8 @@ def parse_haresources(text: str, nodes: list[str], source: str = "haresources") 
     return groups
 
 
-def load_config(directory: str | Path, *, insecure_authkeys: bool = False) -> ClusterConfig:
+def load_config(directory: str | Path, *, insecure_authkeys: bool = False,
+                init_dir: Path = DEFAULT_INIT_DIR, ocf_root: Path = DEFAULT_OCF_ROOT) -> ClusterConfig:
     """Read ``ha.cf``, ``authkeys`` and (optional) ``haresources`` from ``directory``.
 
     An ``authkeys`` that group or others may read or write is refused, as 3.0.6 refuses to
@@ -422,4 +438,47 @@ def load_config(directory: str | Path, *, insecure_authkeys: bool = False) -> Cl
         except OSError as exc:
             raise ConfigError(str(res_path), None, f"cannot read: {exc.strerror}") from None
         groups = parse_haresources(res_text, ha.nodes, str(res_path))
+        groups = resolve_agents(groups, (base / "resource.d", *DEFAULT_RESOURCE_DIRS), init_dir,
+                                ocf_root, str(res_path))
+    groups = attach_checks(groups, ha.checks, str(ha_path))
     return ClusterConfig(ha, keys, groups, base)
+
+
+def _executable(path: Path) -> bool:
+    return path.is_file() and os.access(path, os.X_OK)
+
+
+def resolve_agents(groups: list[ResourceGroup], resource_dirs: tuple[Path, ...], init_dir: Path,
+                   ocf_root: Path, source: str) -> list[ResourceGroup]:
+    """Find each agent's program (resource.d, init directory, OCF), as Heartbeat looks them up;
+    one that is nowhere is an error on its haresources line ("Cannot locate resource script")."""
+    out = []
+    for group in groups:
+        found: list[IPAddrResource | AgentResource] = []
+        for res in group.resources:
+            if isinstance(res, AgentResource):
+                try:
+                    res = resolve(res, resource_dirs=resource_dirs, init_dir=init_dir,
+                                  ocf_root=ocf_root, executable=_executable)
+                except ValueError as err:
+                    raise ConfigError(source, group.line, str(err)) from None
+            found.append(res)
+        out.append(replace(group, resources=tuple(found)))
+    return out
+
+
+def attach_checks(groups: list[ResourceGroup], checks: list[GroupCheck], source: str
+                  ) -> list[ResourceGroup]:
+    """Give each ``check`` line to the group one of whose resources it names."""
+    out = list(groups)
+    for chk in checks:
+        at = [i for i, g in enumerate(out) if any(chk.key in (str(r), getattr(r, "address", None))
+                                                  for r in g.resources)]
+        if not at:
+            raise ConfigError(source, chk.line, f"check: no haresources group has a resource "
+                              f"{chk.key!r}")
+        if out[at[0]].check is not None:
+            raise ConfigError(source, chk.line, f"check: group {out[at[0]].name} has a check "
+                              f"already (line {out[at[0]].check.line})")
+        out[at[0]] = replace(out[at[0]], check=chk)
+    return out

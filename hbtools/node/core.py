@@ -27,6 +27,8 @@ from hbtools.detectors.adapter import Outgoing, make_watch
 from hbtools.heartbeat import Message
 from hbtools.node.config import ClusterConfig, ResourceGroup
 from hbtools.node.events import (  # noqa: F401 - re-exported: callers import Event from here
+    CheckFailedEvent,
+    CheckRecoveredEvent,
     DeadEvent,
     DroppedEvent,
     DroppedSummaryEvent,
@@ -41,6 +43,7 @@ from hbtools.node.events import (  # noqa: F401 - re-exported: callers import Ev
     PeerResourcesEvent,
     PeerStatusEvent,
     PingCountEvent,
+    ResourceFailedEvent,
     ResourcePhaseEvent,
     ResourceReleasedEvent,
     ResourceTakenEvent,
@@ -57,6 +60,7 @@ from hbtools.node.events import (  # noqa: F401 - re-exported: callers import Ev
     WarntimeEvent,
 )
 from hbtools.node.placement import PeerView, holds_group, ping_preferred, should_hold
+from hbtools.node.service import ServiceWatch, may_accept, should_offer
 from hbtools.node.state import (
     ALIVE,
     FENCE_TRANSITIONS,
@@ -346,6 +350,13 @@ class Node:
         self.counters: dict[str, int] = {}
         self.drops = DropLog()
         self.restart_at: float | None = None  # a healed partition: give up and restart then
+        # service checks (issue 17): per group with a `check`, and groups whose start failed here
+        self.watches: dict[int, ServiceWatch] = {
+            i: ServiceWatch(g.check.failures) for i, g in enumerate(self.groups) if g.check}
+        self.failed_start: set[int] = set()
+        self.handed_over: set[int] = set()  # given to the peer for a failure: not wanted back yet
+        self.service_offer: int | None = None  # the group our pending hand-over is about
+        self.offer_not_before = 0.0
         # The ha.cf `detector` (None: Heartbeat's fixed deadtime only). Its verdict is ORed with
         # the fixed rule below, which stays the upper bound; hbtools/detectors/adapter.py.
         self.detector = ha.detector.kind
@@ -535,6 +546,40 @@ class Node:
         self._plan(now, out)
         return self._finish(out)
 
+    def check_result(self, index: int, ok: bool, reason: str, now: float) -> list[Output]:
+        """The runner ran group ``index``'s check: count it, and move the group if it failed."""
+        out: list[Output] = []
+        watch = self.watches.get(index)
+        if watch is None:
+            return out
+        was_failed = watch.failed
+        group = self.groups[index].name
+        if watch.record(ok, reason):
+            out.append(self._event(now, CheckFailedEvent, f"check of {group} failed "
+                                   f"{watch.in_a_row} times: {shown(reason, 200)}", group=group,
+                                   reason=reason, held=index in self.held))
+        elif ok and was_failed:
+            out.append(self._event(now, CheckRecoveredEvent, f"check of {group} passes again",
+                                   group=group))
+        self._service_moves(now, out)
+        return self._finish(out)
+
+    def resource_failed(self, index: int, operation: str, detail: str, now: float) -> list[Output]:
+        """A group's start or stop failed in the runner (after it stopped the group again, for a
+        start). As Heartbeat: the group is given up here and handed to the peer."""
+        out: list[Output] = []
+        group = self.groups[index]
+        out.append(self._event(now, ResourceFailedEvent, f"{operation} of {group.name} failed: "
+                               f"{shown(detail, 200)}", group=group.name, operation=operation,
+                               detail=detail))
+        if operation == "start":
+            self.failed_start.add(index)
+            if index in self.held:
+                self.held.discard(index)
+                out.append(self._resource_message(now, None))
+        self._service_moves(now, out)
+        return self._finish(out)
+
     def shutdown(self, now: float) -> list[Output]:
         """Clean stop: ``resource info=shutdown``, release everything, then ``shutdone``."""
         out: list[Output] = []
@@ -575,7 +620,14 @@ class Node:
             for peer in self.peers.values():
                 if peer.status in ALIVE and holds_group(peer.rsc_hold, peer.name, group.home):
                     holders.append(peer.name)
-            groups.append({"group": group.name, "home": group.home, "held_by": holders})
+            entry: dict[str, Any] = {"group": group.name, "home": group.home, "held_by": holders}
+            watch = self.watches.get(i)
+            if watch is not None:  # this node's own check of the group's service
+                entry["check"] = {"ok": watch.ok, "failures_in_a_row": watch.in_a_row,
+                                  "reason": watch.reason}
+            if i in self.failed_start:
+                entry["start_failed_here"] = True
+            groups.append(entry)
         return {"node": self.name, "status": self.status.value, "generation": self.generation,
                 "detector": self.detector, "resources": self.phase.value, "rsc_hold": self.rsc_hold,
                 "peers": peers, "groups": groups, "counters": dict(self.counters)}
@@ -621,6 +673,7 @@ class Node:
                 peer.shutting_down = False
                 if self.watch is not None:
                     self.watch.forget(peer.name)  # its old intervals and rounds: another life
+                self._reannounce(peer, now, out)
             peer.generation = generation
         self.drops.accepted(where.rsplit(":", 1)[0])  # authentic, known, not a replay
         # 3.0.6 sees a healed partition in a new status message from a node it declared dead
@@ -683,6 +736,22 @@ class Node:
         else:
             self._count(f"ignored:{shown(mtype)[:40]}")
         self._plan(now, out)
+
+    def _reannounce(self, peer: Peer, now: float, out: list[Output]) -> None:
+        """A peer came back with a new generation: announce again what we hold.
+
+        A peer restarts after a healed partition (it gave up what it had taken) or after a
+        crash; either way it may have been the last to send gratuitous ARP for our groups,
+        so clients on the segment still point at it although it no longer has the address.
+        Taking a held group again is idempotent (``ip addr replace``) and sends a fresh round
+        of gratuitous ARP, so clients come back to the one owner at once instead of after
+        their ARP entries age out. (3.0.6 does not, and its clients stay misdirected.)
+        """
+        for i in sorted(self.held):
+            out.append(TakeResource(self.groups[i]))
+            out.append(self._event(now, ResourceTakenEvent,
+                                   f"announced {self.groups[i].name} again ({peer.name} restarted)",
+                                   group=self.groups[i].name, reason=f"{peer.name} restarted"))
 
     def _partition_healed(self, peer: Peer, now: float, out: list[Output]) -> None:
         """A node we declared dead speaks again without having restarted (same generation).
@@ -953,7 +1022,12 @@ class Node:
         if self.standby is not Standby.NOT:
             return  # a hand-over is under way: only its messages move resources now
         peer = next(iter(self.peers.values()), None)
-        want = {i for i, g in enumerate(self.groups) if self._should_hold(i, g, peer)}
+        for i in list(self.handed_over):  # until the peer says it holds it, or it dies
+            if (peer is None or peer.status not in ALIVE
+                    or holds_group(peer.rsc_hold, peer.name, self.groups[i].home)):
+                self.handed_over.discard(i)
+        want = {i for i, g in enumerate(self.groups) if self._should_hold(i, g, peer)
+                and i not in self.failed_start and i not in self.handed_over}
         release, take = sorted(self.held - want), sorted(want - self.held)
         if not release and not take:
             if just_stable:
@@ -961,6 +1035,7 @@ class Node:
                 # our home groups waits for exactly this before it gives them back.
                 out.append(self._resource_message(now, None))
             self._auto_failback(peer, now, out)
+            self._service_moves(now, out)
             return
         for i in release:
             self.held.discard(i)
@@ -976,6 +1051,29 @@ class Node:
         if take and info is not None:
             self.needs_failback = True  # rsc_needs_failback: give them back when it returns
         out.append(self._resource_message(now, info))
+
+    def _service_moves(self, now: float, out: list[Output]) -> None:
+        """Offer the peer a group whose check failed here, or whose start failed here, with the
+        standby hand-over (ask_resources info=me); the peer takes it only if it can serve it."""
+        peer = next(iter(self.peers.values()), None)
+        if (peer is None or self.status is not LocalStatus.ACTIVE or self.phase is not ResourcePhase.STABLE
+                or self.standby is not Standby.NOT or now < self.offer_not_before):
+            return
+        ready = peer.status is PeerStatus.ACTIVE and peer.stable and not peer.shutting_down
+        for i, group in enumerate(self.groups):
+            holding = i in self.held
+            failed_check = should_offer(holding, self.watches.get(i), ready)
+            failed_start = (ready and i in self.failed_start and not holding
+                            and not holds_group(peer.rsc_hold, peer.name, group.home))
+            if not (failed_check or failed_start):
+                continue
+            why = "its check fails here" if failed_check else "its start failed here"
+            self.service_offer = i
+            self.standby_rsc = "local" if group.home == self.name else "foreign"
+            self._standby_to(StandbyEvent.ASK, now, out, f"offering {peer.name} {group.name}: {why} "
+                             "(ask_resources info=me)", now + STANDBY_INIT_TIMEOUT)
+            out.append(self._ask_resources(now, "me"))
+            return
 
     def _reason(self, peer: Peer | None) -> str:
         if peer is None:
@@ -1057,6 +1155,8 @@ class Node:
                 why = "other side is in flux"
             elif self.phase is not ResourcePhase.STABLE:
                 why = "local resources in flux"
+            elif refusal := self._refuse_groups(rsc, peer.name):
+                why = refusal
             else:
                 peer.stable = False
                 self.standby_rsc = rsc
@@ -1066,15 +1166,22 @@ class Node:
                 return
         elif event is StandbyEvent.AGREED:
             self.standby_rsc = rsc
-            give = [i for i in self._set_of(rsc, self.name) if i in self.held]
+            offered = self._set_of(rsc, self.name)
+            give = [i for i in offered if i in self.held]
             self.held.difference_update(give)
+            reason = "auto_failback"
+            if self.service_offer is not None:
+                reason = "service failed here"
+                self.failed_start.difference_update(offered)  # the peer has them now
+                self.handed_over.update(offered)
+            self.service_offer = None
             self._standby_to(StandbyEvent.AGREED, now, out, f"{peer.name} takes our {rsc} resources: "
                              "releasing", now + STANDBY_RSC_TIMEOUT)
             out.append(self._resource_message(now, "standby", stable=False))
             for i in give:
                 out.append(ReleaseResource(self.groups[i]))
                 out.append(self._event(now, ResourceReleasedEvent, f"released {self.groups[i].name}",
-                                       group=self.groups[i].name, reason="auto_failback"))
+                                       group=self.groups[i].name, reason=reason))
             out.append(self._ask_resources(now, "done"))
             return
         elif event is StandbyEvent.PEER_DONE and self.standby is Standby.OTHER:
@@ -1101,8 +1208,20 @@ class Node:
         out.append(self._event(now, StandbyIgnoredEvent, f"ignored standby message {info!r} from "
                                f"{peer.name}: {why}", node=peer.name, info=info, rsc=rsc, reason=why))
 
+    def _refuse_groups(self, rsc: str, asker: str) -> str:
+        """Why we cannot take the groups ``asker`` offers (empty: we can): ldirectord's
+        fallback only to a server whose check passes, and never back to a failed start."""
+        for i in self._set_of(rsc, asker):
+            ok, why = may_accept(self.watches.get(i), i in self.failed_start)
+            if not ok:
+                return f"cannot serve {self.groups[i].name}: {why}"
+        return ""
+
     def _abandon_standby(self, now: float, out: list[Output], why: str) -> None:
-        if self.standby is Standby.ME:
+        if self.service_offer is not None:
+            self.service_offer = None
+            self.offer_not_before = now + STANDBY_INIT_TIMEOUT  # ask again later, not at once
+        elif self.standby is Standby.ME:
             self.needs_failback = True  # the offer was never taken up: make it again later
         self._standby_to(StandbyEvent.ABANDON, now, out, f"standby hand-over abandoned: {why}", None)
 

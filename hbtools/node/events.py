@@ -156,6 +156,21 @@ class WarntimeEvent(Event):
     kind: str = field(default="warntime", init=False)
 
 
+@dataclass(frozen=True)
+class CheckFailedEvent(Event):
+    kind: str = field(default="check_failed", init=False)
+
+
+@dataclass(frozen=True)
+class CheckRecoveredEvent(Event):
+    kind: str = field(default="check_ok", init=False)
+
+
+@dataclass(frozen=True)
+class ResourceFailedEvent(Event):
+    kind: str = field(default="resource_failed", init=False)
+
+
 #: kind string -> class, for readers of the events file
 EVENT_TYPES: dict[str, type[Event]] = {
     "dead": DeadEvent,
@@ -185,5 +200,8 @@ EVENT_TYPES: dict[str, type[Event]] = {
     "standby": StandbyChangedEvent,
     "standby_ignored": StandbyIgnoredEvent,
     "warntime": WarntimeEvent,
+    "check_failed": CheckFailedEvent,
+    "check_ok": CheckRecoveredEvent,
+    "resource_failed": ResourceFailedEvent,
 }
 

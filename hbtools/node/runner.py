@@ -11,6 +11,8 @@ decisions stay in the core; this module only knows how to talk to Linux.
 * Resources: ``ip addr add/del``; then gratuitous ARP from an AF_PACKET socket: an unsolicited
   ARP reply broadcast and an ARP request for the address itself, ``arp_count`` rounds
   ``arp_interval`` apart (the first round at once).
+* Other resources (resource.d scripts, LSB init scripts, OCF agents) and the groups' service
+  checks: `hbtools.node.agents`, polled from the same loop.
 * Fencing: an external command (``{node}`` is replaced by the node name); the core takes over
   only after it exits 0.
 * Ping nodes: ICMP echo from a raw socket.
@@ -39,6 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from hbtools.node.agents import AgentExecutor, CheckScheduler
 from hbtools.node.config import ClusterConfig, IPAddrResource, Medium
 from hbtools.node.core import (
     DROP_WINDOW,
@@ -60,6 +63,7 @@ RECV_SIZE = 65535
 RECV_BUFFER = 4 * 1024 * 1024
 SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
 MAX_BATCH = 256  # datagrams read per wake-up, so timers are never starved
+STOP_DRAIN_TIMEOUT = 300.0  # at shutdown, the groups' stops may take this long in all
 
 
 class RunnerError(RuntimeError):
@@ -408,6 +412,17 @@ class Runner:
         self._errors_reported = 0
         self._error_logged_at: float | None = None
         self._wake_r, self._wake_w = os.pipe()
+        self.agents = AgentExecutor(self._take, self._release, self._log_io, self.mono)
+        self.checks = self._check_scheduler()
+
+    def _check_scheduler(self) -> CheckScheduler:
+        """Each group's `check` (issue 17), run by worker threads; results go to the core."""
+        return CheckScheduler({i: (g.check.check, g.check.interval)
+                               for i, g in enumerate(self.config.groups) if g.check is not None},
+                              self.mono, self._wake)
+
+    def _log_io(self, kind: str, text: str, data: dict[str, Any]) -> None:
+        self.log.write(Event(self.mono(), kind, text, data))
 
     def _new_node(self) -> Node:
         """A fresh core; every start (and every restart) is a new generation on disk first."""
@@ -506,7 +521,7 @@ class Runner:
         mine = own_addresses()
         for group in self.config.groups:
             for res in group.resources:
-                if res.address in mine:
+                if isinstance(res, IPAddrResource) and res.address in mine:
                     address, prefixlen, iface = resolve_resource(res)
                     self._ip(["addr", "del", f"{address}/{prefixlen}", "dev", iface], check=False)
                     self.log.write(Event(self.mono(), "stale_address",
@@ -550,6 +565,7 @@ class Runner:
                 deadlines.append(min(self.arp_rounds).due)
             if self.fence_proc is not None:
                 deadlines.append(now + 0.02)
+            deadlines += [t for t in (self.agents.next_due(), self.checks.next_due()) if t is not None]
             timeout = max(0.0, min(deadlines) - now) if deadlines else 1.0
             for key, _ in self.sel.select(min(timeout, 1.0)):
                 if key.data == "udp":
@@ -564,12 +580,24 @@ class Runner:
             now = self.mono()
             self._poll_fence(now)
             self._arp_due(now)
+            self._poll_services()
             nt = self.node.next_timer()
             if nt is not None and nt <= now:
                 self.execute(self.node.tick(now))
         self.execute(self.node.shutdown(self.mono()))
+        self.agents.drain(STOP_DRAIN_TIMEOUT)  # the groups' stops, before we exit
         self.close()
         return self.exit_code
+
+    def _poll_services(self) -> None:
+        """Agent steps that finished (a failed group start or stop goes to the core) and check
+        results."""
+        for index, operation, detail, _still_running in self.agents.poll():
+            if index < len(self.node.groups):
+                self.execute(self.node.resource_failed(index, operation, detail, self.mono()))
+        for index, ok, reason in self.checks.poll():
+            if index < len(self.node.groups):
+                self.execute(self.node.check_result(index, ok, reason, self.mono()))
 
     # -- SIGHUP
 
@@ -612,6 +640,7 @@ class Runner:
         self.execute(self.node.shutdown(now))
         self._close_sockets()
         self.config = new
+        self.checks = self._check_scheduler()
         self.open()
         self._restart()
 
@@ -666,12 +695,11 @@ class Runner:
                 self._send(item.data)
             elif isinstance(item, Event):
                 self.log.write(item)
-            elif isinstance(item, TakeResource):
-                for res in item.group.resources:
-                    self._take(res)
-            elif isinstance(item, ReleaseResource):
-                for res in item.group.resources:
-                    self._release(res)
+            elif isinstance(item, TakeResource | ReleaseResource):
+                # in order, one agent at a time (hbtools.resources.GroupAction); addresses at once
+                index = self.node.groups.index(item.group)
+                self.agents.submit(index, item.group, "start" if isinstance(item, TakeResource) else "stop")
+                self._poll_services()
             elif isinstance(item, Fence):
                 self._start_fence(item.node)
             elif isinstance(item, SendPing):
@@ -695,19 +723,22 @@ class Runner:
             self.log.write(Event(self.mono(), "ip_error", problem, {"args": args}))
         return res.returncode == 0
 
-    def _take(self, res: IPAddrResource) -> None:
+    def _take(self, res: IPAddrResource) -> bool:
         address, prefixlen, iface = resolve_resource(res)
-        self._ip(["addr", "replace", f"{address}/{prefixlen}", "dev", iface])
+        if not self._ip(["addr", "replace", f"{address}/{prefixlen}", "dev", iface]):
+            return False
         if self.options.arp_count > 0:
             self._arp_round(iface, address)
             if self.options.arp_count > 1:
                 self.arp_rounds.append(_ArpRound(self.mono() + self.options.arp_interval,
                                                  self.options.arp_count - 1, iface, address))
+        return True
 
-    def _release(self, res: IPAddrResource) -> None:
+    def _release(self, res: IPAddrResource) -> bool:
         address, prefixlen, iface = resolve_resource(res)
         self.arp_rounds = [r for r in self.arp_rounds if r.address != address]
         self._ip(["addr", "del", f"{address}/{prefixlen}", "dev", iface], check=False)
+        return address not in own_addresses()
 
     def _arp_round(self, iface: str, address: str) -> None:
         entry = self.arp_socks.get(iface)

@@ -86,13 +86,15 @@ def _ms(v: float | None) -> str:
 def table(results: Sequence[RunResult]) -> str:
     """Markdown: scenario × implementation → verdict and figures."""
     lines = ["| scenario | impl | verdict | expected | detection ms | takeover ms | split-brain s "
-             "| false failovers | notes |", "|---|---|---|---|---|---|---|---|---|"]
+             "| unreachable after heal s | false failovers | notes |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         det = "-" if r.detection_ms is None else f"{r.detection_ms:.0f}"
         tko = "-" if r.takeover_ms is None else f"{r.takeover_ms:.0f}"
         notes = "; ".join(r.reasons).replace("|", "/")[:140]
+        heal = "-" if r.disrupted_after_heal_s is None else f"{r.disrupted_after_heal_s:.1f}"
         lines.append(f"| {r.scenario} | {r.impl} | {r.verdict} | {r.expected} | {det} | {tko} | "
-                     f"{r.split_brain_s:.1f} | {r.false_failovers} | {notes} |")
+                     f"{r.split_brain_s:.1f} | {heal} | {r.false_failovers} | {notes} |")
     return "\n".join(lines)
 
 

@@ -148,7 +148,7 @@ class FaultSession:
             nfq.enter_netns(p.netns)
         try:
             self.engine = Engine(p.rules, seed=p.seed, keys=p.keys, nodes=p.nodes,
-                                 local_addresses=nfq.local_addresses())
+                                 local_addresses=nfq.local_addresses(), ports=p.ports)
         except RuleError as exc:
             raise nfq.FaultError(str(exc)) from None
         self._installer = nfq.choose_backend(p.backend)
