@@ -67,6 +67,13 @@ _NS_TRAILER = re.compile(rb"(0|[1-9][0-9]{0,9}):([^,]*),(\x00?)")
 _HEX = re.compile(r"-?[0-9a-fA-F]+")
 _DEC = re.compile(r"-?[0-9]+")
 _CACHE_MAX = 1 << 15
+#: The caches are bounded by bytes as well as entries (issue 12: 1,000 unique 60 KB fields
+#: made 571 MiB): an item, head or shape longer than these is rendered but never stored, and
+#: the item cache is emptied when what it holds passes `_CACHE_BYTES`.
+_ITEM_CACHE_MAX = 1024
+_HEAD_CACHE_MAX = 256
+_SHAPE_CACHE_MAX = 2048
+_CACHE_BYTES = 4 << 20
 _NEWLINE_SUBSTITUTE = bytes((STRING_NEWLINE_SUBSTITUTE,))
 
 # An entry: (JSON fragment '"name": value', name, value as carried (str or bytes))
@@ -130,6 +137,7 @@ class _Items(dict[bytes, _Entry]):
         self.heads: dict[bytes, _Head] = {}
         self.misses: dict[bytes, int] = {}
         self.volatile: set[bytes] = set()
+        self.bytes = 0  # what the cached items and their renderings hold, roughly
 
     def __missing__(self, item: bytes) -> _Entry:
         equals = item.find(b"=")
@@ -162,15 +170,18 @@ class _Items(dict[bytes, _Entry]):
             entry = (key + str(int(value, 16)), name, value)
         else:
             entry = (_fragment(kind, key, value), name, value)
-        if raw_head in self.volatile:
+        if raw_head in self.volatile or len(item) > _ITEM_CACHE_MAX:
             return entry
         misses = self.misses.get(raw_head, 0) + 1
         if misses > _VOLATILE_AFTER:
             self.volatile.add(raw_head)
             return entry
         self.misses[raw_head] = misses
-        if len(self) >= _CACHE_MAX:
+        cost = 2 * len(item) + len(entry[0]) + 200  # item, value, rendering, the objects
+        if len(self) >= _CACHE_MAX or self.bytes + cost > _CACHE_BYTES:
             self.clear()
+            self.bytes = 0
+        self.bytes += cost
         self[item] = entry
         return entry
 
@@ -201,6 +212,8 @@ class _Items(dict[bytes, _Entry]):
             length = int(digits)
         head = _Head((name, _jdump(name) + ": ", _kind_of(name, wire_type), length, colon,
                       self.classic))
+        if len(raw_head) > _HEAD_CACHE_MAX:
+            return head
         if len(self.heads) >= 4096:
             self.heads.clear()
             self.misses.clear()
@@ -228,6 +241,8 @@ class HeartbeatFast:
             raise _Fallback("repeated field name")  # the codec renders them as name#2
         shape = (names.index("t") if "t" in names else -1,
                  names.index("src") if "src" in names else -1)
+        if sum(map(len, names)) > _SHAPE_CACHE_MAX:
+            return shape
         if len(self.shapes) >= 4096:
             self.shapes.clear()
         self.shapes[names] = shape

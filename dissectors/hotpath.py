@@ -38,6 +38,7 @@ from dissectors.detect import CLUSTER, HEARTBEAT, KNET, TOTEM, Detector, corosyn
 from dissectors.fast import FastDecoders, _Fallback
 from dissectors.layers import LINKTYPE_ETHERNET, UdpLayers
 from dissectors.records import Record
+from hbtools.escape import json_bytes
 from hbtools.knet import is_fragment as is_knet_fragment
 
 __all__ = ["Deferred", "HotPath", "json_lines"]
@@ -293,16 +294,18 @@ def _squash(pieces: list[Piece]) -> list[bytes | Deferred]:
             run.append(piece)
         else:
             if run:
-                out.append("".join(run).encode("ascii"))
+                out.append(json_bytes("".join(run).encode("ascii")))
                 run = []
             out.append(piece)
     if run:
-        out.append("".join(run).encode("ascii"))
+        out.append(json_bytes("".join(run).encode("ascii")))
     return out
 
 
 def _text(pieces: list[Piece]) -> bytes:
-    return "".join(p for p in pieces if isinstance(p, str)).encode("ascii")
+    """ASCII JSON text; a byte that was not UTF-8 is ``\\xNN`` text, never a lone surrogate
+    (`hbtools.escape.json_bytes`: the same escape as every other output)."""
+    return json_bytes("".join(p for p in pieces if isinstance(p, str)).encode("ascii"))
 
 
 # -- chunking --------------------------------------------------------------------------

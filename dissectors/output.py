@@ -16,6 +16,7 @@ from typing import Any, TextIO
 from tabulate import tabulate
 
 from dissectors.records import JSON_KEYS, Record
+from hbtools import escape
 
 __all__ = ["CsvWriter", "JsonWriter", "TableWriter", "Writer", "render_stats", "writer_for"]
 
@@ -45,7 +46,7 @@ class JsonWriter(Writer):
         count = 0
         try:
             for record in records:
-                lines.append(record.to_json())
+                lines.append(escape.json_text(record.to_json()))
                 if len(lines) >= 2048:
                     out.write("\n".join(lines) + "\n")
                     count += len(lines)
@@ -73,8 +74,8 @@ class CsvWriter(Writer):
             writerow((
                 record.frame, repr(record.time), record.src, record.dst, record.sport,
                 record.dport, record.proto, _cell(record.type), _cell(record.node),
-                record.fields_json if record.fields_json is not None
-                else json.dumps(record.fields or {}),
+                escape.json_text(record.fields_json if record.fields_json is not None
+                                 else json.dumps(record.fields or {})),
                 record.auth, _cell(record.error),
             ))
             count += 1
@@ -82,7 +83,9 @@ class CsvWriter(Writer):
 
 
 def _cell(value: Any) -> str:
-    return "" if value is None else str(value)
+    """A cell that may hold wire text: escaped (`hbtools.escape`), so ESC/BEL, a newline or a
+    byte that was not UTF-8 cannot reach the terminal, split a row or crash a strict stdout."""
+    return "" if value is None else escape.text(str(value))
 
 
 def format_time(epoch: float) -> str:
@@ -221,7 +224,8 @@ _HEARTBEAT_EVENTS: tuple[tuple[str, str, Callable[[dict[str, Any]], str]], ...] 
 def render_stats(summary: dict[str, Any], fmt: str) -> str:
     """The statistics as text tables, or as one JSON line ``{"stats": ...}``."""
     if fmt == "json":
-        return json.dumps({"stats": summary}) + "\n"
+        return escape.json_text(json.dumps({"stats": summary})) + "\n"
+    summary = escape.deep(summary)  # node names, types and event details are wire text
     parts: list[str] = []
     parts.append(
         f"{summary['records']} cluster messages "

@@ -57,6 +57,12 @@ def detector_for(ports: Iterable[int | tuple[int, str]] = ()) -> Detector:
     return Detector(table.items())
 
 
+#: Packets held by delay rules at once; beyond, a packet passes undelayed (counted in
+#: `Engine.overflowed`). At 10k/s a 60 s delay would hold 600,000 packets: memory driven by
+#: the network, which the proxy never allows (issue 12). Reorder windows are bounded per rule.
+MAX_HELD = 100_000
+
+
 class Signer(Protocol):
     def sign(self, data: bytes) -> str: ...
 
@@ -92,13 +98,15 @@ class RuleStats:
     reordered: int = 0
     rewritten: int = 0
     corrupted: int = 0
+    #: Matched a rewrite rule but could not be rewritten (see `Engine._rewrite`): passed on.
+    unrewritable: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
 COUNTERS = ("seen", "matched", "dropped", "delayed", "duplicated", "reordered", "rewritten",
-            "corrupted")
+            "corrupted", "unrewritable")
 
 
 # ----------------------------------------------------------------------------- the packet
@@ -287,6 +295,8 @@ class Engine:
         self._by_address = {addr: name for name, addr in self.nodes.items()}
         self.stats = [RuleStats(r.label or r.text) for r in self.rules]
         self.passed = 0
+        #: Packets passed at once because `MAX_HELD` were already held by delays.
+        self.overflowed = 0
         self.total = 0
         base = random.Random(seed).getrandbits(64) if seed is not None else None
         # One generator per rule, so adding a rule does not change another rule's draws.
@@ -368,7 +378,15 @@ class Engine:
                     changed = True
                     stats.corrupted += 1
             elif isinstance(action, Rewrite):
-                new = self._rewrite(view, action)
+                try:
+                    new = self._rewrite(view, action)
+                except (heartbeat.EncodeError, heartbeat.DecodeError):
+                    # The stated rule (issue 12): a packet this rewrite cannot express (a
+                    # relative value on a non-number, a byte the signature text cannot hold)
+                    # goes on as it came, counted; the proxy never dies of a peer's bytes.
+                    stats.unrewritable += 1
+                    view = PacketView(view.dgram, view.direction)  # undo half-set fields
+                    continue
                 if new is not None:
                     view = _reframe(view, new)
                     changed = True
@@ -379,8 +397,10 @@ class Engine:
         if reorder_at is not None:
             return self._into_window(reorder_at, held, now)
         if delay > 0:
-            heapq.heappush(self._held, held)
-            return []
+            if len(self._held) < MAX_HELD:
+                heapq.heappush(self._held, held)
+                return []
+            self.overflowed += 1  # fail-open: a flood must not grow what the proxy holds
         self.passed += 1
         return held.outputs()
 
@@ -512,14 +532,18 @@ def _reframe(view: PacketView, payload: bytes) -> PacketView:
 
 
 def _corrupt(payload: bytes, action: Corrupt, rng: random.Random) -> bytes:
-    """Flip ``bits`` random bits and replace ``bytes`` random bytes with different values."""
+    """Flip ``bits`` random bits and replace ``bytes`` random bytes with different values.
+
+    Never more draws than the payload has bits (or bytes): the work per packet is bounded by
+    its size as well as by the rule's parse-time bound, whatever the rule asks.
+    """
     if not payload:
         return payload
     data = bytearray(payload)
-    for _ in range(action.bits):
+    for _ in range(min(action.bits, len(data) * 8)):
         bit = rng.randrange(len(data) * 8)
         data[bit // 8] ^= 0x80 >> (bit % 8)
-    for _ in range(action.bytes):
+    for _ in range(min(action.bytes, len(data))):
         pos = rng.randrange(len(data))
         data[pos] ^= rng.randrange(1, 256)
     return bytes(data)

@@ -30,7 +30,9 @@ Pure: parsing builds frozen objects, nothing here reads a clock or touches the n
 
 from __future__ import annotations
 
+import bisect
 import ipaddress
+import math
 import re
 import shlex
 from collections.abc import Mapping, Sequence
@@ -57,6 +59,17 @@ class RuleError(ValueError):
     """A rule that cannot be understood; the message says which word and why."""
 
 
+# Upper bounds, checked when a rule is parsed (issue 12): every value below is paid per packet
+# (a loop in the NFQUEUE callback) or in memory (packets held), so an absurd one would stall
+# the queue or eat the host rather than fault the cluster. Each is far above any useful fault.
+MAX_CORRUPT = 1024          # bits flipped / bytes replaced per packet
+MAX_COPIES = 100            # duplicate N
+MAX_WINDOW = 10_000         # reorder window (packets held at once per rule)
+MAX_HOLD = 60.0             # seconds: delay, jitter, reorder timeout
+MAX_RATE = 1_000_000.0      # ratelimit, packets per second
+MAX_BURST = 1_000_000
+
+
 # ----------------------------------------------------------------------------- values
 
 
@@ -72,14 +85,30 @@ def parse_duration(text: str, what: str = "duration") -> float:
     return float(m.group(1)) * _UNITS[m.group(2)]
 
 
-def _parse_int(text: str, what: str, minimum: int = 0) -> int:
+def _parse_int(text: str, what: str, minimum: int = 0, maximum: int | None = None) -> int:
     try:
         value = int(text, 0)
     except ValueError:
         raise RuleError(f"bad {what} {text!r}: not an integer") from None
     if value < minimum:
         raise RuleError(f"bad {what} {text!r}: must be at least {minimum}")
+    if maximum is not None and value > maximum:
+        raise RuleError(f"bad {what} {text!r}: must be at most {maximum}")
     return value
+
+
+def _bounded(value: float, what: str, maximum: float, unit: str = "") -> float:
+    """``value`` if it is a finite number not above ``maximum`` (inf and NaN never are)."""
+    if not math.isfinite(value):
+        raise RuleError(f"bad {what}: must be a finite number")
+    if value > maximum:
+        raise RuleError(f"bad {what} {value:g}{unit}: must be at most {maximum:g}{unit}")
+    return value
+
+
+def _hold(text: str, what: str) -> float:
+    """A duration a packet may be held for (delay, jitter, timeout): at most `MAX_HOLD`."""
+    return _bounded(parse_duration(text, what), what, MAX_HOLD, " s")
 
 
 def _parse_rate(text: str) -> float:
@@ -210,10 +239,27 @@ class Rule:
     def verb(self) -> str:
         return self.text.split(None, 1)[0] if self.text else type(self.action).__name__.lower()
 
+    #: The windows merged and sorted, as parallel start/end lists for `bisect` (built once).
+    _starts: list[float] = field(init=False, repr=False, compare=False, default_factory=list)
+    _ends: list[float] = field(init=False, repr=False, compare=False, default_factory=list)
+
+    def __post_init__(self) -> None:
+        merged: list[list[float]] = []
+        for start, end in sorted(self.windows or ()):
+            if merged and start <= merged[-1][1]:
+                merged[-1][1] = max(merged[-1][1], end)
+            else:
+                merged.append([start, end])
+        object.__setattr__(self, "_starts", [w[0] for w in merged])
+        object.__setattr__(self, "_ends", [w[1] for w in merged])
+
     def active(self, elapsed: float) -> bool:
+        """Whether ``elapsed`` is in a window: a binary search of the merged windows, so a
+        flapping scenario of a day of windows costs each packet O(log n), not a scan."""
         if self.windows is None:
             return True
-        return any(start <= elapsed < end for start, end in self.windows)
+        i = bisect.bisect_right(self._starts, elapsed) - 1
+        return i >= 0 and elapsed < self._ends[i]
 
     @property
     def directions(self) -> tuple[str, ...]:
@@ -363,16 +409,15 @@ def _build_action(verb: str, positional: list[str], options: dict[str, str],
         dist = options.get("dist", "uniform")
         if dist not in DISTRIBUTIONS:
             raise RuleError(f"bad dist={dist!r} (one of {', '.join(DISTRIBUTIONS)})")
-        return Delay(parse_duration(amount, "delay"),
-                     parse_duration(options.get("jitter", "0"), "jitter"), dist)
+        return Delay(_hold(amount, "delay"), _hold(options.get("jitter", "0"), "jitter"), dist)
     if verb == "duplicate":
-        return Duplicate(_parse_int(first or options.get("copies", "1"), "copies", 1))
+        return Duplicate(_parse_int(first or options.get("copies", "1"), "copies", 1, MAX_COPIES))
     if verb == "reorder":
-        window = _parse_int(first or options.get("window", "4"), "window", 2)
-        return Reorder(window, parse_duration(options.get("timeout", "500ms"), "timeout"))
+        window = _parse_int(first or options.get("window", "4"), "window", 2, MAX_WINDOW)
+        return Reorder(window, _hold(options.get("timeout", "500ms"), "timeout"))
     if verb == "corrupt":
-        bits = _parse_int(options.get("bits", "0"), "bits")
-        nbytes = _parse_int(options.get("bytes", "0"), "bytes")
+        bits = _parse_int(options.get("bits", "0"), "bits", 0, MAX_CORRUPT)
+        nbytes = _parse_int(options.get("bytes", "0"), "bytes", 0, MAX_CORRUPT)
         if not bits and not nbytes:
             bits = 1
         return Corrupt(bits, nbytes)
@@ -387,10 +432,10 @@ def _build_action(verb: str, positional: list[str], options: dict[str, str],
         rate_text = first or options.get("rate")
         if rate_text is None:
             raise RuleError("ratelimit needs a rate (ratelimit 10/s)")
-        rate = _parse_rate(rate_text)
+        rate = _bounded(_parse_rate(rate_text), f"rate {rate_text!r}", MAX_RATE, "/s")
         if rate <= 0:
             raise RuleError(f"bad rate {rate_text!r}: must be positive")
-        return RateLimit(rate, _parse_int(options.get("burst", "1"), "burst", 1))
+        return RateLimit(rate, _parse_int(options.get("burst", "1"), "burst", 1, MAX_BURST))
     raise AssertionError(verb)
 
 

@@ -31,7 +31,14 @@ from pathlib import Path
 from typing import Any
 
 from faults.rules import Rule, RuleError, parse_duration, parse_node, parse_rule
-from hbtools.errors import SourceError
+from hbtools.errors import SourceError, read_regular_file
+
+#: A scenario is a page of TOML; anything bigger is not one (and is not read into memory).
+MAX_SCENARIO_BYTES = 1024 * 1024
+#: Flaps per step: each is an activation window held for the whole run.
+MAX_REPEAT = 10_000
+#: A timeline value (at, for, every, duration) beyond a year is a typo, and inf breaks ends.
+MAX_TIMELINE = 366 * 86400.0
 
 
 class ScenarioError(SourceError):
@@ -54,10 +61,7 @@ _STEP_KEYS = {"at", "for", "repeat", "every", "rules"}
 
 def load(path: str | Path, *, extra_nodes: dict[str, str] | None = None) -> Scenario:
     path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise ScenarioError(str(path), None, f"cannot read: {exc.strerror}") from None
+    raw, _ = read_regular_file(path, MAX_SCENARIO_BYTES, ScenarioError, "not a scenario")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -79,6 +83,9 @@ def parse(text: str, source: str = "<scenario>", *,
         if m:
             problem += f" (column {m.group(2)})"
         raise ScenarioError(source, line, f"TOML: {problem}") from None
+    except RecursionError:
+        # tomllib recurses once per nesting level of arrays and inline tables.
+        raise ScenarioError(source, None, "TOML: arrays or tables nested too deeply") from None
     lines = text.splitlines()
 
     def fail(problem: str, needle: str | None = None, after: int = 0) -> ScenarioError:
@@ -108,6 +115,8 @@ def parse(text: str, source: str = "<scenario>", *,
     steps = doc.get("step", [])
     if not isinstance(steps, list) or not steps:
         raise fail("a scenario needs at least one [[step]] with rules")
+    if not all(isinstance(step, dict) for step in steps):
+        raise fail("step must be a list of tables: write each as [[step]]", r"^\s*step\s*=")
     step_lines = [i + 1 for i, line in enumerate(lines) if re.match(r"^\s*\[\[\s*step\s*\]\]", line)]
 
     rules: list[Rule] = []
@@ -129,6 +138,8 @@ def parse(text: str, source: str = "<scenario>", *,
         repeat = step.get("repeat", 1)
         if not isinstance(repeat, int) or isinstance(repeat, bool) or repeat < 1:
             raise step_fail("repeat must be a positive integer", "repeat")
+        if repeat > MAX_REPEAT:
+            raise step_fail(f"repeat must be at most {MAX_REPEAT}", "repeat")
         every = _duration(step["every"], "every", step_fail) if "every" in step else None
         if repeat > 1:
             if every is None or length is None:
@@ -171,6 +182,8 @@ def _duration(value: Any, key: str, fail: Any) -> float:
         seconds = parse_duration(str(value), key)
     except RuleError as exc:
         raise fail(str(exc), key) from None
+    if not seconds <= MAX_TIMELINE:  # also inf, from a few hundred digits
+        raise fail(f"{key} must be at most {MAX_TIMELINE:g} s (a year)", key)
     return seconds
 
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hbtools import heartbeat
-from hbtools.errors import SourceError
+from hbtools.errors import SourceError, read_regular_file
 
 __all__ = ["AuthCheck", "AuthKey", "AuthKeys", "AuthKeysError", "AuthKeysWarning", "crc32_heartbeat"]
 
@@ -106,21 +106,8 @@ class AuthKeys:
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> AuthKeys:
         path = Path(path)
-        try:
-            # Non-blocking open and a regular-file check: a FIFO must not hang the caller.
-            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-            try:
-                info = os.fstat(fd)
-                if not stat.S_ISREG(info.st_mode):
-                    raise AuthKeysError(str(path), None, "is not a regular file")
-                raw = os.read(fd, MAX_FILE_BYTES + 1)
-            finally:
-                os.close(fd)
-        except OSError as exc:
-            raise AuthKeysError(str(path), None, f"cannot read: {exc.strerror}") from None
-        if len(raw) > MAX_FILE_BYTES:
-            raise AuthKeysError(str(path), None, f"is over {MAX_FILE_BYTES // 1024} KiB: not an authkeys")
-        mode = info.st_mode
+        # A FIFO must not hang the caller, a directory is one line (see read_regular_file).
+        raw, mode = read_regular_file(path, MAX_FILE_BYTES, AuthKeysError, "not an authkeys")
         keys = cls.parse(raw.decode("utf-8", "surrogateescape"), source=str(path))
         if mode & (stat.S_IRGRP | stat.S_IROTH | stat.S_IWGRP | stat.S_IWOTH):
             keys.insecure_mode = True

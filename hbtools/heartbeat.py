@@ -471,6 +471,9 @@ def _decode_list(raw: bytes, offset: int) -> list[str]:
     while pos < end:
         item, pos = _read_list_item(raw, pos, offset)
         items.append(item.decode(*_TEXT))
+    if not items:
+        # encode refuses an empty list (`_pack_list`), so decode does too: one rule both ways.
+        raise DecodeError(offset, "an empty list field (Heartbeat lists hold at least one item)")
     return items
 
 
@@ -508,6 +511,9 @@ def _decode_classic(data: bytes, depth: int, top: bool, base: int = 0) -> Messag
         wire_type, raw_name, raw_value = _split_typed_name(line, base + pos, require_type=False)
         if line[:1] == b"(" and wire_type is WireType.STRING:
             raise DecodeError(base + pos + 1, "a string field must not carry a '(0)' prefix")
+        if raw_name[:1] == b"(":
+            # encode cannot write such a name in classic text (`_name_bytes`): refused alike.
+            raise DecodeError(base + pos, "a classic field name must not open with '('")
         value_offset = base + pos + len(line) - len(raw_value)
         value = _classic_value(wire_type, raw_value, depth, value_offset)
         fields.append(Field(raw_name.decode(*_TEXT), wire_type, value))

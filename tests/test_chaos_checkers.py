@@ -130,3 +130,11 @@ def test_recorded_failures_must_fail_the_recorded_way() -> None:
     assert not matches("loss30", "pacemaker", "FAIL", unreachable)  # … failing otherwise is not
     assert matches("loss30", "pacemaker", "FAIL", ["split brain for 3.7 s outside the fault windows"])
     assert not matches("crash", "hbtools", "FAIL", ["split brain"])  # hbtools must pass
+
+
+def test_a_late_heal_may_show_either_way_for_pacemaker() -> None:
+    from hbtools.chaos.expected import matches
+
+    assert matches("halves", "pacemaker", "FAIL", ["owners at the end: node1, node2"])
+    assert matches("halves", "pacemaker", "FAIL", ["no owner for 0.4 s outside the fault windows"])
+    assert not matches("halves", "pacemaker", "FAIL", ["1 false failover(s)"])

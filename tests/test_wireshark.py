@@ -17,6 +17,7 @@ import hmac
 import json
 import os
 import random
+import re
 import shutil
 import stat
 import subprocess
@@ -193,8 +194,10 @@ def expected_heartbeat(fields: dict[str, Any]) -> list[tuple[str, Any]]:
 
 
 def _utf8(text: str) -> str:
-    """tshark shows bytes that are not UTF-8 as U+FFFD; the codec keeps them escaped."""
-    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    """tshark shows bytes that are not UTF-8 as U+FFFD; hbtool decode's JSON shows each as
+    ``\\xNN`` text (hbtools.escape): back to the bytes, then decoded as tshark does."""
+    raw = re.sub(r"\\x([89a-f][0-9a-f])", lambda m: chr(0xDC00 + int(m.group(1), 16)), text)
+    return raw.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 def _is_uuid(text: str) -> bool:

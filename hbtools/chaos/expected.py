@@ -17,6 +17,10 @@ _HB_HEAL = ("3.0.6 after a heal: the node that took over restarts (\"Heartbeat r
             "and the node left with the VIP sends no gratuitous ARP, so the client keeps the "
             "taker's MAC (or, when both restart, nobody holds the VIP) for 6-7 s")
 _UNREACHABLE = "VIP unreachable for the client"
+_PCMK_HEAL = ("after the heal both sides hold the VIP; once the membership re-forms (token + "
+              "consensus) Pacemaker stops it everywhere and starts it on one node: ~6 s after "
+              "the heal, with a short gap without owner, at the edge of the grace (passed in "
+              "2 of 4 runs)")
 
 EXPECTED: dict[tuple[str, str], tuple[str, str]] = {
     ("kill-restart", "heartbeat"): (FAIL, "3.0.6 neither removes the VIP a SIGKILLed run left on "
@@ -29,14 +33,24 @@ EXPECTED: dict[tuple[str, str], tuple[str, str]] = {
                                           "the VIP on its interface; only when its restarted stack "
                                           "rejoins does a probe find it \"active on 2 nodes\" and "
                                           "recover (7-8 s after the restart)"),
+    ("partition-twoway", "pacemaker"): (VARIES, _PCMK_HEAL),
+    ("halves", "pacemaker"): (VARIES, _PCMK_HEAL),
     ("loss30", "pacemaker"): (VARIES, "Corosync (token 2000 ms) under 30% loss at every receiver "
                                       "sometimes re-forms the membership: both nodes start the VIP "
-                                      "(split brain ~3.7 s, no fencing); seen in 1 of 3 runs"),
+                                      "(split brain 1.9-3.7 s, no fencing); seen in 2 of 4 runs"),
+    ("loss30+binary", "hbtools"): (VARIES, "the accelerated protocol halves its wait at every lost "
+                                           "beat or reply: at 30 % loss on both, a few rounds lost "
+                                           "in a row are a false death every few seconds (issue 16; "
+                                           "benchmarks/RESULTS-daemon-detectors.md: 9 in 20 s), so "
+                                           "8 s of loss fail almost always, by chance not always"),
 }
 """(scenario, impl) → (verdict, reason). Missing entries mean PASS."""
 
 
-KNOWN_FAILURE: dict[tuple[str, str], str] = {
+_LATE_HEAL = ("no owner", "owners at the end", "split brain")
+"""A heal resolved after the grace, whichever way it shows."""
+
+KNOWN_FAILURE: dict[tuple[str, str], str | tuple[str, ...]] = {
     ("kill-restart", "heartbeat"): "split brain",
     ("freeze", "heartbeat"): _UNREACHABLE,
     ("partition-oneway", "heartbeat"): _UNREACHABLE,
@@ -44,6 +58,9 @@ KNOWN_FAILURE: dict[tuple[str, str], str] = {
     ("burst-loss", "heartbeat"): _UNREACHABLE,
     ("loss30", "pacemaker"): "split brain",
     ("kill-restart", "pacemaker"): _UNREACHABLE,
+    ("partition-twoway", "pacemaker"): _LATE_HEAL,
+    ("halves", "pacemaker"): _LATE_HEAL,
+    ("loss30+binary", "hbtools"): "split brain",  # the false death's takeover, until the heal
 }
 """(scenario, impl) → the text one failure reason of a FAIL or VARIES run must start with:
 the recorded failure, not just any."""
@@ -54,7 +71,9 @@ def matches(scenario: str, impl: str, verdict: str, reasons: list[str]) -> bool:
     expected, _why = expected_for(scenario, impl)
     known = KNOWN_FAILURE.get((scenario, impl)) or KNOWN_FAILURE.get(
         (scenario.split("+", 1)[0], impl), "")
-    failed_as_known = verdict == FAIL and (not known or any(r.startswith(known) for r in reasons))
+    prefixes = (known,) if isinstance(known, str) else known
+    failed_as_known = verdict == FAIL and (
+        not known or any(r.startswith(p) for r in reasons for p in prefixes))
     if expected == VARIES:
         return verdict == PASS or (bool(known) and failed_as_known)
     if expected == FAIL:

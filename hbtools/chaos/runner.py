@@ -46,9 +46,11 @@ def grace_s(timing: Timing) -> float:
 
 
 def heal_budget_s(timing: Timing) -> float:
-    """How long after a heal the client may be without a reachable owner: one deadtime to
-    notice the peer is back, one second to settle and announce."""
-    return timing.deadtime_ms / 1000 + 1.0
+    """How long after a heal the client may be without one reachable owner: two deadtimes —
+    hearing the peer again and 3.0.6's resolution (the node that took over restarts 2 s after
+    "returning after partition", hbtools copies it) take about that; a stack still unresolved
+    then is not going to be soon (3.0.6 and Pacemaker needed 6-8 s here)."""
+    return 2 * timing.deadtime_ms / 1000
 
 
 # ----------------------------------------------------------------------------- environments
@@ -258,9 +260,18 @@ def plan_actions(steps: Sequence[Step], env: Env, owner: str, other: str, played
     actions: list[Action] = []
     queue = [_QUEUE_BASE]
 
-    def window_start(label: str, start_at: float, length: float | None) -> None:
-        now = time.time()
-        end = None if length is None else now + (length - max(0.0, now - (t0 + start_at)))
+    def window_start(label: str, start_at: float, length: float | None, *,
+                     runs_own_clock: bool = False, began: Sequence[float] = ()) -> None:
+        """Record a fault window from now. A heal action is scheduled at ``at + for`` of the
+        run, so the window ends there even if the fault began late; a fault session or a
+        flood runs ``for`` from the moment it is ready (``runs_own_clock``)."""
+        now = min(began) if began else time.time()
+        if length is None:
+            end = None
+        elif runs_own_clock:
+            end = (max(began) if began else now) + length
+        else:
+            end = max(now, t0 + start_at + length)
         played.windows.append((label, now, end))
 
     for step in steps:
@@ -301,9 +312,15 @@ def plan_actions(steps: Sequence[Step], env: Env, owner: str, other: str, played
                                            seed=queue[0])
                     sessions.append(s)
                     played.sessions.append(s)
+                for s in sessions:  # side by side: every node's rules from about one moment
+                    s.start(wait=False)
                 for s in sessions:
-                    s.start()
-                window_start(f"{' '.join(rules)} @ {label.split(' ', 1)[1]}", step.at, step.length)
+                    s.wait_ready()
+                # From the first node's rules being in place to the last one's end: a session
+                # can be slow to get ready on a loaded machine while the others already cut.
+                window_start(f"{' '.join(rules)} @ {label.split(' ', 1)[1]}", step.at, step.length,
+                             runs_own_clock=True,
+                             began=[x.ready_at for x in sessions if x.ready_at is not None])
 
             actions.append(Action(step.at, label, net))
         elif step.do in ("service-kill", "service-hang"):
@@ -321,7 +338,8 @@ def plan_actions(steps: Sequence[Step], env: Env, owner: str, other: str, played
             from hbtools.node.labsupport import flood
 
             def hit_flood(targets: list[str] = targets, step: Step = step) -> None:
-                window_start(f"flood {step.rate}/s → {','.join(targets)}", step.at, step.length)
+                window_start(f"flood {step.rate}/s → {','.join(targets)}", step.at, step.length,
+                             runs_own_clock=True)
                 for node in targets:
                     for kind, share in FLOOD_KINDS:
                         played.floods.append(flood(

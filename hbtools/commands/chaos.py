@@ -20,6 +20,9 @@ _out = click.option("-o", "--out", "out_dir", default="chaos-results", show_defa
 _ha_cf = click.option("--ha-cf", "ha_cf", multiple=True, metavar="LINE",
                       help="Extra ha.cf line for the Heartbeat kinds (e.g. 'detector phi').")
 _reuse = click.option("--fresh", is_flag=True, help="A fresh cluster for every run (slower).")
+_detector = click.option("--detector", "detectors", multiple=True, metavar="LINE",
+                         help="Also run each scenario on hbtools with this ha.cf line "
+                              "(e.g. 'detector phi'), shown next to the fixed deadtime.")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -28,7 +31,7 @@ def chaos() -> None:
 
 
 def _go(names: list[str], impls: str, out_dir: str, ha_cf: tuple[str, ...], fresh: bool,
-        matrix: bool) -> None:
+        matrix: bool, detectors: tuple[str, ...] = ()) -> None:
     import os
 
     from hbtools.chaos.scenarios import ScenarioError, resolve
@@ -39,6 +42,11 @@ def _go(names: list[str], impls: str, out_dir: str, ha_cf: tuple[str, ...], fres
     try:
         impl_list = uc.known_impls(impls)
         scenarios = uc.apply_options(resolve(names), ha_cf=ha_cf)
+        if matrix:  # issue 16: crash, freeze, loss30 with each detector, next to the fixed one
+            base = [s for s in scenarios if s.name in uc.DETECTOR_SCENARIOS]
+            scenarios += uc.detector_variants(base, detectors or uc.DETECTOR_LINES)
+        elif detectors:
+            scenarios += uc.detector_variants(scenarios, detectors)
     except (ValueError, ScenarioError) as exc:
         _fail(str(exc))
     pairs = uc.plan_runs(scenarios, impl_list, matrix=matrix)
@@ -48,6 +56,8 @@ def _go(names: list[str], impls: str, out_dir: str, ha_cf: tuple[str, ...], fres
     from hbtools.chaos.runner import RunResult
 
     click.echo(uc.table([RunResult(**r) for r in doc["runs"]]))
+    if any("+" in r["scenario"] for r in doc["runs"]):
+        click.echo("\n" + uc.detector_table([RunResult(**r) for r in doc["runs"]]))
     click.echo(f"\n{len(doc['runs'])} runs in {doc['seconds']:.0f} s; results in {out_dir}/",
                err=True)
     if doc["leftovers"]:
@@ -61,11 +71,12 @@ def _go(names: list[str], impls: str, out_dir: str, ha_cf: tuple[str, ...], fres
 @_out
 @_ha_cf
 @_reuse
+@_detector
 def run_command(scenarios: tuple[str, ...], impls: str, out_dir: str, ha_cf: tuple[str, ...],
-                fresh: bool) -> None:
+                fresh: bool, detectors: tuple[str, ...]) -> None:
     """Run SCENARIOS (built-in names, `all`, `core`, or .toml files). Exit 1 if a verdict
     differs from the expected one."""
-    _go(list(scenarios), impls, out_dir, ha_cf, fresh, matrix=False)
+    _go(list(scenarios), impls, out_dir, ha_cf, fresh, matrix=False, detectors=detectors)
 
 
 @chaos.command("matrix")
@@ -73,9 +84,12 @@ def run_command(scenarios: tuple[str, ...], impls: str, out_dir: str, ha_cf: tup
 @_out
 @_ha_cf
 @_reuse
-def matrix_command(impls: str, out_dir: str, ha_cf: tuple[str, ...], fresh: bool) -> None:
-    """Every scenario against hbtools and heartbeat, the core set against pacemaker."""
-    _go(["all"], impls, out_dir, ha_cf, fresh, matrix=True)
+@_detector
+def matrix_command(impls: str, out_dir: str, ha_cf: tuple[str, ...], fresh: bool,
+                   detectors: tuple[str, ...]) -> None:
+    """Every scenario against hbtools and heartbeat, the core set against pacemaker; crash,
+    freeze and loss30 also with each --detector line on hbtools (default: φ and binary)."""
+    _go(["all"], impls, out_dir, ha_cf, fresh, matrix=True, detectors=detectors)
 
 
 @chaos.command("list")

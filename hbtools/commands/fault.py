@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import json
 import sys
-import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
-EXIT_USAGE = 2
+from hbtools.commands import EXIT_USAGE, load_keys
 
 _EPILOG = """\b
 Rules (repeatable --rule, tried in order, effects compose):
@@ -40,30 +39,20 @@ def _err(message: str) -> None:
     click.echo(f"hbtool fault: {message}", err=True)
 
 
-def _fail(message: str) -> None:
+def _fail(message: str) -> NoReturn:
     _err(message)
     sys.exit(EXIT_USAGE)
 
 
 def _load_keys(path: str) -> Any:
-    from hbtools.auth import AuthKeys, AuthKeysError
-
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            keys = AuthKeys.load(path)
-        except AuthKeysError as exc:
-            _fail(str(exc))
-    for warning in caught:
-        _err(f"warning: {warning.message}")
-    return keys
+    return load_keys(path, _fail, _err)
 
 
 @click.group(invoke_without_command=True, epilog=_EPILOG,
              context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("-r", "--rule", "rules", multiple=True, metavar="RULE",
               help="A fault rule (repeatable); see below.")
-@click.option("-s", "--scenario", type=click.Path(dir_okay=False), default=None,
+@click.option("-s", "--scenario", type=str, default=None,
               help="TOML timeline of steps (at, for, repeat, every, rules); runs to its end.")
 @click.option("-p", "--port", "ports", multiple=True, type=click.IntRange(1, 65535),
               help="UDP destination port to queue (repeatable; default 694, 5404, 5405).")
@@ -71,7 +60,7 @@ def _load_keys(path: str) -> Any:
 @click.option("-q", "--queue", type=click.IntRange(0, 65535), default=None,
               help="NFQUEUE number (default 6940).")
 @click.option("--seed", type=int, default=None, help="Seed for every random choice (reproducible).")
-@click.option("-a", "--authkeys", type=click.Path(dir_okay=False), default=None,
+@click.option("-a", "--authkeys", type=str, default=None,
               help="Heartbeat authkeys: rewrite ... sign=resign signs with its active key.")
 @click.option("-n", "--node", "nodes", multiple=True, metavar="NAME=ADDRESS",
               help="A cluster node (repeatable): for partitions and from=/to= by name.")

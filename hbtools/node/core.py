@@ -24,6 +24,7 @@ from typing import Any
 from hbtools import heartbeat
 from hbtools.detectors import wire as detector_wire
 from hbtools.detectors.adapter import Outgoing, make_watch
+from hbtools.escape import shown  # the one wire-text escape (runner imports it from here)
 from hbtools.heartbeat import Message
 from hbtools.node.config import ClusterConfig, ResourceGroup
 from hbtools.node.events import (  # noqa: F401 - re-exported: callers import Event from here
@@ -161,23 +162,6 @@ Output = Send | TakeResource | ReleaseResource | Fence | SendPing | Event | Rest
 
 
 # ----------------------------------------------------------------------------- drops and wire text
-
-
-def shown(value: object, limit: int = 80) -> str:
-    """Wire text made safe to print: control, format and separator characters as escapes.
-
-    A forged ``src`` must not start a new log line or send terminal escapes; long values are cut
-    so one datagram cannot make a screenful. ``None`` (field absent) is shown as ``?``.
-    """
-    if value is None:
-        return "?"
-    text = value if isinstance(value, str) else str(value)
-    if len(text) > limit:
-        text = text[:limit] + "..."
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() else
-                   (f"\\x{ord(c):02x}" if ord(c) < 0x100 else f"\\u{ord(c):04x}") for c in text)
 
 
 DROP_WINDOW = 10.0  # seconds summarised by one "N datagrams dropped" line

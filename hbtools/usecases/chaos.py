@@ -98,6 +98,43 @@ def table(results: Sequence[RunResult]) -> str:
     return "\n".join(lines)
 
 
+DETECTOR_SCENARIOS = ("crash", "freeze", "loss30")
+"""Issue 16: the scenarios ``chaos matrix`` also runs with each of :data:`DETECTOR_LINES`."""
+DETECTOR_LINES = ("detector phi pause=0.4", "detector binary tmax=0.2 tmin=0.025")
+"""ha.cf ``detector`` lines for hbtools nodes, tuned to the chaos timing (keepalive 200 ms,
+deadtime 2 s): Akka's 3 s acceptable pause is longer than that deadtime (φ could never be
+sooner), so 2 keepalives; tmax one keepalive, tmin tmax/8 (bound 575 ms, beats at 25 ms at the
+end of the halving chain)."""
+
+
+def detector_variants(scenarios: Sequence[Scenario],
+                      lines: Sequence[str] = DETECTOR_LINES) -> list[Scenario]:
+    """Each scenario once more per ``detector`` line (``crash+phi``, ``crash+binary``), for the
+    hbtools kind only: a real 3.0.6 node would not start with the directive."""
+    return [replace(v, impls=("hbtools",)) for line in lines
+            for v in apply_options(scenarios, ha_cf=[line])]
+
+
+def detector_table(results: Sequence[RunResult]) -> str:
+    """Markdown: the hbtools runs grouped by scenario, each detector next to the fixed deadtime
+    (a run without a ``+suffix`` is the fixed one)."""
+    rows = [r for r in results if r.impl == "hbtools"]
+    bases = list(dict.fromkeys(r.scenario.split("+", 1)[0] for r in rows))
+    varied = {r.scenario.split("+", 1)[0] for r in rows if "+" in r.scenario}
+    lines = ["| scenario | detector | verdict | detection ms | takeover ms | split-brain s "
+             "| false failovers |", "|---|---|---|---|---|---|---|"]
+    for base in (b for b in bases if b in varied):
+        group = [r for r in rows if r.scenario.split("+", 1)[0] == base]
+        group.sort(key=lambda r: ("+" in r.scenario, r.scenario))
+        for r in group:
+            det = "fixed" if "+" not in r.scenario else r.scenario.split("+", 1)[1]
+            det_ms = "-" if r.detection_ms is None else f"{r.detection_ms:.0f}"
+            tko_ms = "-" if r.takeover_ms is None else f"{r.takeover_ms:.0f}"
+            lines.append(f"| {base} | {det} | {r.verdict} | {det_ms} | {tko_ms} | "
+                         f"{r.split_brain_s:.1f} | {r.false_failovers} |")
+    return "\n".join(lines)
+
+
 def known_impls(text: str) -> list[str]:
     impls = [x.strip() for x in text.split(",") if x.strip()]
     bad = [x for x in impls if x not in KINDS]
@@ -106,4 +143,5 @@ def known_impls(text: str) -> list[str]:
     return impls
 
 
-__all__ = ["MATRIX_SETS", "apply_options", "known_impls", "plan_runs", "replace", "run", "table"]
+__all__ = ["DETECTOR_LINES", "DETECTOR_SCENARIOS", "MATRIX_SETS", "apply_options", "detector_table",
+           "detector_variants", "known_impls", "plan_runs", "replace", "run", "table"]

@@ -21,6 +21,7 @@ rule installer's ``nft``/``iptables`` children inherit that thread's namespace, 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -129,6 +130,8 @@ class FaultSession:
         self._error: BaseException | None = None
         self._result: SessionResult | None = None
         self._stop_requested: str | None = None
+        self.ready_at: float | None = None
+        """Wall-clock time the rules were installed and the queue served (the fault began)."""
 
     @classmethod
     def build(cls, **kwargs: Any) -> FaultSession:
@@ -197,10 +200,15 @@ class FaultSession:
 
     # -- as a background worker
 
-    def start(self, *, timeout: float = 10.0) -> None:
-        """Run the session in a thread; return once its rules are installed and it serves."""
+    def start(self, *, timeout: float = 10.0, wait: bool = True) -> None:
+        """Run the session in a thread; return once its rules are installed and it serves
+        (``wait=False``: at once; call :meth:`wait_ready`, e.g. after starting several)."""
         self._thread = threading.Thread(target=self._work, name="fault-session", daemon=True)
         self._thread.start()
+        if wait:
+            self.wait_ready(timeout)
+
+    def wait_ready(self, timeout: float = 10.0) -> None:
         if not self._ready.wait(timeout) and self._error is None:
             self.stop("start timed out")
             raise FaultSessionError(f"fault session in {self.plan.netns} did not start "
@@ -208,10 +216,14 @@ class FaultSession:
         if self._error is not None:
             raise FaultSessionError(str(self._error))
 
+    def _on_ready(self) -> None:
+        self.ready_at = time.time()
+        self._ready.set()
+
     def _work(self) -> None:
         try:
             self.open()
-            self.run(on_ready=self._ready.set)
+            self.run(on_ready=self._on_ready)
         except BaseException as exc:  # reported by start()/join()
             self._error = exc
         finally:
