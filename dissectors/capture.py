@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import BinaryIO
 
 __all__ = [
@@ -64,6 +65,18 @@ class CaptureError(Exception):
         self.problem = problem
 
 
+@dataclass(frozen=True)
+class PcapHeader:
+    """What a pcap global header says about every record that follows."""
+
+    endian: str  # struct prefix of the record headers: "<" or ">"
+    divisor: float  # 1e6 (microseconds) or 1e9 (nanosecond pcap)
+    header_length: int  # record header bytes: 16, or 24 for Kuznetzov's pcap
+    linktype: int
+    snaplen: int
+    limit: int  # the largest record length believed (snaplen, within MAX_RECORD)
+
+
 class CaptureReader:
     """Iterate over the frames of one pcap or pcapng stream.
 
@@ -113,7 +126,9 @@ class CaptureReader:
 
     # -- pcap ------------------------------------------------------------------------
 
-    def _pcap(self) -> Iterator[Frame]:
+    def pcap_header(self) -> PcapHeader:
+        """Read a pcap file's global header (the public way in for chunk readers such as
+        the JSON hot path, which cut the records themselves): once, before any record."""
         name = self.name
         rest = self._read_exact_or_short(20)
         if len(rest) < 20:
@@ -129,11 +144,21 @@ class CaptureReader:
             endian + "HHiIII", head[4:]
         )
         # The top bits of the link-type word carry FCS information (pcap-linktype(7)).
-        linktype = network & 0x0FFFFFFF
-        divisor = 1e9 if magic == PCAP_MAGIC_NS else 1e6
-        hdr_len = 24 if magic == PCAP_MAGIC_KUZNETZOV else 16
+        return PcapHeader(
+            endian=endian,
+            divisor=1e9 if magic == PCAP_MAGIC_NS else 1e6,
+            header_length=24 if magic == PCAP_MAGIC_KUZNETZOV else 16,
+            linktype=network & 0x0FFFFFFF,
+            snaplen=snaplen,
+            limit=max(snaplen, 65536) if snaplen < MAX_RECORD else MAX_RECORD,
+        )
+
+    def _pcap(self) -> Iterator[Frame]:
+        name = self.name
+        header = self.pcap_header()
+        endian, snaplen, linktype = header.endian, header.snaplen, header.linktype
+        divisor, hdr_len, limit = header.divisor, header.header_length, header.limit
         unpack = struct.Struct(endian + "IIII").unpack_from
-        limit = max(snaplen, 65536) if snaplen < MAX_RECORD else MAX_RECORD
         read = _chunk_reader(self.stream)
 
         buf = b""

@@ -27,9 +27,6 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 from dissectors.capture import (
-    MAX_RECORD,
-    PCAP_MAGIC_KUZNETZOV,
-    PCAP_MAGIC_NS,
     CaptureError,
     CaptureReader,
     Frame,
@@ -328,19 +325,9 @@ def _pcap_chunks(reader: CaptureReader, chunk_size: int = PARALLEL_CHUNK
     """
     name = reader.name
     stream = reader.stream
-    rest = reader._read_exact_or_short(20)
-    if len(rest) < 20:
-        raise CaptureError(name, "pcap global header cut short")
-    head = reader._head + rest
-    (magic,) = struct.unpack("<I", head[:4])
-    endian = "<"
-    if magic not in (0xA1B2C3D4, PCAP_MAGIC_NS, PCAP_MAGIC_KUZNETZOV):
-        endian = ">"
-        (magic,) = struct.unpack(">I", head[:4])
-    _major, _minor, _zone, _sigfigs, snaplen, network = struct.unpack(endian + "HHiIII", head[4:])
-    ctx = PcapContext(endian, 1e9 if magic == PCAP_MAGIC_NS else 1e6,
-                      24 if magic == PCAP_MAGIC_KUZNETZOV else 16, network & 0x0FFFFFFF)
-    limit = max(snaplen, 65536) if snaplen < MAX_RECORD else MAX_RECORD
+    header = reader.pcap_header()
+    ctx = PcapContext(header.endian, header.divisor, header.header_length, header.linktype)
+    endian, snaplen, limit = header.endian, header.snaplen, header.limit
     incl_at = 8
     u32 = struct.Struct(endian + "I").unpack_from
     hdr_len = ctx.header_length

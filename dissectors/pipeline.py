@@ -124,14 +124,11 @@ def decode_stream(
 
 
 def _make_decoders(options: Options) -> Any:
-    """The fast decoders when allowed and available, else the codec-only ones."""
+    """The fast decoders when allowed, else the codec-only ones (``--codec-only``)."""
     if options.fast:
-        try:
-            from dissectors.fast import FastDecoders
-        except ImportError:
-            pass
-        else:
-            return FastDecoders(options.keys)
+        from dissectors.fast import FastDecoders
+
+        return FastDecoders(options.keys)
     return Decoders(options.keys)
 
 

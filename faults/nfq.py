@@ -35,6 +35,7 @@ from types import FrameType
 from typing import Any, TextIO
 
 from faults.engine import COUNTERS, Copy, Engine, Output, Verdict
+from hbtools import host
 
 TABLE_PREFIX = "hbtools_fault"
 CHAIN_PREFIX = "HBTFAULT"
@@ -91,16 +92,7 @@ def enter_netns(name: str) -> None:
 
 def _run(cmd: Sequence[str], *, input: str | None = None, check: bool = True,
          ) -> subprocess.CompletedProcess[str]:
-    try:
-        res = subprocess.run(list(cmd), input=input, capture_output=True, text=True, timeout=20)
-    except FileNotFoundError:
-        raise FaultError(f"program not found: {cmd[0]}") from None
-    except subprocess.TimeoutExpired:
-        raise FaultError(f"`{' '.join(cmd)}` did not finish in 20 s") from None
-    if check and res.returncode != 0:
-        msg = (res.stderr or res.stdout).strip().replace("\n", " | ")
-        raise FaultError(f"`{' '.join(cmd)}` failed: {msg}")
-    return res
+    return host.run(cmd, input=input, check=check, timeout=20, error=FaultError)
 
 
 def set_realtime(priority: int) -> None:
@@ -113,14 +105,7 @@ def set_realtime(priority: int) -> None:
                          "(needs CAP_SYS_NICE; priorities are 1-99)") from None
 
 
-def local_addresses() -> list[str]:
-    """IPv4 addresses of this (network namespace's) host, for partitions on input."""
-    res = _run(["ip", "-j", "-4", "addr", "show"], check=False)
-    try:
-        links = json.loads(res.stdout or "[]")
-    except ValueError:
-        return []
-    return [a["local"] for link in links for a in link.get("addr_info", []) if "local" in a]
+local_addresses = host.local_addresses
 
 
 # ----------------------------------------------------------------------------- rule installers
@@ -373,12 +358,7 @@ def _state_path(queue: int) -> Path:
     return STATE_DIR / f"net{os.stat('/proc/self/ns/net').st_ino}-q{queue}.json"
 
 
-def _start_time(pid: int) -> str | None:
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return None
+_start_time = host.process_start_time
 
 
 def _write_state(queue: int, state: dict[str, Any]) -> None:

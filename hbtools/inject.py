@@ -695,14 +695,11 @@ def read_loadavg(path: str = "/proc/loadavg") -> str:
 def read_capture(path: str) -> list[CapturedDatagram]:
     """Every UDP datagram of a pcap/pcapng file, IPv4 fragments reassembled.
 
-    Uses the project's streaming reader (``dissectors``); without it, scapy's reader
-    (fragments are then skipped, as that fallback does not reassemble).
+    The project's streaming reader (``dissectors``) does the reading, as for ``decode``.
     """
-    try:
-        from dissectors.capture import CaptureError, open_capture
-        from dissectors.layers import UdpLayers
-    except ImportError:
-        return _read_capture_scapy(path)
+    from dissectors.capture import CaptureError, open_capture
+    from dissectors.layers import UdpLayers
+
     out: list[CapturedDatagram] = []
     try:
         with open(path, "rb") as fh:
@@ -718,30 +715,6 @@ def read_capture(path: str) -> list[CapturedDatagram]:
         raise InjectError(f"{path}: cannot read: {exc.strerror}") from None
     except CaptureError as exc:
         raise InjectError(str(exc)) from None
-    return out
-
-
-def _read_capture_scapy(path: str) -> list[CapturedDatagram]:
-    try:
-        from scapy.error import Scapy_Exception
-        from scapy.layers.inet import IP, UDP
-        from scapy.utils import PcapReader
-    except ImportError:
-        raise InjectError("reading this capture needs scapy: pip install 'hbtools[spoof]'") from None
-    out: list[CapturedDatagram] = []
-    try:
-        with PcapReader(path) as reader:
-            for number, pkt in enumerate(reader, start=1):
-                if IP not in pkt or UDP not in pkt:
-                    continue
-                ip = pkt[IP]
-                if ip.flags.MF or ip.frag:
-                    continue
-                udp = pkt[UDP]
-                out.append(CapturedDatagram(number, float(pkt.time), ip.src, ip.dst, udp.sport,
-                                            udp.dport, bytes(udp.payload)))
-    except (OSError, Scapy_Exception) as exc:
-        raise InjectError(f"{path}: not a readable capture: {exc}") from None
     return out
 
 

@@ -20,6 +20,7 @@ Pure: `generate()` returns text; writing files is the CLI's business.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Mapping
 
 from hbtools import __version__, heartbeat, knet, totem
@@ -344,6 +345,27 @@ def _md5_tables() -> str:
     s = [7, 12, 17, 22] * 4 + [5, 9, 14, 20] * 4 + [4, 11, 16, 23] * 4 + [6, 10, 15, 21] * 4
     return ("local MD5_K = {" + ", ".join(str(x) for x in k) + "}\n"
             "local MD5_S = {" + ", ".join(str(x) for x in s) + "}")
+
+
+def field_kinds() -> dict[str, str]:
+    """abbrev -> "int", "bytes", "guid", "text" or "none" for every field the plugin declares
+    from the tables, so a reader of tshark output (hbtools.pyshark) can type values the way
+    ``hbtool decode`` does without a table of its own."""
+    out: dict[str, str] = {}
+    for spec in FIELDS.values():
+        ctor = _HB_PROTOFIELD[spec.kind][0]
+        out[f"heartbeat.{spec.name}"] = ("int" if ctor in ("uint64", "int64") else
+                                         "text" if ctor == "string" else ctor)
+    protos = {"totem": totem.LAYOUTS.values(), "kronosnet": (
+        v for k, v in knet.LAYOUTS.items() if k != knet.ENCRYPTED)}
+    for proto, layouts in protos.items():
+        for path, (_f, kind) in _collect_paths(proto, layouts).items():
+            out[f"{proto}.{path}"] = ("none" if kind == "struct" else
+                                      "bytes" if kind == "bytes" else "int")
+    # The plugin's own flags (signature verdicts, knet's encrypted) are declared in its Lua text.
+    for match in re.finditer(r'ProtoField\.bool\("([^"]+)"', generate()):
+        out[match[1]] = "bool"
+    return out
 
 
 # --------------------------------------------------------------------------- benchmark hook

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import click
 
-EXIT_USAGE = 2
+from hbtools.commands import EXIT_USAGE
 
 
 def _err(message: str) -> None:

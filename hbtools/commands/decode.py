@@ -11,9 +11,8 @@ import contextlib
 import logging
 import os
 import sys
-import warnings
-from collections.abc import Iterator
-from typing import TextIO
+from collections.abc import Callable, Iterator
+from typing import NoReturn, TextIO, TypeVar
 
 import click
 
@@ -21,21 +20,12 @@ from dissectors.capture import CaptureError
 from dissectors.detect import DEFAULT_PORTS, Detector, parse_port
 from dissectors.filters import FilterError, parse_filter
 from dissectors.output import FORMATS, TIME_FORMATS, render_stats, writer_for
-from dissectors.pipeline import (
-    Options,
-    PcapWriter,
-    RowBudget,
-    decode_stream,
-    filtered,
-    is_live,
-    limited,
-    open_input,
-    tee_pcap,
-)
+from dissectors.pipeline import Options, PcapWriter, RowBudget, is_live, limited, tee_pcap
 from dissectors.records import Record
 from dissectors.stats import Stats
+from hbtools.commands import EXIT_USAGE, load_keys
+from hbtools.usecases import decode as uc
 
-EXIT_USAGE = 2
 log = logging.getLogger("hbtools.decode")
 
 
@@ -43,19 +33,13 @@ def _err(message: str) -> None:
     click.echo(f"hbtool decode: {message}", err=True)
 
 
-def _load_keys(path: str) -> object:
-    from hbtools.auth import AuthKeys, AuthKeysError
+def _fail(message: str) -> NoReturn:
+    _err(message)
+    sys.exit(EXIT_USAGE)
 
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            keys = AuthKeys.load(path)
-        except AuthKeysError as exc:
-            _err(str(exc))
-            sys.exit(EXIT_USAGE)
-    for warning in caught:
-        _err(f"warning: {warning.message}")
-    return keys
+
+def _load_keys(path: str) -> object:
+    return load_keys(path, _fail, _err)
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -166,9 +150,8 @@ def decode(
     writer = writer_for(fmt, out, show_file=several, live=live, time_format=time_format,
                         detail=detail, hex_bytes=hex_bytes) if print_rows else None
     status = 0
-    hot = (fmt == "json" and not flt and summary is None and not codec_only and not live
-           and max_rows is None and write_pcap is None and not several and not detail
-           and not hex_bytes)
+    hot = (uc.hot_path_applies(fmt, options, summary) and not live and max_rows is None
+           and write_pcap is None and not several and not detail and not hex_bytes)
     log.debug("decode %d capture(s): %s path, format %s, live %s, filter %r", len(captures),
               "JSON hot" if hot else "general", fmt, live, str(flt))
     pcap_out = None
@@ -191,10 +174,8 @@ def decode(
                     continue
                 if budget.spent:
                     break
-                records = _records(path, options, show_progress)
-                records = tee_pcap(limited(filtered(records, flt), budget), pcap_out)
-                if summary is not None:
-                    records = _tee(records, summary)
+                records = _records(path, options, show_progress, summary)
+                records = tee_pcap(limited(records, budget), pcap_out)
                 if writer is not None:
                     writer.write(records)
                 else:
@@ -238,46 +219,33 @@ def _plot(captures: tuple[str, ...], png: str, options: Options, warntime: int |
     sys.exit(0)
 
 
-def _records(path: str, options: Options, show_progress: bool) -> Iterator[Record]:
-    """Rows of one capture, with a progress bar when asked; closes the file at the end."""
-    stream, name, size = open_input(path)
-    try:
-        if show_progress and size:
-            with click.progressbar(length=size, label=os.path.basename(name),
-                                   file=_stderr()) as bar:
-                yield from decode_stream(stream, name, options, progress=bar.update)
-        else:
-            yield from decode_stream(stream, name, options)
-    finally:
-        if stream is not sys.stdin.buffer:
-            stream.close()
+def _records(path: str, options: Options, show_progress: bool, summary: Stats | None
+             ) -> Iterator[Record]:
+    """Rows of one capture (`hbtools.usecases.decode.rows`), with a progress bar when asked."""
+    return _with_progress(path, show_progress,
+                          lambda src, tick: uc.rows(src, options, summary, progress=tick))
 
 
 def _json_blocks(path: str, options: Options, show_progress: bool, jobs: int | None
                  ) -> Iterator[bytes]:
-    """The JSON hot path (``dissectors.hotpath``): text blocks, possibly from workers."""
-    from dissectors.hotpath import default_jobs, json_lines
-
-    stream, name, size = open_input(path)
-    workers = default_jobs() if jobs is None or jobs == 0 else jobs
-    try:
-        if show_progress and size:
-            with click.progressbar(length=size, label=os.path.basename(name),
-                                   file=_stderr()) as bar:
-                yield from json_lines(stream, name, options.detector, options.keys, workers,
-                                      progress=bar.update)
-        else:
-            yield from json_lines(stream, name, options.detector, options.keys, workers)
-    finally:
-        if stream is not sys.stdin.buffer:
-            stream.close()
+    """The JSON hot path (`hbtools.usecases.decode.json_blocks`), with a progress bar."""
+    return _with_progress(path, show_progress,
+                          lambda src, tick: uc.json_blocks(src, options, jobs, progress=tick))
 
 
-def _tee(records: Iterator[Record], summary: Stats) -> Iterator[Record]:
-    add = summary.add
-    for record in records:
-        add(record)
-        yield record
+_T = TypeVar("_T")
+
+
+def _with_progress(path: str, show_progress: bool,
+                   run: Callable[[uc.Source, Callable[[int], None] | None], Iterator[_T]]
+                   ) -> Iterator[_T]:
+    source = uc.open_source(path)
+    if show_progress and source.size:
+        with click.progressbar(length=source.size, label=os.path.basename(source.name),
+                               file=_stderr()) as bar:
+            yield from run(source, bar.update)
+    else:
+        yield from run(source, None)
 
 
 def _stderr() -> TextIO:

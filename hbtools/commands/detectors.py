@@ -10,9 +10,8 @@ import sys
 import click
 from tabulate import tabulate
 
+from hbtools.commands import EXIT_USAGE
 from hbtools.usecases import detectors as uc
-
-EXIT_USAGE = 2
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

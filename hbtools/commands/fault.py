@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import json
 import sys
-import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
-EXIT_USAGE = 2
+from hbtools.commands import EXIT_USAGE, load_keys
 
 _EPILOG = """\b
 Rules (repeatable --rule, tried in order, effects compose):
@@ -40,23 +39,13 @@ def _err(message: str) -> None:
     click.echo(f"hbtool fault: {message}", err=True)
 
 
-def _fail(message: str) -> None:
+def _fail(message: str) -> NoReturn:
     _err(message)
     sys.exit(EXIT_USAGE)
 
 
 def _load_keys(path: str) -> Any:
-    from hbtools.auth import AuthKeys, AuthKeysError
-
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            keys = AuthKeys.load(path)
-        except AuthKeysError as exc:
-            _fail(str(exc))
-    for warning in caught:
-        _err(f"warning: {warning.message}")
-    return keys
+    return load_keys(path, _fail, _err)
 
 
 @click.group(invoke_without_command=True, epilog=_EPILOG,

@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import os
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Callable
@@ -22,8 +21,9 @@ import click
 from hbtools import heartbeat
 from hbtools import inject as inj
 from hbtools.auth import AuthKeys, AuthKeysError
+from hbtools.commands import EXIT_USAGE, load_keys
+from hbtools.usecases.inject import InjectSession
 
-EXIT_USAGE = 2
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 
@@ -55,35 +55,12 @@ def _one_line_errors(verb: str) -> Callable[[_F], _F]:
 def _load_keys(path: str | None) -> AuthKeys | None:
     if path is None:
         return None
-    import warnings
-
-    with warnings.catch_warnings():
-        # The injector's own keyfile may well be world-readable in a test directory;
-        # Heartbeat's permission complaint is for the daemon, not for us.
-        warnings.simplefilter("ignore")
-        return AuthKeys.load(path)
+    return load_keys(path, _refuse, None)
 
 
-def _load_book(path: str | None) -> inj.StateBook:
-    if path is None or not os.path.exists(path):
-        return inj.StateBook()
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise inj.InjectError(f"{path}: cannot read state file: {exc.strerror}") from None
-    return inj.StateBook.parse(text, source=path)
-
-
-def _save_book(path: str, book: inj.StateBook) -> None:
-    """Atomic replace, so an interrupted run never leaves half a state file."""
-    target = Path(path)
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=".hbtool-state-", dir=str(target.parent or Path(".")))
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(book.dump())
-        os.replace(tmp, target)
-    except OSError as exc:
-        raise inj.InjectError(f"{path}: cannot write state file: {exc.strerror}") from None
+def _refuse(message: str) -> NoReturn:
+    """A bad keyfile: raised, so `_one_line_errors` names the verb that read it."""
+    raise inj.InjectError(message)
 
 
 def _template(template: str | None, from_pcap: str | None, frame: int | None) -> heartbeat.Message | None:
@@ -209,14 +186,9 @@ def _inject_heartbeat(o: dict[str, Any]) -> None:
     delays = inj.send_times(o["count"], interval)
 
     start_wall = time.time()
-    book = _load_book(o["state_file"])
-    state = book.get(node, start_wall, node_uuid)
-    if o["new_generation"]:
-        state = state.restarted()
-    if o["generation"] is not None:
-        state = inj.NodeState(state.node, state.uuid, o["generation"], state.next_seq)
-    if o["first_seq"] is not None:
-        state = state.after(o["first_seq"] - state.next_seq)
+    session = InjectSession(o["state_file"])
+    state = session.node_state(node, start_wall, node_uuid, new_generation=o["new_generation"],
+                               generation=o["generation"], first_seq=o["first_seq"])
     load = inj.read_loadavg()
     seq_fixed = any(f.name == "seq" for f in overrides)
 
@@ -257,9 +229,7 @@ def _inject_heartbeat(o: dict[str, Any]) -> None:
 
             inj.run_schedule(delays, emit)
     finally:
-        if o["state_file"] and sent:
-            book.nodes[node] = state.after(sent) if sequenced else state
-            _save_book(o["state_file"], book)
+        session.sent(node, state, sent, sequenced)
     click.echo(f"hbtool inject: sent {sent} message(s) as {node} to {where}", err=True)
 
 
@@ -341,7 +311,8 @@ def replay(**o: Any) -> None:
     datagrams = [d for d in datagrams if _wanted(d, o["proto"])]
     if o["limit"] is not None:
         datagrams = datagrams[: o["limit"]]
-    book = _load_book(o["state_file"]) if o["refresh"] else None
+    session = InjectSession(o["state_file"]) if o["refresh"] else None
+    book = session.book if session is not None else None
     plan = inj.plan_replay(datagrams, now=time.time(), speed=o["speed"], wait=not o["no_wait"],
                            keys=keys, refresh=book, only_src=o["only_src"])
     if not plan:
@@ -371,8 +342,8 @@ def replay(**o: Any) -> None:
     finally:
         for s in senders.values():
             s.close()
-        if book is not None and o["state_file"] and sent:
-            _save_book(o["state_file"], book)
+        if session is not None and sent:
+            session.save()
     click.echo(f"hbtool replay: sent {sent} datagram(s) to {o['to']}", err=True)
 
 

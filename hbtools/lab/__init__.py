@@ -66,6 +66,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import TypeVar
 
+from hbtools import host
+
 log = logging.getLogger(__name__)
 
 HEARTBEAT_BIN = "/usr/libexec/heartbeat/heartbeat"
@@ -184,26 +186,10 @@ def _run(
     input: str | None = None,
     env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """Run a host command; a failure becomes a LabError carrying the command's own complaint."""
-    try:
-        res = subprocess.run(
-            list(cmd),
-            input=input,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            env=env if env is not None else _clean_env(),
-            stdin=None if input is not None else subprocess.DEVNULL,
-            cwd="/",
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise LabError(f"command timed out after {timeout:g} s: {shlex.join(cmd)}") from exc
-    except FileNotFoundError as exc:
-        raise LabError(f"program not found: {cmd[0]}") from exc
-    if check and res.returncode != 0:
-        msg = (res.stderr or res.stdout).strip().replace("\n", " | ")
-        raise LabError(f"`{shlex.join(cmd)}` failed ({res.returncode}): {msg}")
-    return res
+    """Run a host command in the lab's clean environment (`hbtools.host.run`); a failure
+    becomes a LabError carrying the command's own complaint."""
+    return host.run(cmd, timeout=timeout, check=check, input=input,
+                    env=env if env is not None else _clean_env(), cwd="/", error=LabError)
 
 
 def _clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -299,12 +285,7 @@ def _netns_names() -> list[str]:
     return [line.split()[0] for line in res.stdout.splitlines() if line.strip()]
 
 
-def _proc_start_time(pid: int) -> str | None:
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return None
+_proc_start_time = host.process_start_time
 
 
 # --------------------------------------------------------------------------- anchors

@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from hbtools import host
 from hbtools.node.agents import AgentExecutor, CheckScheduler
 from hbtools.node.config import ClusterConfig, IPAddrResource, Medium
 from hbtools.node.core import (
@@ -226,10 +227,7 @@ def _is_char_device(fd: int) -> bool:
 
 
 def _ip_json(args: list[str]) -> Any:
-    res = subprocess.run(["ip", "-j", *args], capture_output=True, text=True, timeout=10)
-    if res.returncode != 0:
-        raise RunnerError(f"`ip {' '.join(args)}` failed: {res.stderr.strip()}")
-    return json.loads(res.stdout or "[]")
+    return host.ip_json(args, error=RunnerError)
 
 
 @dataclass
@@ -717,7 +715,11 @@ class Runner:
                                          {"target": target[0]}))
 
     def _ip(self, args: list[str], check: bool = True) -> bool:
-        res = subprocess.run(["ip", *args], capture_output=True, text=True, timeout=10)
+        try:
+            res = host.run(["ip", *args], timeout=10, check=False, error=RunnerError)
+        except RunnerError as exc:
+            self.log.write(Event(self.mono(), "ip_error", str(exc), {"args": args}))
+            return False
         if res.returncode != 0 and check:
             problem = f"`ip {' '.join(args)}` failed: {res.stderr.strip()}"
             self.log.write(Event(self.mono(), "ip_error", problem, {"args": args}))
