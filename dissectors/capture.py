@@ -10,7 +10,7 @@ problem with the file itself (not a capture, cut short, corrupt length) is raise
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -42,6 +42,18 @@ _BT_IDB = 0x00000001
 _BT_PACKET = 0x00000002  # obsolete Packet Block, still written by old tools
 _BT_SPB = 0x00000003
 _BT_EPB = 0x00000006
+
+
+def _chunk_reader(stream: BinaryIO) -> Callable[[int], bytes]:
+    """``read1`` where the stream has it, else ``read``.
+
+    ``read(n)`` on a buffered pipe waits until n bytes came or the writer closed: behind
+    ``tcpdump -U -w - | hbtool decode -`` that holds every row back for a megabyte of
+    packets. ``read1(n)`` returns what one read of the pipe gives, so each record is
+    decoded as soon as it arrived; on a regular file it still returns up to n bytes.
+    """
+    read1 = getattr(stream, "read1", None)
+    return read1 if callable(read1) else stream.read
 
 
 class CaptureError(Exception):
@@ -147,7 +159,7 @@ class CaptureReader:
         endian, snaplen, linktype = header.endian, header.snaplen, header.linktype
         divisor, hdr_len, limit = header.divisor, header.header_length, header.limit
         unpack = struct.Struct(endian + "IIII").unpack_from
-        read = self.stream.read
+        read = _chunk_reader(self.stream)
 
         buf = b""
         pos = 0
@@ -197,7 +209,7 @@ class CaptureReader:
     def _pcapng(self) -> Iterator[Frame]:
         """Walk pcapng blocks; interfaces (link type, time unit) are per section."""
         name = self.name
-        read = self.stream.read
+        read = _chunk_reader(self.stream)
         buf = self._head
         self._head = b""
         pos = 0

@@ -75,10 +75,13 @@ class Decoders:
             try:
                 check = self.keys.check_message(msg, payload)
             except heartbeat.DecodeError as exc:
-                record.auth = AUTH_BAD
+                # e.g. an envelope whose inner message cannot be checked: the receiver's
+                # own check (the trailer) may still pass
+                record.auth = AUTH_OK if _accepts(self.keys, msg, payload) else AUTH_BAD
                 record.error = record.error or f"heartbeat: signature: {exc}"
             else:
-                record.auth = AUTH_OK if check.valid else AUTH_BAD
+                record.auth = AUTH_OK if check.accepted else AUTH_BAD
+                record.signatures = signature_results(check)
         else:
             record.auth = AUTH_UNCHECKED
         return record
@@ -166,6 +169,27 @@ class Decoders:
                     fields["totem_error"] = str(exc)
         record.fields = fields
         return record
+
+
+def _accepts(keys: Any, msg: heartbeat.Message, payload: bytes) -> bool:
+    try:
+        return bool(keys.accepts(msg, payload))
+    except heartbeat.DecodeError:
+        return False
+
+
+def _result(value: bool | None) -> str:
+    return "absent" if value is None else AUTH_OK if value else AUTH_BAD
+
+
+def signature_results(check: Any) -> dict[str, Any]:
+    """The JSON ``signatures`` object: every signature's own result and the receiver's rule."""
+    out: dict[str, Any] = {"trailer": _result(check.trailer), "body": _result(check.inline)}
+    if check.inner is not None:
+        out["inner"] = _result(check.inner)
+    out["receiver_checks"] = check.receiver_checks
+    out["why"] = check.why
+    return out
 
 
 def bad_auth(record: Record) -> bool:

@@ -1,117 +1,108 @@
-"""``--filter``: choose rows by protocol, type, node, address or any field value.
+"""``--filter``: choose rows with the match language `hbtools.match` (shared with fault rules).
 
-A filter is a list of ``key=value`` (or ``key!=value``) terms. Terms on different keys
-must all hold; several terms on the same key are alternatives, because a row has one
-type and ``type=status type=NS_ackmsg`` can only mean "either". Values compare as
-text, so ``seq=26`` matches the number 26 and ``st=active`` the string.
+``--filter`` options are joined with ``and``; inside one, terms side by side are ``and``
+too, ``a,b`` is either value, ``or``/``not``/parentheses combine, ``seq>10`` compares
+numbers. This module only says what a decoded row's values are for each name.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 
 from dissectors.records import Record
+from hbtools import match
 
 __all__ = ["Filter", "FilterError", "parse_filter"]
 
 
 class FilterError(ValueError):
-    """A filter term that cannot be understood."""
+    """A filter that cannot be understood."""
 
 
-@dataclass(frozen=True)
-class Term:
-    key: str
-    value: str
-    negate: bool
+class RecordSubject:
+    """A decoded row as `hbtools.match` sees it (decoded values: numbers in decimal)."""
 
-    def holds(self, record: Record) -> bool:
-        return self._matches(record) != self.negate
+    __slots__ = ("record",)
 
-    def _matches(self, record: Record) -> bool:
-        key = self.key
-        value = self.value
-        # Row columns first. ``src``/``dst`` are Heartbeat fields (node names), so the
-        # addresses are ``ip.src``/``ip.dst``/``ip``.
-        if key in ("proto", "type", "node", "auth", "sport", "dport", "frame"):
-            return _text(getattr(record, key)) == value
+    def __init__(self, record: Record) -> None:
+        self.record = record
+
+    def _inner(self) -> Any:
+        """The Totem message a knet packet carries, if any."""
+        r = self.record
+        if r.proto != "knet":
+            return None
+        inner = r.get_fields().get("totem")
+        return inner if isinstance(inner, dict) else None
+
+    def values(self, key: str) -> list[Any]:
+        r = self.record
+        if key == "proto":
+            return [r.proto, "totem"] if self._inner() is not None else [r.proto]
+        if key == "type":
+            inner = self._inner()
+            return [r.type, inner.get("type_name")] if inner is not None else [r.type]
+        if key == "node":
+            return [r.node]
         if key == "ip.src":
-            return record.src == value
+            return [r.src]
         if key == "ip.dst":
-            return record.dst == value
+            return [r.dst]
         if key == "ip":
-            return value in (record.src, record.dst)
+            return [r.src, r.dst]
         if key == "port":
-            return value in (str(record.sport), str(record.dport))
-        if key == "error":
-            if value in ("yes", "true", "1", "any"):
-                return record.error is not None
-            if value in ("no", "false", "0", "none"):
-                return record.error is None
-            return record.error is not None and value in record.error
-        return _field_matches(record.get_fields(), key.split("."), value)
-
-
-def _text(value: Any) -> str:
-    if value is None:
-        return "null"
-    if value is True:
-        return "true"
-    if value is False:
-        return "false"
-    return str(value)
-
-
-def _field_matches(fields: Any, path: list[str], value: str) -> bool:
-    """Follow a dotted path into nested dicts (Totem ``ring_id.rep``) and lists (any)."""
-    current = fields
-    for i, part in enumerate(path):
-        if isinstance(current, list):
-            return any(_field_matches(item, path[i:], value) for item in current)
-        if not isinstance(current, dict) or part not in current:
-            return False
-        current = current[part]
-    if isinstance(current, list):
-        return any(_text(v) == value for v in current)
-    return _text(current) == value
+            return [r.sport, r.dport]
+        if key in ("sport", "dport", "frame", "auth", "error"):
+            return [getattr(r, key)]
+        fields = r.get_fields()
+        if key.startswith("totem."):
+            if r.proto == "totem":
+                return match.field_values(fields, key[6:])
+            inner = self._inner()
+            return match.field_values(inner, key[6:]) if inner is not None else []
+        if key.startswith("knet."):
+            return match.field_values(fields, key[5:]) if r.proto == "knet" else []
+        path = key[6:] if key.startswith("field.") else key
+        if r.proto == "heartbeat":
+            return match.field_values(fields, path)
+        found = match.field_values(fields, path)
+        inner = self._inner()
+        if inner is not None:
+            found += match.field_values(inner, path)
+        return found
 
 
 class Filter:
-    """All terms of all ``--filter`` options, grouped by key."""
+    """All ``--filter`` options, compiled into one predicate over rows."""
 
-    def __init__(self, terms: Iterable[Term]) -> None:
-        groups: dict[str, list[Term]] = {}
-        for term in terms:
-            groups.setdefault(term.key, []).append(term)
-        self.groups = list(groups.values())
-        # Cheap pre-checks the pipeline can use to skip decoding rows that cannot match.
-        protos = [t.value for t in groups.get("proto", []) if not t.negate]
-        self.protos: frozenset[str] | None = frozenset(protos) if protos else None
+    def __init__(self, expr: match.Expr | None) -> None:
+        self.expr = expr
+        self._test = match.compile_expr(expr)
+        # Kept for callers that pre-select by protocol; no pre-selection is made now.
+        self.protos: frozenset[str] | None = None
 
     def __bool__(self) -> bool:
-        return bool(self.groups)
+        return self.expr is not None
 
     def __call__(self, record: Record) -> bool:
-        for group in self.groups:
-            positives = [t for t in group if not t.negate]
-            negatives = [t for t in group if t.negate]
-            if positives and not any(t.holds(record) for t in positives):
-                return False
-            if any(not t.holds(record) for t in negatives):
-                return False
-        return True
+        return self._test(RecordSubject(record))
+
+    def __str__(self) -> str:
+        return "" if self.expr is None else str(self.expr)
 
 
 def parse_filter(texts: Iterable[str]) -> Filter:
-    """Parse ``--filter`` texts (each may hold several space-separated terms)."""
-    terms: list[Term] = []
-    for text in texts:
-        for word in text.split():
-            negate = "!=" in word
-            key, sep, value = word.partition("!=" if negate else "=")
-            if not sep or not key:
-                raise FilterError(f"filter term {word!r}: expected key=value or key!=value")
-            terms.append(Term(key.strip(), value, negate))
-    return Filter(terms)
+    """Parse ``--filter`` texts; several options must all hold."""
+    parts: list[match.Expr] = []
+    try:
+        for text in texts:
+            expr = match.parse(text, match.DECODE)
+            if expr is not None:
+                parts.append(expr)
+        if parts:
+            whole: match.Expr = parts[0] if len(parts) == 1 else match.And(tuple(parts))
+            return Filter(whole)  # compiling checks addresses and networks
+    except match.MatchError as exc:
+        raise FilterError(str(exc)) from None
+    return Filter(None)

@@ -179,7 +179,7 @@ class HotPath:
         if tn is None:
             tn = self._type_node(kind, node)
         return (f'{{"frame": {frame}, "time": {ts!r}, {flow[_PROTO_INDEX[proto]]}{tn}, '
-                f'"fields": {fields}, "auth": "unchecked", "error": null}}\n')
+                f'"fields": {fields}, "auth": "unchecked", "error": null, "signatures": null}}\n')
 
     def _type_node(self, kind: Any, node: Any) -> str:
         text = (f'"type": {"null" if kind is None else _jstr(kind)}, '
@@ -265,7 +265,7 @@ class HotPath:
             if tn is None:
                 tn = self._type_node(kind, node)
             append(f'{{"frame": {frame}, "time": {ts!r}, {flow[_PROTO_INDEX[proto]]}{tn}, '
-                   f'"fields": {fields}, "auth": "unchecked", "error": null}}\n')
+                   f'"fields": {fields}, "auth": "unchecked", "error": null, "signatures": null}}\n')
         return out, frame
 
     def frames(self, frames: Iterable[Frame], frame: int) -> tuple[list[Piece], int]:

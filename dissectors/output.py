@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import csv
 import datetime as _dt
+import functools
+import io
 import json
 from collections.abc import Callable, Iterable
 from typing import Any, TextIO
@@ -24,65 +26,86 @@ from hbtools.corosync import describe as describe_corosync
 __all__ = ["CsvWriter", "JsonWriter", "TableWriter", "Writer", "render_stats", "writer_for"]
 
 FORMATS = ("table", "json", "csv")
-_BLOCK = 500
 
 
 class Writer:
-    """Base: collects rows and writes them in blocks."""
+    """Base: collects rows and writes them in blocks.
 
-    def __init__(self, out: TextIO) -> None:
+    ``live`` (input from a pipe, e.g. ``tcpdump -U -w - | hbtool decode -``): every row
+    is written and flushed as soon as it is decoded, so it appears while the capture is
+    still running; from a file, rows go out in blocks, which is what makes them fast.
+    """
+
+    block = 2048
+
+    def __init__(self, out: TextIO, live: bool = False, show_file: bool = False) -> None:
         self.out = out
+        self.live = live
+        #: several captures read: every row says which file it came from
+        self.show_file = show_file
 
     def write(self, records: Iterable[Record]) -> int:
+        """Write every record; rows decoded before a capture error are still printed."""
+        size = 1 if self.live else self.block
+        block: list[Record] = []
+        count = 0
+        try:
+            for record in records:
+                block.append(record)
+                if len(block) >= size:
+                    self._write_block(block)
+                    count += len(block)
+                    block = []
+                    if self.live:
+                        self.out.flush()
+        finally:
+            if block:
+                self._write_block(block)
+                count += len(block)
+        return count
+
+    def _write_block(self, block: list[Record]) -> None:
         raise NotImplementedError
 
-    def close(self) -> None:
+    def close(self, empty_note: bool = True) -> None:
         self.out.flush()
 
 
 class JsonWriter(Writer):
     """One JSON object per line with exactly the published keys."""
 
-    def write(self, records: Iterable[Record]) -> int:
-        out = self.out
-        lines: list[str] = []
-        count = 0
-        try:
-            for record in records:
-                lines.append(escape.json_text(record.to_json()))
-                if len(lines) >= 2048:
-                    out.write("\n".join(lines) + "\n")
-                    count += len(lines)
-                    lines = []
-        finally:
-            # Rows decoded before a capture error are still printed.
-            if lines:
-                out.write("\n".join(lines) + "\n")
-                count += len(lines)
-        return count
+    def _write_block(self, block: list[Record]) -> None:
+        json_text = escape.json_text
+        if self.show_file:
+            lines = [json_text('{"file": ' + json.dumps(r.file) + ", " + r.to_json()[1:])
+                     for r in block]
+        else:
+            lines = [json_text(r.to_json()) for r in block]
+        self.out.write("\n".join(lines) + "\n")
 
 
 class CsvWriter(Writer):
     """The JSON keys as columns; ``fields`` is its JSON text in one cell."""
 
-    def __init__(self, out: TextIO) -> None:
-        super().__init__(out)
+    def __init__(self, out: TextIO, live: bool = False, show_file: bool = False) -> None:
+        super().__init__(out, live, show_file)
         self.csv = csv.writer(out, lineterminator="\n")
-        self.csv.writerow(JSON_KEYS)
+        self.csv.writerow((("file",) if show_file else ()) + JSON_KEYS)
 
-    def write(self, records: Iterable[Record]) -> int:
-        count = 0
-        writerow = self.csv.writerow
-        for record in records:
-            writerow((
-                record.frame, repr(record.time), record.src, record.dst, record.sport,
-                record.dport, record.proto, _cell(record.type), _cell(record.node),
-                escape.json_text(record.fields_json if record.fields_json is not None
-                                 else json.dumps(record.fields or {})),
-                record.auth, _cell(record.error),
-            ))
-            count += 1
-        return count
+    def _write_block(self, block: list[Record]) -> None:
+        rows = [_csv_row(record) for record in block]
+        if self.show_file:
+            rows = [(record.file, *row) for record, row in zip(block, rows, strict=True)]
+        self.csv.writerows(rows)
+
+
+def _csv_row(record: Record) -> tuple[Any, ...]:
+    fields = escape.json_text(record.fields_json if record.fields_json is not None
+                              else json.dumps(record.fields or {}))
+    signatures = "" if record.signatures is None else json.dumps(record.signatures)
+    return (record.frame, repr(record.time), record.src, record.dst, record.sport, record.dport,
+            record.proto, _cell(record.type), _cell(record.node), fields, record.auth,
+            _cell(record.error), signatures)
 
 
 def _cell(value: Any) -> str:
@@ -92,19 +115,76 @@ def _cell(value: Any) -> str:
 
 
 def format_time(epoch: float) -> str:
-    """UTC wall-clock time to the microsecond: captures come from other machines' clocks."""
+    """UTC wall-clock time to the microsecond: captures come from other machines' clocks.
+
+    The seconds part is formatted once per second of capture (strftime was a fifth of
+    the table's time); the microseconds are appended.
+    """
     try:
         moment = _dt.datetime.fromtimestamp(epoch, _dt.UTC)
     except (OverflowError, OSError, ValueError):
         return repr(epoch)
-    return moment.strftime("%Y-%m-%d %H:%M:%S.%f")
+    return _second(moment.replace(microsecond=0)) + f".{moment.microsecond:06d}"
+
+
+@functools.lru_cache(maxsize=256)
+def _second(moment: _dt.datetime) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M:%S")
+
+
+#: ``-t`` as in tshark: a absolute local time, ad with the date, u/ud the same in UTC,
+#: e epoch seconds, r seconds since the first row, d since the previous row.
+TIME_FORMATS = ("ud", "u", "a", "ad", "e", "r", "d")
+_TIME_HEADERS = {"ud": "time (UTC)", "u": "time (UTC)", "a": "time", "ad": "time",
+                 "e": "epoch", "r": "relative", "d": "delta"}
+
+
+class TimeFormat:
+    """Renders row times for one ``-t`` mode; r and d keep the reference time."""
+
+    def __init__(self, mode: str = "ud") -> None:
+        if mode not in TIME_FORMATS:
+            raise ValueError(f"time format {mode!r}: one of {', '.join(TIME_FORMATS)}")
+        self.mode = mode
+        self.header = _TIME_HEADERS[mode]
+        #: after a time in running text: the zone, or what the number counts from
+        self.suffix = {"ud": " UTC", "u": " UTC", "a": "", "ad": ""}.get(mode, f" ({self.header})")
+        self.first: float | None = None
+        self.previous: float | None = None
+
+    def __call__(self, epoch: float) -> str:
+        mode = self.mode
+        if mode == "ud":
+            return format_time(epoch)
+        if mode == "u":
+            return format_time(epoch)[11:]
+        if mode in ("a", "ad"):
+            try:
+                moment = _dt.datetime.fromtimestamp(epoch)
+            except (OverflowError, OSError, ValueError):
+                return repr(epoch)
+            text = moment.strftime("%Y-%m-%d %H:%M:%S.%f")
+            return text if mode == "ad" else text[11:]
+        if mode == "e":
+            return f"{epoch:.6f}"
+        if self.first is None:
+            self.first = epoch
+        base = self.first if mode == "r" else (self.previous if self.previous is not None
+                                               else epoch)
+        self.previous = epoch
+        return f"{epoch - base:.6f}"
 
 
 TABLE_HEADERS = ("frame", "time (UTC)", "source", "destination", "proto", "type", "node",
                  "seq", "status", "auth", "error")
 
+#: Column widths a live table starts with (typical values fit, so rows arriving one by
+#: one stay aligned): frame, time, source, destination, proto, type, node, seq, status.
+LIVE_WIDTHS = (6, 26, 21, 21, 9, 13, 8, 8, 14, 4, 5)
 
-def _table_row(record: Record, show_file: bool) -> list[str]:
+
+def _table_row(record: Record, show_file: bool,
+               time_text: Callable[[float], str] = format_time) -> list[str]:
     fields = record.get_fields() if record.error is None or record.fields else {}
     seq: Any = None
     status: Any = None
@@ -130,7 +210,7 @@ def _table_row(record: Record, show_file: bool) -> list[str]:
     frame = f"{record.file}:{record.frame}" if show_file else str(record.frame)
     return [
         frame,
-        format_time(record.time),
+        time_text(record.time),
         f"{record.src}:{record.sport}",
         f"{record.dst}:{record.dport}",
         record.proto,
@@ -144,61 +224,143 @@ def _table_row(record: Record, show_file: bool) -> list[str]:
 
 
 class TableWriter(Writer):
-    """tabulate's ``simple`` format, block by block, widths kept across blocks."""
+    """Columns as tabulate's ``simple`` format draws them, block by block.
 
-    def __init__(self, out: TextIO, show_file: bool = False) -> None:
-        super().__init__(out)
+    Formatted here with plain string padding (tabulate costs more than the decoding):
+    two spaces between columns, left-aligned, a dashed rule under the header. Widths
+    only grow, carried from block to block, so the columns stay aligned as long as
+    values fit; trailing spaces are stripped as tabulate's output was.
+    """
+
+    block = 500
+
+    def __init__(self, out: TextIO, show_file: bool = False, live: bool = False,
+                 time_format: str = "ud") -> None:
+        super().__init__(out, live)
         self.show_file = show_file
-        self.widths = [len(h) for h in TABLE_HEADERS]
+        self.time = TimeFormat(time_format)
+        self.headers = (TABLE_HEADERS[0], self.time.header, *TABLE_HEADERS[2:])
+        self.widths = [len(h) for h in self.headers]
+        if live:
+            self.widths = [max(w, m) for w, m in zip(self.widths, LIVE_WIDTHS, strict=True)]
         self.started = False
 
-    def write(self, records: Iterable[Record]) -> int:
-        block: list[list[str]] = []
-        count = 0
-        try:
-            for record in records:
-                block.append(_table_row(record, self.show_file))
-                count += 1
-                if len(block) >= _BLOCK:
-                    self._flush(block)
-                    block = []
-        finally:
-            if block:
-                self._flush(block)
-        return count
-
-    def _flush(self, block: list[list[str]]) -> None:
-        # A first row of spaces as wide as every column so far keeps the block aligned
-        # with the ones before; it is dropped from the output.
-        guard = [" " * w for w in self.widths]
-        text = tabulate([guard, *block], headers=TABLE_HEADERS, tablefmt="simple",
-                        disable_numparse=True)
-        lines = text.split("\n")
-        # lines: header, rule, guard, rows...
-        self.widths = [len(part) for part in lines[1].split("  ")]
-        keep = lines[:2] + lines[3:] if not self.started else lines[3:]
-        self.started = True
-        self.out.write("\n".join(line.rstrip() for line in keep) + "\n")
-
-    def close(self) -> None:
+    def _write_block(self, block: list[Record]) -> None:
+        show_file = self.show_file
+        time_text = self.time.__call__ if self.time.mode != "ud" else format_time
+        rows = [_table_row(record, show_file, time_text) for record in block]
+        widths = self.widths
+        for row in rows:
+            for i, cell in enumerate(row):
+                if len(cell) > widths[i]:
+                    widths[i] = len(cell)
+        lines: list[str] = []
         if not self.started:
+            lines.append(_pad(self.headers, widths))
+            lines.append("  ".join("-" * w for w in widths))
+            self.started = True
+        lines.extend(_pad(row, widths) for row in rows)
+        self.out.write("\n".join(lines) + "\n")
+
+    def close(self, empty_note: bool = True) -> None:
+        if not self.started and empty_note:
             self.out.write("(no cluster messages)\n")
         super().close()
 
 
-def writer_for(fmt: str, out: TextIO, show_file: bool = False) -> Writer:
+def _pad(cells: Iterable[str], widths: list[int]) -> str:
+    return "  ".join([cell.ljust(w) for cell, w in zip(cells, widths, strict=True)]).rstrip()
+
+
+def _shown(value: Any) -> str:
+    """A value for the detail view: text escaped as every row is (`hbtools.escape`)."""
+    if isinstance(value, str):
+        return escape.text(value)
+    return escape.text(json.dumps(value))
+
+
+def _tree(value: Any, indent: int, lines: list[str]) -> None:
+    """Nested fields one per line, indented like tshark -V; lists of scalars on one line."""
+    pad = "    " * indent
+    items = value.items() if isinstance(value, dict) else enumerate(value)
+    for key, item in items:
+        name = f"[{key}]" if isinstance(key, int) else _shown(key) if not str(key).isprintable() \
+            else str(key)
+        nested = isinstance(item, dict) or (
+            isinstance(item, list) and any(isinstance(x, dict | list) for x in item))
+        if nested and item:
+            lines.append(f"{pad}{name}:")
+            _tree(item, indent + 1, lines)
+        else:
+            lines.append(f"{pad}{name}: {_shown(item)}")
+
+
+def hexdump(data: bytes, indent: str = "    ") -> list[str]:
+    """tshark -x style: offset, 16 bytes in hex, the printable ASCII beside them."""
+    lines = []
+    for off in range(0, len(data), 16):
+        chunk = data[off:off + 16]
+        hexpart = " ".join(f"{b:02x}" for b in chunk)
+        text = "".join(chr(b) if 0x20 <= b < 0x7F else "." for b in chunk)
+        lines.append(f"{indent}{off:04x}  {hexpart:<47}  {text}")
+    return lines
+
+
+class DetailWriter(Writer):
+    """``-V`` (every field as a tree) and/or ``-x`` (the UDP payload in hex), row by row."""
+
+    block = 64
+
+    def __init__(self, out: TextIO, show_file: bool = False, live: bool = False,
+                 time_format: str = "ud", fields: bool = True, hex_bytes: bool = False) -> None:
+        super().__init__(out, live)
+        self.show_file = show_file
+        self.time = TimeFormat(time_format)
+        self.fields = fields
+        self.hex = hex_bytes
+
+    def _write_block(self, block: list[Record]) -> None:
+        lines: list[str] = []
+        for r in block:
+            where = f" ({r.file})" if self.show_file else ""
+            lines.append(f"Frame {r.frame}{where}: {self.time(r.time)}{self.time.suffix}, "
+                         f"{r.src}:{r.sport} -> {r.dst}:{r.dport}, {r.proto} "
+                         f"{_shown(r.type) if r.type is not None else '-'} node "
+                         f"{_shown(r.node) if r.node is not None else '-'}, auth {r.auth}")
+            if r.error is not None:
+                lines.append(f"    error: {_shown(r.error)}")
+            if self.fields:
+                fields = r.get_fields()
+                if fields:
+                    lines.append("    fields:")
+                    _tree(fields, 2, lines)
+                if r.signatures is not None:
+                    lines.append("    signatures:")
+                    _tree(r.signatures, 2, lines)
+            if self.hex and r.payload is not None:
+                lines.append(f"    UDP payload ({len(r.payload)} bytes):")
+                lines.extend(hexdump(r.payload, "        "))
+            lines.append("")
+        self.out.write("\n".join(lines) + "\n")
+
+
+def writer_for(fmt: str, out: TextIO, show_file: bool = False, live: bool = False,
+               time_format: str = "ud", detail: bool = False, hex_bytes: bool = False) -> Writer:
+    if detail or hex_bytes:
+        return DetailWriter(out, show_file, live, time_format, fields=detail, hex_bytes=hex_bytes)
     if fmt == "json":
-        return JsonWriter(out)
+        return JsonWriter(out, live, show_file)
     if fmt == "csv":
-        return CsvWriter(out)
-    return TableWriter(out, show_file)
+        return CsvWriter(out, live, show_file)
+    return TableWriter(out, show_file, live, time_format)
 
 
 # -- statistics ----------------------------------------------------------------------
 
 
 def _ms(value: float | None) -> str:
-    return "-" if value is None else f"{value * 1000:.1f}"
+    """A value already in milliseconds (the stats' *_ms summaries)."""
+    return "-" if value is None else f"{value:.1f}"
 
 
 def _t(value: float | None) -> str:
@@ -217,33 +379,89 @@ def _over_deadtime(e: dict[str, Any]) -> str:
 #: Heartbeat stats event lists in the order the table shows them: key, label, text.
 _HEARTBEAT_EVENTS: tuple[tuple[str, str, Callable[[dict[str, Any]], str]], ...] = (
     ("status_changes", "status", lambda e: f"{e['old'] or '(first seen)'} -> {e['new']}"),
-    ("generation_changes", "restart", lambda e: f"generation {e['old']:x} -> {e['new']:x}"),
+    ("generation_changes", "restart", lambda e: f"generation {e['old']} -> {e['new']}"),
     ("gaps_over_deadtime", "over deadtime", _over_deadtime),
     ("late_heartbeats", "late", lambda e: f"{e['interval_ms']} ms (warntime {e['warntime_ms']} ms)"),
-    ("seq_gaps", "seq gap", lambda e: f"{e['missing']} missing after seq {e['after']:x}"),
+    ("seq_gaps", "seq gap", lambda e: f"{e['missing']} missing after seq {e['after']}"),
     ("rexmit_requests", "rexmit request",
      lambda e: f"to {e['dest']}: {e['firstseq']}..{e['lastseq']}"),
     ("naks", "nak", lambda e: f"to {e['dest']}: {e['firstseq']} ({e['info']})"),
 )
 
 
+#: The text statistics fit a terminal of this many columns (issue 14).
+STATS_WIDTH = 100
+#: A free-text cell (types, details) wider than this is wrapped.
+_WRAP = 34
+
+
+def fit_table(rows: list[list[Any]], headers: list[str], **kwargs: Any) -> str:
+    """tabulate's table, made to fit STATS_WIDTH columns.
+
+    Long free-text cells are wrapped first; a table still too wide is cut into several
+    with the same first (key) column, so every line fits and nothing is lost.
+    """
+    kwargs.setdefault("tablefmt", "simple")
+    kwargs.setdefault("disable_numparse", True)
+    text = tabulate(rows, headers=headers, **kwargs)
+    if _width(text) <= STATS_WIDTH or not rows:
+        return text
+    widths = [max([len(str(h))] + [len(str(r[i])) for r in rows]) for i, h in enumerate(headers)]
+    wrap = [_WRAP if w > _WRAP else None for w in widths]
+    text = tabulate(rows, headers=headers, maxcolwidths=wrap, **kwargs)
+    if _width(text) <= STATS_WIDTH:
+        return text
+
+    def part(cols: list[int]) -> str:
+        return tabulate([[r[i] for i in cols] for r in rows], headers=[headers[i] for i in cols],
+                        maxcolwidths=[wrap[i] for i in cols], **kwargs)
+
+    parts: list[str] = []
+    cols = [0]
+    for i in range(1, len(headers)):
+        if len(cols) > 1 and _width(part([*cols, i])) > STATS_WIDTH:
+            parts.append(part(cols))
+            cols = [0]
+        cols.append(i)
+    parts.append(part(cols))
+    return "\n\n".join(parts)
+
+
+def _width(text: str) -> int:
+    return max((len(line) for line in text.splitlines()), default=0)
+
+
+def csv_table(rows: list[list[Any]], headers: list[str], **_kwargs: Any) -> str:
+    """The same table as CSV (``--stats -f csv``): one header line, one line per row."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(headers)
+    writer.writerows(rows)
+    return buf.getvalue().rstrip("\n")
+
+
 def render_stats(summary: dict[str, Any], fmt: str) -> str:
-    """The statistics as text tables, or as one JSON line ``{"stats": ...}``."""
+    """The statistics as text tables (100 columns), CSV tables, or one JSON line.
+
+    JSON carries the same units as the tables: intervals and rotations in ms
+    (``*_ms``), times as epoch seconds.
+    """
     if fmt == "json":
         return escape.json_text(json.dumps({"stats": summary})) + "\n"
     summary = escape.deep(summary)  # node names, types and event details are wire text
+    table = csv_table if fmt == "csv" else fit_table
     parts: list[str] = []
     parts.append(
         f"{summary['records']} cluster messages "
         f"({', '.join(f'{k} {v}' for k, v in summary['by_proto'].items()) or 'none'}), "
-        f"{sum(summary['errors'].values())} malformed; "
+        f"{sum(summary['errors'].values())} malformed;\n"
         f"from {_t(summary['first'])} to {_t(summary['last'])} UTC"
     )
     hb = summary["heartbeat"]["nodes"]
     if hb:
         rows = []
         for n in hb:
-            iv = n["heartbeat_interval"]
+            iv = n["heartbeat_interval_ms"]
             rows.append([
                 n["node"], n["messages"], n["deadtime_ms"] if n["deadtime_ms"] is not None else "-",
                 iv["count"], _ms(iv["min"]), _ms(iv["median"]), _ms(iv["p99"]), _ms(iv["max"]),
@@ -252,14 +470,14 @@ def render_stats(summary: dict[str, Any], fmt: str) -> str:
                 n["rexmit_requests"]["count"], n["naks"]["count"],
                 n["generation_changes"]["count"], n["auth_failures"], n["errors"],
             ])
-        parts.append("\nHeartbeat nodes (intervals between status messages, ms)\n" + tabulate(
+        parts.append("\nHeartbeat nodes (intervals between status messages, ms)\n" + table(
             rows,
             headers=["node", "msgs", "deadtime", "beats", "min", "median", "p99", "max",
                      "late", ">deadtime", "seq gaps (still missing)", "late seqs", "repeats", "rexmit req",
                      "naks", "restarts", "auth bad", "errors"],
             tablefmt="simple", disable_numparse=True))
         type_rows = [[n["node"], _types(n["by_type"])] for n in hb]
-        parts.append("\nHeartbeat messages by type\n" + tabulate(
+        parts.append("\nHeartbeat messages by type\n" + table(
             type_rows, headers=["node", "types"], tablefmt="simple"))
         events = []
         for n in hb:
@@ -268,14 +486,14 @@ def render_stats(summary: dict[str, Any], fmt: str) -> str:
                     events.append([_t(e["time"]), n["node"], label, describe(e)])
         if events:
             events.sort(key=lambda row: row[0])
-            parts.append("\nHeartbeat events\n" + tabulate(
+            parts.append("\nHeartbeat events\n" + table(
                 events, headers=["time (UTC)", "node", "event", "detail"], tablefmt="simple",
                 disable_numparse=True))
     totem = summary["totem"]
     if totem["rings"]:
         rows = []
         for r in totem["rings"]:
-            rot = r["token_rotation"]
+            rot = r["token_rotation_ms"]
             rows.append([
                 r["ring"], _t(r["first"]), _t(r["last"]), r["messages"],
                 " ".join(str(m) for m in r["members"]) if r["members"] is not None else "?",
@@ -283,7 +501,7 @@ def render_stats(summary: dict[str, Any], fmt: str) -> str:
                 _ms(rot["max"]), r["token_repeats"],
                 f"{r['rtr_list_entries']} (max {r['rtr_list_max']})",
             ])
-        parts.append("\nTotem rings (token rotation, ms)\n" + tabulate(
+        parts.append("\nTotem rings (token rotation, ms)\n" + table(
             rows,
             headers=["ring", "first seen", "last seen", "msgs", "members", "rotations", "min",
                      "median", "p99", "max", "token repeats", "rtr entries"],
@@ -293,7 +511,7 @@ def render_stats(summary: dict[str, Any], fmt: str) -> str:
                  _types(n["knet_by_type"]) or "-", " ".join(n["rings"]), n["memb_joins"],
                  n["errors"]]
                 for n in totem["nodes"]]
-        parts.append("\nTotem nodes\n" + tabulate(
+        parts.append("\nTotem nodes\n" + table(
             rows, headers=["node", "msgs", "addresses", "totem types", "knet types", "rings",
                            "joins", "errors"], tablefmt="simple", disable_numparse=True))
     if summary.get("corosync"):

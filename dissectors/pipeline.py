@@ -10,6 +10,8 @@ statistics' bounded structures, so memory does not grow with the capture.
 from __future__ import annotations
 
 import os
+import stat
+import struct
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -22,7 +24,8 @@ from dissectors.filters import Filter
 from dissectors.layers import UdpLayers
 from dissectors.records import Record
 
-__all__ = ["Options", "decode_stream", "open_input"]
+__all__ = ["Options", "PcapWriter", "RowBudget", "decode_stream", "is_live", "limited", "open_input",
+           "tee_pcap"]
 
 #: Frames between two progress updates: rare enough to cost nothing.
 PROGRESS_EVERY = 8192
@@ -56,6 +59,19 @@ def open_input(path: str) -> tuple[BinaryIO, str, int | None]:
     except OSError:
         size = None
     return stream, path, size
+
+
+def is_live(path: str) -> bool:
+    """True when the input is a pipe, FIFO or terminal rather than a regular file.
+
+    Live input is decoded row by row and each row flushed as it comes (``tcpdump -U -w -
+    | hbtool decode -``); a regular file, even on stdin, takes the block-wise fast paths.
+    """
+    try:
+        mode = os.fstat(sys.stdin.fileno()).st_mode if path == "-" else os.stat(path).st_mode
+    except (OSError, ValueError):
+        return False
+    return not stat.S_ISREG(mode) and not stat.S_ISDIR(mode)
 
 
 def decode_stream(
@@ -93,7 +109,8 @@ def decode_stream(
             proto = detect(sport, dport, payload)
             if proto is None:
                 continue
-            record = Record(frame, ts, src, dst, sport, dport, proto, file=name)
+            record = Record(frame, ts, src, dst, sport, dport, proto, file=name, raw=data,
+                            linktype=linktype, payload=payload)
             if error is not None:
                 record.error = error
                 record.fields = {}
@@ -131,6 +148,83 @@ def _incomplete(layers: UdpLayers, detect: Detector, name: str) -> Iterator[Reco
                         file=name)
         record.error = f"incomplete IP datagram: {reason} ({got} received)"
         record.fields = {}
+        yield record
+
+
+@dataclass
+class RowBudget:
+    """``-c N`` across several captures: how many rows may still be shown (None: any)."""
+
+    left: int | None = None
+
+    @property
+    def spent(self) -> bool:
+        return self.left is not None and self.left <= 0
+
+
+def limited(records: Iterable[Record], budget: RowBudget) -> Iterator[Record]:
+    """Rows until the budget is spent (tshark's ``-c``), then stop reading at once, so a
+    live pipe is left without waiting for one more packet."""
+    if budget.left is None:
+        yield from records
+        return
+    if budget.left <= 0:
+        return
+    for record in records:
+        budget.left -= 1
+        yield record
+        if budget.left <= 0:
+            return
+
+
+class PcapWriter:
+    """``-w FILE``: the matched packets as a pcap (microseconds, the first row's link type).
+
+    Created with O_EXCL|O_NOFOLLOW unless it already is a regular file we may replace:
+    root must not follow a planted link. Rows of another link type are counted, not written.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.linktype: int | None = None
+        self.skipped = 0
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
+        try:
+            fd = os.open(path, flags, 0o600)
+        except OSError as exc:
+            raise CaptureError(path, f"cannot write: {exc.strerror}") from None
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise CaptureError(path, "cannot write: not a regular file")
+        self.out = os.fdopen(fd, "wb")
+
+    def write(self, record: Record) -> None:
+        if record.raw is None:
+            return
+        if self.linktype is None:
+            self.linktype = record.linktype
+            self.out.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144,
+                                       record.linktype))
+        if record.linktype != self.linktype:
+            self.skipped += 1
+            return
+        sec = int(record.time)
+        usec = min(999_999, round((record.time - sec) * 1e6))
+        self.out.write(struct.pack("<IIII", sec, usec, len(record.raw), len(record.raw)))
+        self.out.write(record.raw)
+
+    def close(self) -> None:
+        if self.linktype is None:  # no packet: still a valid (empty) capture
+            self.out.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, 1))
+        self.out.close()
+
+
+def tee_pcap(records: Iterable[Record], writer: PcapWriter | None) -> Iterator[Record]:
+    if writer is None:
+        yield from records
+        return
+    for record in records:
+        writer.write(record)
         yield record
 
 

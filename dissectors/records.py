@@ -2,7 +2,8 @@
 
 The JSON keys are a published interface (issue 4): ``frame``, ``time``, ``src``,
 ``dst``, ``sport``, ``dport``, ``proto``, ``type``, ``node``, ``fields``, ``auth``,
-``error``, and nothing else, so scripts can rely on them. The record also keeps what
+``error``, and ``signatures`` (issue 14: each Heartbeat signature's own result beside
+the receiver's verdict in ``auth``), and nothing else, so scripts can rely on them. The record also keeps what
 the statistics and the fast JSON writer need, outside those keys.
 """
 
@@ -21,7 +22,7 @@ AUTH_UNCHECKED = "unchecked"
 
 JSON_KEYS = (
     "frame", "time", "src", "dst", "sport", "dport", "proto", "type", "node", "fields",
-    "auth", "error",
+    "auth", "error", "signatures",
 )
 
 _jstr = encode_basestring_ascii
@@ -46,10 +47,21 @@ class Record:
     type: str | None = None
     node: str | int | None = None
     fields: dict[str, Any] | None = None
+    #: What a real 3.0.6 receiver does with the message: ``ok`` it accepts it, ``bad`` it
+    #: drops it (``signatures.why`` says why), ``unchecked`` no keys were given.
     auth: str = AUTH_UNCHECKED
     error: str | None = None
+    #: Each signature's own result (``trailer``, ``body``, ``inner``: ok/bad/absent),
+    #: which one the receiver checks and why it drops the message; None when unchecked.
+    signatures: dict[str, Any] | None = None
     fields_json: str | None = field(default=None, repr=False, compare=False)
     file: str = field(default="", repr=False, compare=False)
+    #: The captured frame, its link type and the UDP payload, for ``-w`` (pcap of the
+    #: matched packets) and ``-x`` (hex); not part of the JSON. For a datagram rebuilt
+    #: from IP fragments the frame is the last fragment's.
+    raw: bytes | None = field(default=None, repr=False, compare=False)
+    linktype: int = field(default=1, repr=False, compare=False)
+    payload: bytes | None = field(default=None, repr=False, compare=False)
 
     def get_fields(self) -> dict[str, Any]:
         """The decoded fields as a dict, parsing the cached JSON text if needed."""
@@ -71,6 +83,7 @@ class Record:
             "fields": self.get_fields(),
             "auth": self.auth,
             "error": self.error,
+            "signatures": self.signatures,
         }
 
     def to_json(self) -> str:
@@ -96,5 +109,6 @@ class Record:
             f'"proto": {_jstr(self.proto)}, '
             f'"type": {"null" if self.type is None else _jstr(self.type)}, '
             f'"node": {node_json}, "fields": {fields_json}, "auth": {_jstr(self.auth)}, '
-            f'"error": {"null" if self.error is None else _jstr(self.error)}}}'
+            f'"error": {"null" if self.error is None else _jstr(self.error)}, '
+            f'"signatures": {"null" if self.signatures is None else json.dumps(self.signatures)}}}'
         )

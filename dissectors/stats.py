@@ -61,6 +61,14 @@ class Histogram:
                 return bucket / _RESOLUTION
         return self.max
 
+    def summary_ms(self) -> dict[str, Any]:
+        """`summary` in milliseconds, the unit the text tables print (one unit per number)."""
+        out = self.summary()
+        for key in ("min", "median", "p99", "max"):
+            if out[key] is not None:
+                out[key] = round(out[key] * 1000, 3)
+        return out
+
     def summary(self) -> dict[str, Any]:
         if not self.count:
             return {"count": 0, "min": None, "median": None, "p99": None, "max": None}
@@ -235,7 +243,7 @@ class HeartbeatNode:
             "by_type": dict(self.by_type.most_common()),
             "addresses": sorted(self.addresses),
             "deadtime_ms": self.deadtime_ms,
-            "heartbeat_interval": self.intervals.summary(),
+            "heartbeat_interval_ms": self.intervals.summary_ms(),
             "late_heartbeats": self.late.to_dict(),
             "gaps_over_deadtime": self.over_deadtime.to_dict(),
             "seq_gaps": self.seq_gaps.to_dict(),
@@ -334,7 +342,7 @@ class TotemRing:
             "by_type": dict(self.by_type.most_common()),
             "members": self.members,
             "formed": self.formed,
-            "token_rotation": self.rotation.summary(),
+            "token_rotation_ms": self.rotation.summary_ms(),
             "token_repeats": self.token_repeats,
             "rtr_list_entries": self.rtr_entries,
             "rtr_list_max": self.rtr_max,

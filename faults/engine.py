@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import heapq
-import ipaddress
 import random
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -23,8 +22,6 @@ from typing import Any, Protocol
 
 from faults import packet as ipv4
 from faults.rules import (
-    COROSYNC_REWRITE_PREFIXES,
-    Condition,
     Corrupt,
     Delay,
     Drop,
@@ -36,7 +33,7 @@ from faults.rules import (
     Rule,
     RuleError,
 )
-from hbtools import heartbeat, knet, totem
+from hbtools import heartbeat, knet, match, totem
 from hbtools.fields import spec_for
 from hbtools.recognition import AUTO, DEFAULT_PORTS, HEARTBEAT, KNET, TOTEM, Detector
 
@@ -120,15 +117,14 @@ class PacketView:
     `hbtools.recognition` (the cluster ports first, then the codecs' own recognisers), so
     ``proto=knet`` matches a knet packet on any port decode calls knet. A payload that is
     recognised but does not decode keeps its protocol (decode shows it as a malformed row
-    of that protocol); its `heartbeat`/`totem`/`knet` are then None. With Corosync keys an
-    encrypted knet packet is opened, so rules see (and rewrites change) its cleartext.
+    of that protocol); its `heartbeat`/`totem`/`knet` are then None.
     """
 
     __slots__ = ("dgram", "direction", "detector", "_proto", "_hb", "_totem", "_knet",
-                 "corosync_keys", "opened", "_summary")
+                 "_hb_fields")
 
     def __init__(self, dgram: ipv4.Datagram, direction: str,
-                 detector: Detector = DEFAULT_DETECTOR, corosync_keys: Any = None) -> None:
+                 detector: Detector = DEFAULT_DETECTOR) -> None:
         self.dgram = dgram
         self.direction = direction
         self.detector = detector
@@ -136,11 +132,49 @@ class PacketView:
         self._hb: heartbeat.Message | None = None
         self._totem: totem.Message | None = None
         self._knet: knet.Packet | None = None
-        #: `hbtools.knetcrypto.KeyRing`: encrypted knet is opened to match and rewrite.
-        self.corosync_keys = corosync_keys
-        #: How an encrypted packet was opened (key, suite), to re-encrypt a rewrite.
-        self.opened: Any = None
-        self._summary: dict[str, list[Any]] | None = None
+        self._hb_fields: dict[str, Any] | None = None
+
+    def values(self, key: str) -> list[Any]:
+        """Candidate values for a match name (`hbtools.match`), as decode shows them."""
+        d = self.dgram
+        if key == "dir":
+            return [self.direction]
+        if key == "proto":
+            return [self.proto, "totem"] if self.proto == "knet" and self.totem is not None \
+                else [self.proto]
+        if key == "type":
+            found = [self.type_name]
+            if self.knet is not None and self.totem is not None:
+                found.append(str(self.totem.type_name))
+            return found
+        if key in ("ip.src", "ip.dst", "ip"):
+            return {"ip.src": [d.src], "ip.dst": [d.dst], "ip": [d.src, d.dst]}[key]
+        if key == "port":
+            return [d.sport, d.dport]
+        if key in ("sport", "dport"):
+            return [getattr(d, key)]
+        if key == "node":
+            if self.heartbeat is not None:
+                return [self.heartbeat.src]
+            if self.knet is not None:
+                return [] if self.knet.encrypted else [int(self.knet.node)]
+            return [int(self.totem.nodeid)] if self.totem is not None else []
+        if key.startswith("totem."):
+            return match.field_values(self.totem.to_dict(), key[6:]) if self.totem is not None \
+                else []
+        if key.startswith("knet."):
+            return match.field_values(self.knet.to_dict(), key[5:]) if self.knet is not None \
+                else []
+        path = key[6:] if key.startswith("field.") else key
+        if self.heartbeat is not None:
+            if self._hb_fields is None:
+                self._hb_fields = self.heartbeat.to_json_fields()
+            return match.field_values(self._hb_fields, path)
+        found: list[Any] = []
+        for inner in (self.knet, self.totem):
+            if inner is not None:
+                found += match.field_values(inner.to_dict(), path)
+        return found
 
     @property
     def payload(self) -> bytes:
@@ -168,10 +202,6 @@ class PacketView:
         elif proto == KNET:
             with contextlib.suppress(knet.DecodeError):
                 self._knet = knet.decode(data)
-                if self._knet.encrypted and self.corosync_keys is not None:
-                    self.opened = self.corosync_keys.open(data)
-                    if self.opened is not None:
-                        self._knet = knet.decode(self.opened.plain, crypto=False)
                 self._totem = self._knet.totem
         return proto or "udp"
 
@@ -186,18 +216,6 @@ class PacketView:
     @property
     def knet(self) -> knet.Packet | None:
         return self._knet if self.proto == KNET else None
-
-    @property
-    def corosync(self) -> dict[str, list[Any]]:
-        """The ``corosync.*`` summary of an mcast (messages whole in this packet only)."""
-        if self._summary is None:
-            self._summary = {}
-            msg = self.totem
-            if msg is not None and msg.type_name == "mcast":
-                from hbtools import corosync
-
-                self._summary = corosync.summary(corosync.Stack().mcast(msg))
-        return self._summary
 
     @property
     def type_name(self) -> str | None:
@@ -215,60 +233,14 @@ class PacketView:
 Predicate = Callable[[PacketView], bool]
 
 
-def _field_text(value: object) -> str:
-    if isinstance(value, bytes):
-        return value.hex()
-    return str(value)
-
-
-def compile_condition(cond: Condition, nodes: Mapping[str, str]) -> Predicate:
-    """A predicate for one match term; node names in from/to become their addresses."""
-    values = cond.values
-    key = cond.key
-    test: Predicate
-    if key == "dir":
-        test = lambda v: v.direction in values  # noqa: E731
-    elif key in ("from", "to"):
-        nets = [ipaddress.IPv4Network(nodes.get(x, x), strict=False) for x in values]
-        attr = "src" if key == "from" else "dst"
-
-        def test(v: PacketView) -> bool:
-            addr = ipaddress.IPv4Address(getattr(v.dgram, attr))
-            return any(addr in n for n in nets)
-    elif key in ("sport", "dport", "port"):
-        ports = {int(x, 0) for x in values}
-        if key == "port":
-            test = lambda v: v.dgram.sport in ports or v.dgram.dport in ports  # noqa: E731
-        else:
-            test = lambda v: getattr(v.dgram, key) in ports  # noqa: E731
-    elif key == "proto":
-        test = lambda v: v.proto in values  # noqa: E731
-    elif key == "type":
-        test = lambda v: v.type_name in values  # noqa: E731
-    elif key == "totem.type":
-        test = lambda v: v.totem is not None and v.totem.type_name in values  # noqa: E731
-    elif key == "totem.nodeid":
-        ids = {int(x, 0) for x in values}
-        test = lambda v: v.totem is not None and v.totem.nodeid in ids  # noqa: E731
-    elif key == "knet.type":
-        test = lambda v: v.knet is not None and v.knet.type_name in values  # noqa: E731
-    elif key == "knet.node":
-        ids = {int(x, 0) for x in values}
-        test = lambda v: (v.knet is not None and not v.knet.encrypted  # noqa: E731
-                          and v.knet.node in ids)
-    elif key.startswith("corosync."):
-        name = key[len("corosync."):]
-        test = lambda v: any(str(x) in values for x in v.corosync.get(name, ()))  # noqa: E731
-    else:
-        def test(v: PacketView) -> bool:
-            msg = v.heartbeat
-            if msg is None or key not in msg:
-                return False
-            return _field_text(msg[key]) in values
-
-    if cond.negate:
-        return lambda v: not test(v)
-    return test
+def compile_match(rule: Rule, nodes: Mapping[str, str]) -> Predicate:
+    """The rule's match (`hbtools.match`, shared with decode --filter) as one predicate;
+    node names in ``ip.src``/``ip.dst`` (``from``/``to``) become their addresses."""
+    try:
+        test = match.compile_expr(rule.match.expr, nodes)
+    except match.MatchError as exc:
+        raise RuleError(f"{rule.text!r}: {exc}") from None
+    return test  # type: ignore[return-value]
 
 
 # ----------------------------------------------------------------------------- held packets
@@ -311,12 +283,10 @@ class Engine:
         local_addresses: Iterable[str] = (),
         start: float = 0.0,
         ports: Iterable[int | tuple[int, str]] = (),
-        corosync_keys: Any = None,
     ) -> None:
         self.rules = list(rules)
         #: How a queued payload's protocol is told: the same rules as `hbtool decode`.
         self.detector = detector_for(ports)
-        self.corosync_keys = corosync_keys
         self.nodes = dict(nodes or {})
         self.keys = keys
         self.start = start
@@ -331,22 +301,12 @@ class Engine:
         # One generator per rule, so adding a rule does not change another rule's draws.
         self._rngs = [random.Random(f"{base}:{i}") if base is not None else random.Random()
                       for i in range(len(self.rules))]
-        self._predicates: list[list[Predicate]] = []
+        self._predicates: list[Predicate] = []
         for rule in self.rules:
-            for cond in rule.match.conditions:
-                if cond.key in ("from", "to"):
-                    for x in cond.values:
-                        try:
-                            ipaddress.IPv4Network(self.nodes.get(x, x), strict=False)
-                        except ValueError:
-                            raise RuleError(f"{rule.text!r}: {cond.key}={x} is neither an IPv4 "
-                                            "address/network nor a declared node") from None
-            if isinstance(rule.action, Rewrite) and rule.action.sign == "resign" and keys is None \
-                    and not _corosync_rewrite(rule.action):
+            if isinstance(rule.action, Rewrite) and rule.action.sign == "resign" and keys is None:
                 raise RuleError(f"{rule.text!r}: sign=resign needs --authkeys "
                                 "(or say sign=stale to keep the old signature)")
-            self._predicates.append([compile_condition(c, self.nodes)
-                                     for c in rule.match.conditions])
+            self._predicates.append(compile_match(rule, self.nodes))
         self._tokens: dict[int, tuple[float, float]] = {}
         self._held: list[_Held] = []
         self._windows: dict[int, _Window] = {}
@@ -362,7 +322,7 @@ class Engine:
         except ipv4.PacketError:
             self.passed += 1
             return [Verdict(packet_id, True)]
-        view = PacketView(dgram, direction, self.detector, self.corosync_keys)
+        view = PacketView(dgram, direction, self.detector)
         elapsed = now - self.start
         delay = 0.0
         copies = 0
@@ -373,13 +333,12 @@ class Engine:
                 continue
             stats = self.stats[index]
             stats.seen += 1
-            if not all(pred(view) for pred in self._predicates[index]):
+            if not self._predicates[index](view):
                 continue
             action = rule.action
             if isinstance(action, Partition) and not self._cut(action, view):
                 continue
-            if isinstance(action, Rewrite) and view.heartbeat is None \
-                    and not (_corosync_rewrite(action) and view.totem is not None):
+            if isinstance(action, Rewrite) and view.heartbeat is None:
                 continue
             stats.matched += 1
             rng = self._rngs[index]
@@ -517,8 +476,6 @@ class Engine:
         return out
 
     def _rewrite(self, view: PacketView, action: Rewrite) -> bytes | None:
-        if _corosync_rewrite(action):
-            return _rewrite_corosync(view, action)
         msg = view.heartbeat
         if msg is None or "_compressed_payload" in msg:
             return None
@@ -561,50 +518,7 @@ class Engine:
 def _reframe(view: PacketView, payload: bytes) -> PacketView:
     """A view of the same datagram with a new payload (lengths and checksums fixed)."""
     raw = ipv4.with_payload(view.dgram, payload)
-    return PacketView(ipv4.parse(raw), view.direction, view.detector, view.corosync_keys)
-
-
-def _corosync_rewrite(action: Rewrite) -> bool:
-    return bool(action.assignments) and all(
-        a.name.startswith(COROSYNC_REWRITE_PREFIXES) for a in action.assignments)
-
-
-def _rewrite_corosync(view: PacketView, action: Rewrite) -> bytes | None:
-    """Set Totem / knet fields, re-encode, and re-encrypt with the key that opened it.
-
-    An encrypted packet no key opened is left alone (nothing to rewrite in ciphertext).
-    """
-    from hbtools import knetcrypto
-
-    msg, packet = view.totem, view.knet
-    if msg is None or (packet is not None and packet.encrypted):
-        return None
-    totem_changes: dict[str, Any] = {}
-    knet_changes: dict[str, Any] = {}
-    for a in action.assignments:
-        prefix, _, name = a.name.partition(".")
-        target: Any = msg if prefix == "totem" else packet
-        changes = totem_changes if prefix == "totem" else knet_changes
-        if target is None or name not in [f.name for f in target.layout.stored]:
-            return None
-        current = getattr(target, name)
-        if not isinstance(current, int):
-            return None
-        value = current + a.relative if a.relative is not None else int(a.value, 0)
-        changes[name] = value & 0xFFFFFFFF if prefix == "totem" else value & 0xFFFF
-    try:
-        new_msg = msg.replace(**totem_changes) if totem_changes else msg
-        if packet is None:
-            return totem.encode(new_msg)
-        if totem_changes:
-            knet_changes["userdata"] = totem.encode(new_msg)
-            knet_changes["compress"] = 0  # sent uncompressed: knet takes that too
-        plain = knet.encode(packet.replace(**knet_changes))
-    except (ValueError, TypeError, OverflowError):
-        return None
-    if view.opened is not None:
-        return knetcrypto.seal(plain, view.opened.key, view.opened.suite)
-    return plain
+    return PacketView(ipv4.parse(raw), view.direction, view.detector)
 
 
 def _corrupt(payload: bytes, action: Corrupt, rng: random.Random) -> bytes:

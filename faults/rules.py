@@ -5,6 +5,7 @@
 Examples::
 
     drop type=NS_ackmsg p=0.5
+    drop all in                    (every packet: a bare `drop` is refused)
     delay 200ms jitter=50ms dist=normal out src=node1 t=status
     duplicate 2 out
     reorder window=4 timeout=300ms
@@ -15,15 +16,11 @@ Examples::
     partition node1<>node2         (two way)
     isolate node2 | halves | bridge node2     (Jepsen's presets over the --node list)
 
-A match is a conjunction of ``key=v1,v2`` (any of the values) and ``key!=v`` terms, plus the
-bare words ``in``/``out`` for the direction. Keys: ``dir``, ``from``/``to`` (source and
-destination IPv4 address, network or node name), ``sport``, ``dport``, ``port``, ``proto``
-(heartbeat, totem, knet, udp), ``type`` (the message type in whichever protocol: Heartbeat
-``t``, Totem or knet type name), ``totem.type``, ``totem.nodeid``, ``knet.type``,
-``knet.node``, and every Heartbeat field of `hbtools.fields.FIELDS` by its wire name
-(``t``, ``src``, ``st``, ``dest``, ``seq``…, compared as the text on the wire);
-``field.NAME`` reaches a field the table does not know. An unknown key is an error, so a
-typo cannot silently turn a rule into "match everything".
+The match part is an expression of `hbtools.match`, the language ``hbtool decode --filter``
+uses too (same parser, same names, values compared as decode shows them: numbers in
+decimal; ``key=a,b``, ``key!=v``, ``seq>10``, ``and``/``or``/``not``, the bare words
+``in``/``out`` for the direction). An unknown name is an error, so a typo cannot silently
+turn a rule into "match everything".
 
 Pure: parsing builds frozen objects, nothing here reads a clock or touches the network.
 """
@@ -38,8 +35,9 @@ import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from hbtools.corosync import SUMMARY_KEYS
+from hbtools import match
 from hbtools.fields import FIELDS
+from hbtools.match import Condition
 
 DIRECTIONS = ("in", "out")
 PROTOCOLS = ("heartbeat", "totem", "knet", "udp")
@@ -53,12 +51,7 @@ _RADIX = {"hex": 16, "decimal": 10}
 MATCH_KEYS = (
     "dir", "from", "to", "sport", "dport", "port", "proto", "type",
     "totem.type", "totem.nodeid", "knet.type", "knet.node",
-    # what an mcast carries (hbtools.corosync): corosync.cpg_group=crmd, corosync.pcmk_op=…
-    *(f"corosync.{key}" for key in SUMMARY_KEYS),
 )
-#: Rewrite targets on Corosync packets: a Totem field (totem.seq:=+5) or a knet header
-#: field (knet.seq_num:=1); an encrypted packet is re-encrypted with its own key.
-COROSYNC_REWRITE_PREFIXES = ("totem.", "knet.")
 
 
 class RuleError(ValueError):
@@ -84,10 +77,16 @@ _UNITS = {"us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, None: 1.0}
 
 
 def parse_duration(text: str, what: str = "duration") -> float:
-    """Seconds from ``200ms``, ``1.5s``, ``500us``, ``2m`` or a bare number of seconds."""
+    """Seconds from ``200ms``, ``1.5s``, ``500us``, ``2m``; a bare number only when it is 0.
+
+    ``delay 300`` read as seconds holds a cluster's traffic for five minutes, and as
+    milliseconds it would be a different rule: the unit must be written (issue 14).
+    """
     m = _DURATION.match(text.strip())
     if not m:
         raise RuleError(f"bad {what} {text!r} (write e.g. 200ms, 1.5s, 500us, 2m)")
+    if m.group(2) is None and float(m.group(1)) != 0:
+        raise RuleError(f"{what} {text!r} needs a unit: {text}ms or {text}s (also us, m)")
     return float(m.group(1)) * _UNITS[m.group(2)]
 
 
@@ -133,27 +132,27 @@ def _parse_rate(text: str) -> float:
 
 
 @dataclass(frozen=True)
-class Condition:
-    """One term of a match: ``key`` has (or, negated, has not) one of ``values``."""
-
-    key: str
-    values: tuple[str, ...]
-    negate: bool = False
-
-    def __str__(self) -> str:
-        return f"{self.key}{'!=' if self.negate else '='}{','.join(self.values)}"
-
-
-@dataclass(frozen=True)
 class Match:
-    conditions: tuple[Condition, ...] = ()
+    """The match part of a rule: an expression of `hbtools.match` (None: every packet)."""
+
+    expr: match.Expr | None = None
+
+    @property
+    def conditions(self) -> tuple[Condition, ...]:
+        """Every term, wherever it stands in the expression."""
+        return tuple(match.conditions(self.expr))
 
     @property
     def directions(self) -> tuple[str, ...]:
-        """The hooks this match can fire on (both unless a ``dir`` term narrows it)."""
+        """The hooks this match can fire on (both unless a top-level ``dir`` term narrows it).
+
+        A ``dir`` term under ``or``/``not`` does not narrow the hooks: the expression
+        itself still tests the direction of every packet.
+        """
         allowed = set(DIRECTIONS)
-        for c in self.conditions:
-            if c.key == "dir":
+        top = self.expr.items if isinstance(self.expr, match.And) else (self.expr,)
+        for c in top:
+            if isinstance(c, Condition) and c.key == "dir":
                 allowed = allowed - set(c.values) if c.negate else allowed & set(c.values)
         return tuple(d for d in DIRECTIONS if d in allowed)
 
@@ -161,7 +160,7 @@ class Match:
         return {c.key for c in self.conditions}
 
     def __str__(self) -> str:
-        return " ".join(str(c) for c in self.conditions)
+        return "" if self.expr is None else str(self.expr)
 
 
 # ----------------------------------------------------------------------------- actions
@@ -307,42 +306,67 @@ def parse_rule(text: str, *, nodes: Sequence[str] = (), label: str = "") -> Rule
     options: dict[str, str] = {}
     assignments: list[Assignment] = []
     positional: list[str] = []
-    conditions: list[Condition] = []
+    match_words: list[str] = []
     probability = 1.0
     for word in words[1:]:
-        if word in DIRECTIONS:
-            conditions.append(Condition("dir", (word,)))
-            continue
         if ":=" in word:
             if verb != "rewrite":
                 raise RuleError(f"{word!r}: an assignment NAME:=VALUE belongs to a rewrite rule")
             assignments.append(_parse_assignment(word))
             continue
-        m = re.match(r"^([A-Za-z_][\w.\-]*)(!=|=)(.*)$", word)
-        if not m:
-            if conditions or options:
+        key, eq, value = word.partition("=")
+        if eq and key == "p":
+            probability = _parse_probability(value)
+        elif eq and key in _ACTION_OPTIONS[verb]:
+            options[key] = value
+        elif verb in _PRESETS and not match_words and "=" not in word and word not in DIRECTIONS:
+            positional.append(word)  # partition n1>n2: nodes, not a comparison
+        elif word in DIRECTIONS or _is_match_word(word):
+            match_words.append(word)
+        else:
+            if match_words or options:
                 raise RuleError(f"{word!r}: expected KEY=VALUE after the options")
             positional.append(word)
-            continue
-        key, op, value = m.group(1), m.group(2), m.group(3)
-        if key == "p" and op == "=":
-            probability = _parse_probability(value)
-        elif key in _ACTION_OPTIONS[verb] and op == "=":
-            options[key] = value
-        else:
-            conditions.append(_parse_condition(key, op, value))
+    try:
+        expr = match.parse_words(match_words, match.FAULT)
+        match.compile_expr(expr, _ANY_NODE)  # every value checked now, not at the first packet
+    except match.MatchError as exc:
+        raise RuleError(f"rule {text!r}: {exc}") from None
     action = _build_action(verb, positional, options, assignments, nodes)
-    match = Match(tuple(conditions))
+    matched = Match(expr)
     if isinstance(action, Duplicate):
-        dirs = match.directions
+        dirs = matched.directions
         if "out" not in dirs:
             raise RuleError("duplicate works on outgoing packets only: NFQUEUE cannot clone a "
                             "received packet (run the proxy on the sender, with `out`)")
         if "in" in dirs:
-            match = Match((*match.conditions, Condition("dir", ("out",))))
-    if not match.directions:
+            out_only = Condition("dir", ("out",))
+            matched = Match(out_only if expr is None else match.And((expr, out_only)))
+    if not matched.directions:
         raise RuleError(f"rule {text!r} can never match: its dir terms exclude both in and out")
-    return Rule(text.strip(), action, match, probability, label=label)
+    if isinstance(action, Drop) and "all" not in positional and not any(
+            c.key != "dir" for c in matched.conditions):
+        raise RuleError(f"rule {text!r} drops every cluster packet"
+                        f"{'' if expr is not None else ' both ways'}: give a match "
+                        "(e.g. drop type=NS_ackmsg) or write `drop all` if that is meant")
+    return Rule(text.strip(), action, matched, probability, label=label)
+
+
+class _AnyNode(dict[str, str]):
+    """For checking a rule before the node list is known: any name passes as a node."""
+
+    def get(self, key: str, default: object = None) -> str:  # type: ignore[override]
+        return key if "." in key or ":" in key or "/" in key else "0.0.0.0"
+
+
+_ANY_NODE = _AnyNode()
+
+
+def _is_match_word(word: str) -> bool:
+    """A word of the match expression: a term, a keyword or a parenthesis."""
+    bare = word.lstrip("(!").rstrip(")")
+    return (bool(match.TERM.match(bare)) or word.lower() in match.KEYWORDS
+            or word[:1] in "(!" or word.endswith(")"))
 
 
 def _parse_probability(value: str) -> float:
@@ -355,33 +379,6 @@ def _parse_probability(value: str) -> float:
     return p
 
 
-def _parse_condition(key: str, op: str, value: str) -> Condition:
-    if key == "t":
-        key = "t"
-    elif key.startswith("field."):
-        key = key[len("field."):]
-        if not key:
-            raise RuleError("field. needs a field name (field.NAME=VALUE)")
-    elif key not in MATCH_KEYS and key not in FIELDS:
-        raise RuleError(
-            f"unknown field {key!r} in match (a Heartbeat field of hbtools.fields, one of "
-            f"{', '.join(MATCH_KEYS)}, or field.NAME for a field the table does not know)"
-        )
-    values = tuple(v for v in value.split(",")) if value else ("",)
-    if key == "dir":
-        bad = [v for v in values if v not in DIRECTIONS]
-        if bad:
-            raise RuleError(f"bad direction {bad[0]!r} (in or out)")
-    if key == "proto":
-        bad = [v for v in values if v not in PROTOCOLS]
-        if bad:
-            raise RuleError(f"bad protocol {bad[0]!r} (one of {', '.join(PROTOCOLS)})")
-    if key in ("sport", "dport", "port", "totem.nodeid", "knet.node"):
-        for v in values:
-            _parse_int(v, key)
-    return Condition(key, values, op == "!=")
-
-
 def _parse_assignment(word: str) -> Assignment:
     name, _, value = word.partition(":=")
     if not name:
@@ -390,11 +387,6 @@ def _parse_assignment(word: str) -> Assignment:
         raise RuleError("auth cannot be rewritten: use sign=resign or sign=stale")
     spec = FIELDS.get(name)
     relative: int | None = None
-    if name.startswith(COROSYNC_REWRITE_PREFIXES):
-        if not re.fullmatch(r"[+-]?\d+|0x[0-9a-fA-F]+", value):
-            raise RuleError(f"{word!r}: a Totem/knet field takes a number (or +N/-N)")
-        relative = int(value) if value[0] in "+-" else None
-        return Assignment(name, value, relative)
     if re.fullmatch(r"[+-]\d+", value):
         if spec is None or spec.kind.value not in _RADIX:
             raise RuleError(f"{word!r}: a relative value needs a numeric field (seq, hg, ts, ttl…)")
@@ -406,12 +398,15 @@ def _build_action(verb: str, positional: list[str], options: dict[str, str],
                   assignments: list[Assignment], nodes: Sequence[str]) -> Action:
     if verb in _PRESETS:
         return _partition(verb, positional, nodes)
-    extra = 1 if verb in ("delay", "duplicate", "reorder", "ratelimit") else 0
+    extra = 1 if verb in ("delay", "duplicate", "reorder", "ratelimit", "drop") else 0
     if len(positional) > extra:
         raise RuleError(f"{verb}: unexpected word {positional[extra]!r} "
                         f"(matches are KEY=VALUE, options {', '.join(_ACTION_OPTIONS[verb])})")
     first = positional[0] if positional else None
     if verb == "drop":
+        if first not in (None, "all"):
+            raise RuleError(f"drop: unexpected word {first!r} (matches are KEY=VALUE; "
+                            "`drop all` for every packet)")
         return Drop()
     if verb == "delay":
         amount = first or options.get("delay")

@@ -69,21 +69,49 @@ class LazyGroup(click.Group):
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="hbtool")
-def cli() -> None:
+@click.option("-v", "--debug", is_flag=True,
+              help="Log what the verb does (DEBUG level) on stderr.")
+def cli(debug: bool) -> None:
     """Look at, write to, and break the wire of Linux-HA clusters.
 
     Heartbeat (UDP 694) and Corosync Totem/kronosnet (UDP 5404-5405) speak here.
-    Every verb has its own --help with examples.
+    Every verb has its own --help with examples. Shell completion (bash):
+    eval "$(_HBTOOL_COMPLETE=bash_source hbtool)"; zsh_source and fish_source also work.
     """
+    if debug:
+        import logging
+
+        logging.basicConfig(level=logging.DEBUG, stream=sys.stderr,
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        logging.getLogger("hbtools").debug("hbtools %s, Python %s, argv %s", __version__,
+                                           sys.version.split()[0], sys.argv[1:])
 
 
 def main() -> None:
+    """Run a verb; Ctrl-C is exit 130 in every verb (128 + SIGINT, as shells report it).
+
+    click's standalone mode turns KeyboardInterrupt into "Aborted!" and exit 1, so the
+    standalone handling is done here instead, with the same messages otherwise.
+    """
     try:
-        cli.main(prog_name="hbtool", standalone_mode=True)
+        try:
+            rv = cli.main(prog_name="hbtool", standalone_mode=False)
+        except click.exceptions.Abort as exc:
+            if isinstance(exc.__context__, KeyboardInterrupt):
+                raise KeyboardInterrupt from None
+            click.echo("Aborted!", err=True)
+            sys.exit(1)
+        except click.ClickException as exc:
+            exc.show()
+            sys.exit(exc.exit_code)
+        sys.exit(rv if isinstance(rv, int) else 0)
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         sys.exit(130)
     except OSError as exc:
+        if exc.errno == errno.EPIPE:
+            _quiet_stdout()
+            sys.exit(1)
         # Verbs report their own inputs; what escapes is mostly output that cannot be
         # written (`> /dev/full`, a full disk). click handles only a closed pipe itself.
         _quiet_stdout()

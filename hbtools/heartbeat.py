@@ -138,11 +138,25 @@ class Message:
             msg.add(name, value)
         return msg
 
-    def add(self, name: str, value: FieldValue, wire_type: WireType | None = None) -> None:
+    def _wire_text(self, name: str, value: Any) -> Any:
+        """An int becomes the field's wire text: ``seq=5`` is ``"5"``, ``seq=44`` is ``"2c"``.
+
+        One number convention (issue 14): numbers are given as decode shows them (decimal
+        ints, as `seq` returns them), and written in the radix the field has on the wire
+        for this message type (hbtools.fields). Text is kept as given (wire text).
+        """
+        if isinstance(value, int) and not isinstance(value, bool):
+            kind = spec_for(name).kind_in(self.type)
+            return format(value, "x") if kind is Kind.HEX_INT else str(value)
+        return value
+
+    def add(self, name: str, value: FieldValue | int, wire_type: WireType | None = None) -> None:
+        value = self._wire_text(name, value)
         self.fields.append(Field(name, wire_type or _infer_type(value), value))
 
-    def set(self, name: str, value: FieldValue, wire_type: WireType | None = None) -> None:
+    def set(self, name: str, value: FieldValue | int, wire_type: WireType | None = None) -> None:
         """Replace the first field of that name in place (order matters), else append."""
+        value = self._wire_text(name, value)
         new_type = wire_type or _infer_type(value)
         for index, existing in enumerate(self.fields):
             if existing.name == name:

@@ -133,23 +133,30 @@ def parse_field_spec(spec: str) -> heartbeat.Field:
     if wire_type is not WireType.STRING:
         raise FieldSpecError(f"bad field spec {spec!r}: {name} is a {wire_type.name.lower()} field")
     kind = spec_for(name).kind
-    if kind in (Kind.HEX_INT, Kind.DEC_INT) and value and not _is_number(value, kind):
-        # Allowed on purpose (malformed packets are a use of an injector), but a typo such
-        # as seq=0x10 is more likely: say so rather than silently send "0x10".
-        if not value.startswith("!"):
-            raise FieldSpecError(
-                f"bad field spec {spec!r}: {name} is a {kind.value} number on the wire "
-                f"(prefix the value with '!' to send it anyway)"
-            )
     if value.startswith("!"):
-        value = value[1:]
+        # raw wire text, on purpose (malformed packets are a use of an injector)
+        return heartbeat.Field(name, WireType.STRING, value[1:])
+    if kind in (Kind.HEX_INT, Kind.DEC_INT) and value:
+        # One number convention (issue 14): a number is given as decode shows it, in
+        # decimal (dt=7000 is 7 s), or as 0x… ; it is written in the field's wire radix.
+        number = _number_value(value)
+        if number is None:
+            raise FieldSpecError(
+                f"bad field spec {spec!r}: {name} is a number: give a decimal number as "
+                f"decode shows it, 0x… for hex, or !TEXT to send raw wire text")
+        value = format(number, "x") if kind is Kind.HEX_INT else str(number)
     return heartbeat.Field(name, WireType.STRING, value)
 
 
-def _is_number(text: str, kind: Kind) -> bool:
-    digits = string.hexdigits if kind is Kind.HEX_INT else string.digits
+def _number_value(text: str) -> int | None:
+    """Decimal (``7000``, ``-1``) or explicit hex (``0x1b58``); None for anything else."""
     body = text[1:] if text.startswith("-") else text
-    return bool(body) and all(c in digits for c in body)
+    sign = -1 if text.startswith("-") else 1
+    if body.isascii() and body.isdigit():
+        return sign * int(body)
+    if body[:2].lower() == "0x" and body[2:] and all(c in string.hexdigits for c in body[2:]):
+        return sign * int(body[2:], 16)
+    return None
 
 
 def _binary_value(spec: str, name: str, value: str) -> bytes:
@@ -769,6 +776,13 @@ class Sender:
         self.port = port
         self.iface = iface
         self.spoof_src = check_ipv4(spoof_src, "--spoof-src address") if spoof_src else None
+        if self.spoof_src:
+            from hbtools.extras import MissingExtra, require
+
+            try:
+                require("scapy.layers.inet", "spoof", "--spoof-src")
+            except MissingExtra as exc:
+                raise InjectError(str(exc)) from None
         self.sport = sport if sport is not None else 0
         ifindex = check_interface(iface) if iface else 0
         try:
@@ -1040,3 +1054,19 @@ def seal_knet(data: bytes, authkey_path: str, crypto: str = "aes256/sha256") -> 
     except knetcrypto.AuthKeyError as exc:
         raise InjectError(str(exc)) from None
     return knetcrypto.seal(data, key, suite)
+def check_generation_choice(node: str, *, sending: bool, signed: bool, sequenced: bool,
+                            chosen: bool) -> None:
+    """Refuse to impersonate a node with a generation nobody chose (issue 14).
+
+    Without ``--state`` the generation is "now": a real peer logs ``node X restarted``,
+    then drops the real X's messages as replays of an older generation and, after the
+    injected deadtime, declares it dead and takes its resources: split brain from one
+    packet. So a signed, sequenced message for a node needs ``--state FILE`` (continue
+    its stream), ``--generation N`` or ``--new-generation`` (a restart, on purpose).
+    """
+    if sending and signed and sequenced and not chosen:
+        raise InjectError(
+            f"sending as {node} without --state: its peers would see {node} restart "
+            "(a new generation), drop the real node's messages as replays and may declare it "
+            "dead. Give --state FILE to continue its stream, or --new-generation / "
+            "--generation N to mean a restart")

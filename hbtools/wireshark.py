@@ -20,6 +20,7 @@ Pure: `generate()` returns text; writing files is the CLI's business.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Mapping
 
 from hbtools import __version__, heartbeat, knet, totem
@@ -91,7 +92,7 @@ _HB_PROTOFIELD = {
     Kind.TEXT: ("string", None),
     Kind.WORDS: ("string", None),
     Kind.SIGNATURE: ("string", None),
-    Kind.HEX_INT: ("uint64", "base.HEX"),
+    Kind.HEX_INT: ("uint64", "base.DEC"),  # the number, in decimal as decode shows it
     Kind.DEC_INT: ("int64", "base.DEC"),
     Kind.UUID: ("guid", None),
     Kind.BYTES: ("bytes", None),
@@ -346,6 +347,27 @@ def _md5_tables() -> str:
             "local MD5_S = {" + ", ".join(str(x) for x in s) + "}")
 
 
+def field_kinds() -> dict[str, str]:
+    """abbrev -> "int", "bytes", "guid", "text" or "none" for every field the plugin declares
+    from the tables, so a reader of tshark output (hbtools.pyshark) can type values the way
+    ``hbtool decode`` does without a table of its own."""
+    out: dict[str, str] = {}
+    for spec in FIELDS.values():
+        ctor = _HB_PROTOFIELD[spec.kind][0]
+        out[f"heartbeat.{spec.name}"] = ("int" if ctor in ("uint64", "int64") else
+                                         "text" if ctor == "string" else ctor)
+    protos = {"totem": totem.LAYOUTS.values(), "kronosnet": (
+        v for k, v in knet.LAYOUTS.items() if k != knet.ENCRYPTED)}
+    for proto, layouts in protos.items():
+        for path, (_f, kind) in _collect_paths(proto, layouts).items():
+            out[f"{proto}.{path}"] = ("none" if kind == "struct" else
+                                      "bytes" if kind == "bytes" else "int")
+    # The plugin's own flags (signature verdicts, knet's encrypted) are declared in its Lua text.
+    for match in re.finditer(r'ProtoField\.bool\("([^"]+)"', generate()):
+        out[match[1]] = "bool"
+    return out
+
+
 # --------------------------------------------------------------------------- benchmark hook
 
 def tshark_command(capture: str, plugin: str = "wireshark/hbtools.lua",
@@ -495,6 +517,7 @@ def generate() -> str:
     """The whole plugin, deterministic for a given set of tables (it is committed)."""
     parts = [
         _HEADER.replace("@VERSION@", __version__),
+        _GUARD,
         _COMPAT,
         _md5_tables(),
         _HASHES,
@@ -508,6 +531,17 @@ def generate() -> str:
     ]
     return "\n\n".join(p.strip("\n") for p in parts) + "\n"
 
+
+#: Loaded twice (installed in the personal plugin folder AND given with -X lua_script:),
+#: the second copy would register the same protocols again and tshark prints a Lua
+#: error: the second load is skipped instead (issue 14).
+_GUARD = r"""
+if Dissector ~= nil and type(Dissector.list) == "function" then
+  for _, name in ipairs(Dissector.list()) do
+    if name == "heartbeat" then return end  -- this plugin is loaded already
+  end
+end
+"""
 
 _HEADER = r"""
 -- hbtools.lua: Wireshark dissectors for Linux-HA Heartbeat, Corosync 3 Totem and kronosnet.

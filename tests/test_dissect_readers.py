@@ -107,7 +107,7 @@ def test_json_keys_are_exactly_the_published_ones(tmp_path):
     _write(path, [Ether() / p for p in _ipv4_frames(_payloads(2))])
     for row in _decode_json(path):
         assert list(row) == ["frame", "time", "src", "dst", "sport", "dport", "proto", "type",
-                             "node", "fields", "auth", "error"]
+                             "node", "fields", "auth", "error", "signatures"]
         assert row["auth"] == "unchecked"
 
 

@@ -69,7 +69,7 @@ def test_direction_address_and_port_terms():
 
 def test_probability_is_reproducible_with_a_seed():
     def run(seed):
-        e = engine("drop p=0.5", seed=seed)
+        e = engine("drop all p=0.5", seed=seed)
         return [e.receive(i, ip(hb(seq=i)), "out", 0)[0].accept for i in range(200)]
     first = run(42)
     assert first == run(42)
@@ -224,7 +224,7 @@ def test_isolate_on_the_sender_cuts_broadcasts_to_everyone():
 
 
 def test_rule_windows_follow_the_engine_start():
-    rule = parse_rule("drop")
+    rule = parse_rule("drop all")
     from dataclasses import replace
     e = Engine([replace(rule, windows=((1.0, 2.0),))], start=100.0)
     assert [e.receive(i, ip(hb()), "out", t)[0].accept
@@ -241,9 +241,9 @@ def test_flush_releases_everything_held():
 
 
 def test_fragments_and_non_ip_pass():
-    e = engine("drop")
+    e = engine("drop all")
     frag = bytes(IP(src="198.18.0.1", dst="198.18.0.2", flags="MF", proto=17) / (b"x" * 40))
-    assert e.receive(1, frag, "out", 0) == [Verdict(1, False)]  # a bare `drop` takes all
+    assert e.receive(1, frag, "out", 0) == [Verdict(1, False)]  # `drop all` takes all
     e = engine("drop t=status")
     assert e.receive(2, frag, "out", 0) == [Verdict(2, True)]
     assert e.receive(3, b"\x60" + bytes(39), "out", 0) == [Verdict(3, True)]

@@ -120,16 +120,16 @@ def test_the_largest_allowed_corruption_stays_cheap():
 
 # ----------------------------------------------------------------------------- scenarios
 
-STEP = '[[step]]\nat = "1s"\nfor = "1s"\nrules = ["drop"]\n'
+STEP = '[[step]]\nat = "1s"\nfor = "1s"\nrules = ["drop all"]\n'
 
 
 @pytest.mark.parametrize(("text", "line", "problem"), [
     ("step = [1, 2]\n", 1, "step must be"),
-    ("step = [{rules = [\"drop\"], for = \"1s\"}, 2]\n", 1, "step must be"),
+    ("step = [{rules = [\"drop all\"], for = \"1s\"}, 2]\n", 1, "step must be"),
     ("a = " + "[" * 3000 + "]" * 3000 + "\n", None, "nested"),
-    ('[[step]]\nfor = "1s"\nevery = "2s"\nrepeat = 100000000\nrules = ["drop"]\n', 4,
+    ('[[step]]\nfor = "1s"\nevery = "2s"\nrepeat = 100000000\nrules = ["drop all"]\n', 4,
      "repeat must be at most"),
-    ('[[step]]\nat = "' + "9" * 400 + 's"\nfor = "1s"\nrules = ["drop"]\n', 2, "at most"),
+    ('[[step]]\nat = "' + "9" * 400 + 's"\nfor = "1s"\nrules = ["drop all"]\n', 2, "at most"),
     ('duration = "99999999999s"\n' + STEP, 1, "at most"),
 ])
 def test_hostile_scenarios_are_one_error_with_a_line(text, line, problem):

@@ -32,7 +32,7 @@ def test_the_issue_example():
 
 
 @pytest.mark.parametrize("text, seconds", [
-    ("200ms", 0.2), ("1.5s", 1.5), ("500us", 0.0005), ("2m", 120.0), ("3", 3.0), (".5s", 0.5),
+    ("200ms", 0.2), ("1.5s", 1.5), ("500us", 0.0005), ("2m", 120.0), ("0", 0.0), (".5s", 0.5),
 ])
 def test_durations(text, seconds):
     assert parse_duration(text) == pytest.approx(seconds)
@@ -59,7 +59,7 @@ def test_match_terms():
     terms = {c.key: (c.values, c.negate) for c in rule.match.conditions}
     assert terms["src"] == (("node1", "node2"), False)
     assert terms["st"] == (("up",), True)
-    assert terms["from"] == (("198.18.0.0/24",), False)
+    assert terms["ip.src"] == (("198.18.0.0/24",), False)
 
 
 def test_duplicate_is_outgoing_only():
@@ -94,7 +94,7 @@ def test_bad_rules_say_why(text, problem):
 
 def test_field_escape_reaches_unknown_fields():
     rule = parse_rule("drop field.xyz=1")
-    assert rule.match.conditions[0].key == "xyz"
+    assert rule.match.conditions[0].key == "field.xyz"
 
 
 def _cut(text):
@@ -178,7 +178,7 @@ def test_bad_scenarios_name_file_and_line(edit, line, problem):
 
 def test_scenario_without_end():
     with pytest.raises(ScenarioError, match="never ends"):
-        parse_scenario('[[step]]\nrules = ["drop"]\n', "x.toml")
+        parse_scenario('[[step]]\nrules = ["drop all"]\n', "x.toml")
 
 
 def test_example_scenarios_parse():
@@ -205,3 +205,25 @@ def test_binary_scenario_file_is_one_line_error(tmp_path):
     with pytest.raises(ScenarioError) as err:
         load(path)
     assert str(err.value) == f"{path}:2: not UTF-8 text (is this a TOML scenario?)"
+
+
+@pytest.mark.parametrize("text, problem", [
+    ("delay 300", "needs a unit"),
+    ("delay 200ms jitter=50", "needs a unit"),
+    ("reorder timeout=2", "needs a unit"),
+    ("drop", "drops every cluster packet both ways"),
+    ("drop p=0.5", "drops every cluster packet"),
+    ("drop in", "drops every cluster packet"),
+    ("drop everything", "unexpected word"),
+])
+def test_safe_defaults_refuse_what_would_break_a_cluster(text, problem):
+    """Issue 14: a bare number of seconds and an unqualified drop are refused."""
+    with pytest.raises(RuleError, match=problem):
+        parse_rule(text)
+
+
+def test_explicit_drop_all_and_units_are_taken():
+    assert parse_rule("drop all").action == Drop()
+    assert parse_rule("drop all in").directions == ("in",)
+    assert parse_rule("delay 300ms").action == Delay(0.3)
+    assert parse_rule("delay 0").action == Delay(0.0)

@@ -103,25 +103,25 @@ def status(node: str, node_uuid: bytes, gen: int, seq: int, ts: int, load: str, 
 
 def test_status_rebuilt_byte_for_byte_crc() -> None:
     msg = status("node1", NODE1_UUID, 0x6B05FCDD, 1, 0x6B05FCDC, "0.65 0.44 0.21 3/139 31",
-                 "st=init", "dt=1b58")
+                 "st=init", "dt=7000")
     assert inj.sign_message(msg, CRC) == REAL_STATUS_CRC
 
 
 def test_status_rebuilt_byte_for_byte_sha1_and_md5() -> None:
     sha1 = AuthKeys.parse("auth 1\n1 sha1 hbtools-mcast-key\n")
     msg = status("node1", bytes.fromhex("e2ab3ca6ac184652b03217a0926b4961"), 0x6B05FCF5, 1,
-                 0x6B05FCF4, "0.98 0.53 0.25 2/146 31", "st=init", "dt=1b58")
+                 0x6B05FCF4, "0.98 0.53 0.25 2/146 31", "st=init", "dt=7000")
     assert inj.sign_message(msg, sha1) == REAL_STATUS_SHA1
     md5 = AuthKeys.parse("auth 1\n1 md5 hbtools-ucast-key\n")
     msg = status("node1", bytes.fromhex("1c1db4f337d240f889ef076514b8f680"), 0x6B05FD0E, 2,
-                 0x6B05FD0D, "1.25 0.64 0.29 3/120 35", "st=up", "dt=1b58", ttl=4)
+                 0x6B05FD0D, "1.25 0.64 0.29 3/120 35", "st=up", "dt=7000", ttl=4)
     assert inj.sign_message(msg, md5) == REAL_STATUS_MD5
 
 
 def test_msgfmt_netstring_has_no_inline_auth() -> None:
     keys = AuthKeys.parse("auth 2\n1 crc\n2 sha1 hbtools-netstring-key\n3 md5 hbtools-other-key\n")
     msg = status("node1", bytes.fromhex("2b336e092cd54435864d5378f598c7c2"), 0x6B05FD2A, 1,
-                 0x6B05FD29, "1.41 0.74 0.34 2/128 31", "st=init", "dt=1b58")
+                 0x6B05FD29, "1.41 0.74 0.34 2/128 31", "st=init", "dt=7000")
     assert inj.sign_message(msg, keys, inline_auth=False) == REAL_STATUS_NO_INLINE
 
 
@@ -174,7 +174,7 @@ def test_template_from_real_packet_is_modified_in_place() -> None:
 
 
 def test_overrides_no_fill_and_omit() -> None:
-    msg = status("g", NODE1_UUID, 1, 7, 2, "l", "seq=ff", "x-test=1", "st=dead", omit=("ld",))
+    msg = status("g", NODE1_UUID, 1, 7, 2, "l", "seq=255", "x-test=1", "st=dead", omit=("ld",))
     assert msg.names() == ["t", "st", "dt", "protocol", "x-test", "src", "srcuuid", "seq", "hg",
                            "ts", "ttl"]
     assert (msg["seq"], msg["st"], msg["dt"]) == ("ff", "dead", "7530")  # 30000 ms default
@@ -189,7 +189,7 @@ def test_overrides_no_fill_and_omit() -> None:
 
 def test_bad_auth_breaks_both_signatures_by_one_digit() -> None:
     msg = status("node1", NODE1_UUID, 0x6B05FCDD, 1, 0x6B05FCDC, "0.65 0.44 0.21 3/139 31",
-                 "st=init", "dt=1b58")
+                 "st=init", "dt=7000")
     bad = inj.sign_message(msg, CRC, "bad")
     # Real in-body digest a44c816f: last hex digit + 1. The trailer signs the body with
     # that wrong field in it, and is itself off by one digit.
@@ -242,7 +242,7 @@ def test_textbook_crc_matches_the_protocol_check_value() -> None:
     ("st", "expected name=value"),
     ("=x", "empty field name"),
     ("a b=1", "not allowed"),
-    ("seq=0x10", "hex number"),
+    ("seq=1f", "decimal number as decode shows it"),
     ("ttl=three", "decimal number"),
     ("srcuuid=nope", "give a uuid"),
     ("(2)x=1", r"only \(0\) string and \(1\) binary"),
@@ -569,3 +569,26 @@ def test_multicast_ttl_reaches_the_socket():
 
     with inj.Sender("239.18.0.1", 694, multicast_ttl=3) as sender:
         assert sender.sock.getsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL) == 3
+
+
+def test_impersonating_without_state_needs_an_explicit_generation(tmp_path: Path) -> None:
+    """Issue 14: without --state a fresh generation would make the real node look restarted."""
+    keyfile = tmp_path / "authkeys"
+    keyfile.write_text("auth 1\n1 crc\n")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as rx:
+        rx.bind(("127.0.0.1", 0))
+        rx.settimeout(5)
+        base = ["inject", "--node", "node1", "-f", "st=dead", "--authkeys", str(keyfile),
+                "--to", "127.0.0.1", "--port", str(rx.getsockname()[1])]
+        code, _, err = hbtool(*base)
+        assert code == 2 and "without --state" in err and "--new-generation" in err
+        assert len(err.strip().splitlines()) == 1
+        rx.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            rx.recv(65535)  # nothing was sent
+        rx.settimeout(5)
+        code, _, err = hbtool(*base, "--new-generation")
+        assert code == 0, err
+        assert heartbeat.decode(rx.recv(65535)).src == "node1"
+        # unsigned or deliberately bad messages are no impersonation of a live node
+        assert hbtool(*base[:5], "--no-auth", *base[7:])[0] == 0

@@ -22,8 +22,8 @@ rules = ["isolate node2"]
 
 
 def test_scenario_fills_what_options_leave_open() -> None:
-    p = plan(rules=["drop p=0.5"], scenario_text=SCENARIO)
-    assert [r.text for r in p.rules] == ["drop p=0.5", "isolate node2"]
+    p = plan(rules=["drop all p=0.5"], scenario_text=SCENARIO)
+    assert [r.text for r in p.rules] == ["drop all p=0.5", "isolate node2"]
     assert p.seed == 7 and p.ports == (694,)
     assert p.duration == 3.0  # end of the last step: at 1 s for 2 s
     assert p.nodes == {"node1": "198.18.0.1", "node2": "198.18.0.2"}

@@ -433,7 +433,7 @@ def test_committed_plugin_is_current() -> None:
 
 
 def test_export_cli_writes_file_and_installs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    out = tmp_path / "x" / "hbtools.lua"
+    out = tmp_path / "hbtools.lua"
     result = CliRunner().invoke(cli, ["wireshark", "export", "-o", str(out)])
     assert result.exit_code == 0, result.output
     assert out.read_text() == generate()
@@ -443,7 +443,7 @@ def test_export_cli_writes_file_and_installs(tmp_path: Path, monkeypatch: pytest
     assert result.exit_code == 0 and target.read_text() == generate()
     assert str(target) in result.output
     bad = CliRunner().invoke(cli, ["wireshark", "export", "-o", "/proc/nonexistent/x.lua"])
-    assert bad.exit_code == 2 and "cannot write" in bad.output and "Traceback" not in bad.output
+    assert bad.exit_code == 2 and "does not exist" in bad.output and "Traceback" not in bad.output
 
 
 def test_export_writes_through_special_files_and_links(tmp_path: Path) -> None:
@@ -477,7 +477,8 @@ def test_every_table_field_is_a_wireshark_field() -> None:
                 "bytes": "FT_BYTES", "struct": "FT_NONE"}.get(spec.kind.value, "FT_STRING")
         assert reg[f"heartbeat.{name}"][0] == want, name
         if spec.kind.value == "hex":
-            assert reg[f"heartbeat.{name}"][1] == "BASE_HEX", name
+            # one number convention (issue 14): shown in decimal, as hbtool decode shows it
+            assert reg[f"heartbeat.{name}"][1] == "BASE_DEC", name
     for extra in ("heartbeat.format", "heartbeat.auth.method", "heartbeat.auth.valid"):
         assert extra in reg
     sizes = {1: "8", 2: "16", 4: "32", 8: "64"}

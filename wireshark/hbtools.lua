@@ -13,6 +13,12 @@
 -- always checked.
 -- Runs on Lua 5.2 (Wireshark <= 4.2) and 5.3/5.4.
 
+if Dissector ~= nil and type(Dissector.list) == "function" then
+  for _, name in ipairs(Dissector.list()) do
+    if name == "heartbeat" then return end  -- this plugin is loaded already
+  end
+end
+
 local unpack = table.unpack or unpack
 local floor = math.floor
 local TWO32 = 4294967296
@@ -207,19 +213,19 @@ end
 local HB_SPECS = {
   ["t"] = {kind = "text", wire_type = 0, kind_by_type = {}, pf = ProtoField.string("heartbeat.t", "t", nil, "message type")},
   ["st"] = {kind = "text", wire_type = 0, kind_by_type = {}, pf = ProtoField.string("heartbeat.st", "st", nil, "node status (known values: init, up, active, dead, ping)")},
-  ["dt"] = {kind = "hex", wire_type = 0, kind_by_type = {}, pf = ProtoField.uint64("heartbeat.dt", "dt", base.HEX, nil, nil, "sender's deadtime in milliseconds")},
+  ["dt"] = {kind = "hex", wire_type = 0, kind_by_type = {}, pf = ProtoField.uint64("heartbeat.dt", "dt", base.DEC, nil, nil, "sender's deadtime in milliseconds")},
   ["protocol"] = {kind = "decimal", wire_type = 0, kind_by_type = {}, pf = ProtoField.int64("heartbeat.protocol", "protocol", base.DEC, nil, nil, "protocol version")},
   ["src"] = {kind = "text", wire_type = 0, kind_by_type = {}, pf = ProtoField.string("heartbeat.src", "src", nil, "sending node name (uname -n)")},
   ["dest"] = {kind = "text", wire_type = 0, kind_by_type = {}, pf = ProtoField.string("heartbeat.dest", "dest", nil, "node the message is addressed to")},
   ["srcuuid"] = {kind = "uuid", wire_type = 1, kind_by_type = {}, pf = ProtoField.guid("heartbeat.srcuuid", "srcuuid", "sending node's uuid")},
   ["destuuid"] = {kind = "uuid", wire_type = 1, kind_by_type = {}, pf = ProtoField.guid("heartbeat.destuuid", "destuuid", "addressed node's uuid")},
-  ["seq"] = {kind = "hex", wire_type = 0, kind_by_type = {}, pf = ProtoField.uint64("heartbeat.seq", "seq", base.HEX, nil, nil, "per-sender sequence number, from 1 at each start")},
-  ["hg"] = {kind = "hex", wire_type = 0, kind_by_type = {}, pf = ProtoField.uint64("heartbeat.hg", "hg", base.HEX, nil, nil, "sender's generation: epoch seconds at first start, +1 per restart")},
-  ["ts"] = {kind = "hex", wire_type = 0, kind_by_type = {}, pf = ProtoField.uint64("heartbeat.ts", "ts", base.HEX, nil, nil, "send time in epoch seconds, kept in retransmissions")},
+  ["seq"] = {kind = "hex", wire_type = 0, kind_by_type = {}, pf = ProtoField.uint64("heartbeat.seq", "seq", base.DEC, nil, nil, "per-sender sequence number, from 1 at each start")},
+  ["hg"] = {kind = "hex", wire_type = 0, kind_by_type = {}, pf = ProtoField.uint64("heartbeat.hg", "hg", base.DEC, nil, nil, "sender's generation: epoch seconds at first start, +1 per restart")},
+  ["ts"] = {kind = "hex", wire_type = 0, kind_by_type = {}, pf = ProtoField.uint64("heartbeat.ts", "ts", base.DEC, nil, nil, "send time in epoch seconds, kept in retransmissions")},
   ["ld"] = {kind = "text", wire_type = 0, kind_by_type = {}, pf = ProtoField.string("heartbeat.ld", "ld", nil, "sender's load average (text of /proc/loadavg)")},
   ["ttl"] = {kind = "decimal", wire_type = 0, kind_by_type = {}, pf = ProtoField.int64("heartbeat.ttl", "ttl", base.DEC, nil, nil, "hop ttl, number of nodes + 1 (carried, not enforced)")},
   ["auth"] = {kind = "signature", wire_type = 0, kind_by_type = {}, pf = ProtoField.string("heartbeat.auth", "auth", nil, "in-body signature over the other fields")},
-  ["ackseq"] = {kind = "hex", wire_type = 0, kind_by_type = {}, pf = ProtoField.uint64("heartbeat.ackseq", "ackseq", base.HEX, nil, nil, "highest sequence number acknowledged")},
+  ["ackseq"] = {kind = "hex", wire_type = 0, kind_by_type = {}, pf = ProtoField.uint64("heartbeat.ackseq", "ackseq", base.DEC, nil, nil, "highest sequence number acknowledged")},
   ["firstseq"] = {kind = "decimal", wire_type = 0, kind_by_type = {["NS_nak_rexmit"] = "hex"}, pf = ProtoField.int64("heartbeat.firstseq", "firstseq", base.DEC, nil, nil, "first sequence number asked for again")},
   ["lastseq"] = {kind = "decimal", wire_type = 0, kind_by_type = {}, pf = ProtoField.int64("heartbeat.lastseq", "lastseq", base.DEC, nil, nil, "last sequence number asked for again")},
   ["rsc_hold"] = {kind = "text", wire_type = 0, kind_by_type = {}, pf = ProtoField.string("heartbeat.rsc_hold", "rsc_hold", nil, "resources the sender holds (known values: none, local, foreign, all)")},

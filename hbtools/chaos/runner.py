@@ -36,6 +36,8 @@ from hbtools.lab.observe import Netns
 from hbtools.usecases.fault import FaultSession, FaultSessionError
 
 SAMPLE_INTERVAL = 0.05
+STAGGER_LIMIT_S = 0.5
+"""Net fault sessions of one step must start within this of each other, or the run says so."""
 SETTLE_S = 1.5
 FLOOD_KINDS = (("garbage", 0.4), ("badsig", 0.3), ("replay", 0.3))
 
@@ -321,6 +323,11 @@ def plan_actions(steps: Sequence[Step], env: Env, owner: str, other: str, played
                 window_start(f"{' '.join(rules)} @ {label.split(' ', 1)[1]}", step.at, step.length,
                              runs_own_clock=True,
                              began=[x.ready_at for x in sessions if x.ready_at is not None])
+                ready = [x.ready_at for x in sessions if x.ready_at is not None]
+                if ready and max(ready) - min(ready) > STAGGER_LIMIT_S:
+                    played.errors.append(f"harness: the fault sessions of {label!r} became ready "
+                                         f"{max(ready) - min(ready):.1f} s apart (loaded host); "
+                                         "the fault was not the scenario's")
 
             actions.append(Action(step.at, label, net))
         elif step.do in ("service-kill", "service-hang"):

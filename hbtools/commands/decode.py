@@ -8,6 +8,7 @@ traceback, and the other files are still decoded.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -18,12 +19,14 @@ import click
 from dissectors.capture import CaptureError
 from dissectors.detect import DEFAULT_PORTS, Detector, parse_port
 from dissectors.filters import FilterError, parse_filter
-from dissectors.output import FORMATS, render_stats, writer_for
-from dissectors.pipeline import Options
+from dissectors.output import FORMATS, TIME_FORMATS, render_stats, writer_for
+from dissectors.pipeline import Options, PcapWriter, RowBudget, is_live, limited, tee_pcap
 from dissectors.records import Record
 from dissectors.stats import Stats
 from hbtools.commands import EXIT_USAGE, load_keys
 from hbtools.usecases import decode as uc
+
+log = logging.getLogger("hbtools.decode")
 
 
 def _err(message: str) -> None:
@@ -59,11 +62,13 @@ def _load_corosync_keys(paths: tuple[str, ...]) -> object:
               type=click.Path(dir_okay=False), metavar="FILE",
               help="Corosync /etc/corosync/authkey: decrypt and authenticate knet (auth "
                    "ok/bad); repeat for several keys (a key change).")
-@click.option("--filter", "filters", multiple=True, metavar="TERMS",
-              help="Keep rows matching key=value terms, e.g. 'type=status node=node1'. "
-                   "Keys: proto, type, node, auth, ip, ip.src, ip.dst, port, sport, dport, "
-                   "error, or any field (dotted for nested: ring_id.rep). Same key twice: "
-                   "either; different keys: all; key!=value excludes.")
+@click.option("--filter", "filters", multiple=True, metavar="EXPR",
+              help="Keep rows matching EXPR, the language of fault rules (hbtools/match.py): "
+                   "'type=status node=node1', 'st=up,active', 'seq>10 or type=NS_rexmit', "
+                   "'ip.src=198.18.0.0/24', 'udp.port=694', 'not proto=heartbeat'. Names: "
+                   "proto, type, node, ip, ip.src, ip.dst, port, sport, dport, auth, error, "
+                   "frame, any Heartbeat field, totem.NAME, knet.NAME, field.NAME; an unknown "
+                   "name is an error. Several --filter: all must hold.")
 @click.option("-p", "--port", "ports", multiple=True, metavar="PORT[=PROTO]",
               help="Cluster ports, replacing 694=heartbeat 5404,5405=corosync. PROTO: "
                    "heartbeat, totem, knet, corosync (totem or knet by content), auto "
@@ -81,6 +86,19 @@ def _load_corosync_keys(paths: tuple[str, ...]) -> object:
 @click.option("-j", "--jobs", type=click.IntRange(min=0), default=None, metavar="N",
               help="Worker processes for --format json without --filter/--stats "
                    "(default: one per CPU; 1 decodes in this process).")
+@click.option("-c", "--count", "max_rows", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Stop after N rows (after --filter), as tshark -c; a live pipe is left too.")
+@click.option("-w", "--write", "write_pcap", type=click.Path(dir_okay=False), default=None,
+              metavar="FILE", help="Also write the packets of the rows shown as a pcap file.")
+@click.option("-t", "--time-format", type=click.Choice(TIME_FORMATS), default="ud",
+              show_default=True,
+              help="Table time as tshark -t: a/ad local time (with date), u/ud UTC, e epoch, "
+                   "r since the first row, d since the previous one.")
+@click.option("-V", "--detail", is_flag=True,
+              help="Every field of every row as a tree (tshark -V); with -c 1 or "
+                   "--filter frame=N for one packet.")
+@click.option("-x", "--hex", "hex_bytes", is_flag=True,
+              help="The UDP payload of every row in hex and ASCII (tshark -x).")
 @click.option("--plot", "plot_png", type=click.Path(dir_okay=False), default=None, metavar="FILE.png",
               help="Draw one lane per node over time into FILE.png (heartbeats, late ones, gaps "
                    "past deadtime, status/generation changes, retransmission requests, "
@@ -100,6 +118,11 @@ def decode(
     warntime: int | None,
     progress: bool | None,
     jobs: int | None,
+    max_rows: int | None,
+    write_pcap: str | None,
+    time_format: str,
+    detail: bool,
+    hex_bytes: bool,
     plot_png: str | None,
     codec_only: bool,
 ) -> None:
@@ -139,9 +162,24 @@ def decode(
     print_rows = rows or not stats
     summary = Stats(warntime_ms=warntime) if stats else None
     out = sys.stdout
-    writer = writer_for(fmt, out, show_file=len(captures) > 1) if print_rows else None
+    live = any(is_live(path) for path in captures)
+    several = len(captures) > 1
+    writer = writer_for(fmt, out, show_file=several, live=live, time_format=time_format,
+                        detail=detail, hex_bytes=hex_bytes) if print_rows else None
     status = 0
-    hot = uc.hot_path_applies(fmt, options, summary)
+    hot = (uc.hot_path_applies(fmt, options, summary) and not live and max_rows is None
+           and write_pcap is None and not several and not detail and not hex_bytes)
+    log.debug("decode %d capture(s): %s path, format %s, live %s, filter %r", len(captures),
+              "JSON hot" if hot else "general", fmt, live, str(flt))
+    pcap_out = None
+    if write_pcap is not None:
+        try:
+            pcap_out = PcapWriter(write_pcap)
+        except CaptureError as exc:
+            _err(str(exc))
+            sys.exit(EXIT_USAGE)
+    budget = RowBudget(max_rows)
+    failed = 0
     try:
         for path in captures:
             try:
@@ -151,7 +189,10 @@ def decode(
                         out.buffer.write(block)
                     out.buffer.flush()
                     continue
+                if budget.spent:
+                    break
                 records = _records(path, options, show_progress, summary)
+                records = tee_pcap(limited(records, budget), pcap_out)
                 if writer is not None:
                     writer.write(records)
                 else:
@@ -162,8 +203,12 @@ def decode(
                     writer.out.flush()
                 _err(str(exc))
                 status = EXIT_USAGE
+                failed += 1
         if writer is not None:
-            writer.close()
+            # nothing readable at all: the error lines are the whole answer
+            writer.close(empty_note=failed < len(captures))
+        if pcap_out is not None:
+            pcap_out.close()
         if summary is not None:
             if writer is not None and fmt != "json":
                 out.write("\n")

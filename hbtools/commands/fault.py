@@ -62,10 +62,6 @@ def _load_keys(path: str) -> Any:
 @click.option("--seed", type=int, default=None, help="Seed for every random choice (reproducible).")
 @click.option("-a", "--authkeys", type=str, default=None,
               help="Heartbeat authkeys: rewrite ... sign=resign signs with its active key.")
-@click.option("--corosync-authkey", "corosync_authkeys", multiple=True, metavar="FILE",
-              type=click.Path(dir_okay=False),
-              help="Corosync authkey (repeatable): match and rewrite inside encrypted knet; "
-                   "a rewritten packet is re-encrypted with the key that opened it.")
 @click.option("-n", "--node", "nodes", multiple=True, metavar="NAME=ADDRESS",
               help="A cluster node (repeatable): for partitions and from=/to= by name.")
 @click.option("-d", "--duration", default=None, metavar="TIME",
@@ -81,8 +77,7 @@ def _load_keys(path: str) -> Any:
 @click.pass_context
 def fault(ctx: click.Context, rules: tuple[str, ...], scenario: str | None,
           ports: tuple[int, ...], netns: str | None, queue: int | None, seed: int | None,
-          authkeys: str | None, corosync_authkeys: tuple[str, ...],
-          nodes: tuple[str, ...], duration: str | None,
+          authkeys: str | None, nodes: tuple[str, ...], duration: str | None,
           stats_json: str | None, status_interval: str, backend: str,
           realtime: int | None) -> None:
     """Break the wire on purpose: drop, delay, duplicate, reorder, corrupt, rewrite or
@@ -96,21 +91,18 @@ def fault(ctx: click.Context, rules: tuple[str, ...], scenario: str | None,
 
     if not rules and not scenario:
         _fail("give at least one --rule or a --scenario (see --help)")
-    keys = _load_keys(authkeys) if authkeys else None
-    corosync_keys = None
-    if corosync_authkeys:
-        from hbtools.knetcrypto import AuthKeyError, load_keys
+    from hbtools.extras import MissingExtra, require
 
-        try:
-            corosync_keys = load_keys(corosync_authkeys)
-        except AuthKeyError as exc:
-            _fail(str(exc))
+    try:
+        require("netfilterqueue", "fault", "hbtool fault")  # before any rule is installed
+    except MissingExtra as exc:
+        _fail(str(exc))
+    keys = _load_keys(authkeys) if authkeys else None
     try:
         interval = parse_duration(status_interval, "--status-interval")
         session = FaultSession(plan(rules=rules, scenario=scenario, ports=ports, netns=netns,
                                     queue=queue, seed=seed, keys=keys, nodes=nodes,
-                                    duration=duration, backend=backend, realtime=realtime,
-                                    corosync_keys=corosync_keys))
+                                    duration=duration, backend=backend, realtime=realtime))
         session.open()
     except (RuleError, ScenarioError, nfq.FaultError) as exc:
         _fail(str(exc))

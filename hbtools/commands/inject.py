@@ -99,7 +99,8 @@ def _interval(count: int, interval: float | None, rate: str | None) -> float:
 @click.option("-t", "--type", "message_type", default=None,
               help="Message type (Heartbeat: status, NS_ackmsg, …; default status).")
 @click.option("-f", "--field", "field_specs", multiple=True, metavar="NAME=VALUE",
-              help="Set a field (repeatable); numbers in their wire radix (seq, hg, dt are hex).")
+              help="Set a field (repeatable). Numbers as decode shows them, in decimal "
+                   "(dt=7000 is 7 s; 0x1b58 also works); !TEXT sends raw wire text.")
 @click.option("--node", default=None, help="Sender node name (src); default: the template's, else uname -n.")
 @click.option("--uuid", "node_uuid", default=None, help="Sender uuid (srcuuid); default: stable per node.")
 @click.option("--authkeys", type=click.Path(dir_okay=False), default=None,
@@ -119,7 +120,9 @@ def _interval(count: int, interval: float | None, rate: str | None) -> float:
 @click.option("--omit", multiple=True, metavar="NAME", help="Remove this field (repeatable).")
 @click.option("--state", "state_file", type=click.Path(dir_okay=False), default=None,
               help="JSON file keeping uuid, generation and next seq per node between runs.")
-@click.option("--new-generation", is_flag=True, help="Act as if the node restarted: generation+1, seq 1.")
+@click.option("--new-generation", is_flag=True,
+              help="Act as if the node restarted: generation+1, seq 1. Without --state, this "
+                   "(or --generation) must be said: a live node's peers then see it restart.")
 @click.option("--generation", type=click.IntRange(min=0), default=None, help="Use this generation (hg).")
 @click.option("--seq", "first_seq", type=click.IntRange(min=0), default=None,
               help="Sequence number of the first message.")
@@ -152,7 +155,7 @@ def inject(**opts: Any) -> None:
     Examples:
       hbtool inject --node ghost -f st=active --authkeys authkeys --state ghost.json \\
           --to 198.18.0.255 --count 10 --interval 1
-      hbtool inject -t NS_ackmsg -f dest=n1 -f ackseq=2c --authkeys authkeys --dry-run
+      hbtool inject -t NS_ackmsg -f dest=n1 -f ackseq=44 --authkeys authkeys --dry-run
       hbtool inject --from-pcap cap.pcap --frame 7 --bad-auth --authkeys k --to 198.18.0.1
     """
     if opts["proto"] == "totem":
@@ -203,6 +206,9 @@ def _inject_heartbeat(o: dict[str, Any]) -> None:
 
     first = build(0, start_wall)  # fail on a bad message before opening any socket
     sequenced = inj.is_sequenced(heartbeat.decode(first).type) and not seq_fixed and not o["no_fill"]
+    inj.check_generation_choice(
+        node, sending=not o["dry_run"], signed=auth == "good", sequenced=sequenced,
+        chosen=bool(o["state_file"] or o["new_generation"] or o["generation"] is not None))
     port = o["port"] or inj.HEARTBEAT_PORT
     where = f"{o['to']}:{port}" if o["to"] else "nowhere"
 

@@ -15,7 +15,7 @@ PERSONAL_PLUGINS = Path("~/.local/lib/wireshark/plugins")
 PLUGIN_NAME = "hbtools.lua"
 
 
-def _write(path: Path, text: str) -> None:
+def _write(path: Path, text: str, make_dirs: bool = False) -> None:
     """Write a plugin file via a temporary one so Wireshark never loads it half-written.
 
     Only a regular file (or a new one) is replaced that way: ``-o /dev/stdout``, a FIFO or
@@ -28,7 +28,14 @@ def _write(path: Path, text: str) -> None:
             with path.open("w", encoding="utf-8") as out:
                 out.write(text)
             return
-        path.parent.mkdir(parents=True, exist_ok=True)
+        if make_dirs:
+            # only Wireshark's own plugin folder is created; a folder named in -o must
+            # exist (a typo must not make directories as root)
+            path.parent.mkdir(parents=True, exist_ok=True)
+        elif not path.parent.is_dir():
+            click.echo(f"hbtool wireshark export: {path}: folder {path.parent} does not exist",
+                       err=True)
+            sys.exit(EXIT_USAGE)
         tmp.write_text(text, encoding="utf-8")
         os.replace(tmp, path)
     except OSError as exc:
@@ -56,14 +63,15 @@ def export(output: str, install: bool) -> None:
     Examples:
       hbtool wireshark export -o wireshark/hbtools.lua
       hbtool wireshark export --install
-      tshark -X lua_script:wireshark/hbtools.lua -r capture.pcap -Y 'heartbeat.t == "status"'
+      tshark -r capture.pcap -Y 'heartbeat.t == "status"'      # installed: no -X needed
+      tshark -X lua_script:wireshark/hbtools.lua -r capture.pcap  # not installed
     """
     from hbtools.wireshark import generate
 
     text = generate()
     if install:
         target = PERSONAL_PLUGINS.expanduser() / PLUGIN_NAME
-        _write(target, text)
+        _write(target, text, make_dirs=True)
         click.echo(f"installed {target} (restart Wireshark or use Analyze > Reload Lua Plugins)",
                    err=True)
         if output == "-":

@@ -628,12 +628,7 @@ class Node:
 
     def _authentic(self, msg: Message, data: bytes) -> bool:
         """As a real node checks: the trailer of a netstring datagram, ``auth=`` of a classic one."""
-        keys = self.config.keys
-        if msg.wire_format == "netstring":
-            region = heartbeat.trailer_signed_region(data, msg)
-            return region is not None and msg.trailer is not None and keys.matches(msg.trailer, region)
-        signature = msg.get(heartbeat.AUTH_FIELD)
-        return isinstance(signature, str) and keys.matches(signature, heartbeat.inline_signed_text(msg))
+        return self.config.keys.accepts(msg, data)
 
     def _accept(self, peer: Peer, msg: Message, now: float, where: str, out: list[Output]) -> None:
         generation = msg.generation

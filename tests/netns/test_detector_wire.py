@@ -54,12 +54,12 @@ def test_real_306_node_ignores_accelerated_heartbeat_messages(tmp_path: Path) ->
         cap = lab.capture(pcap, "udp port 694")
         # One status first, so the state file holds ghost1's generation before two injectors
         # read it: every later message, beats included, then carries the same hg.
-        first = client.run(_hbtool("inject", "--node", "ghost1", "-f", "st=active", "-f", "dt=7d0",
+        first = client.run(_hbtool("inject", "--node", "ghost1", "-f", "st=active", "-f", "dt=2000",
                                    "--authkeys", str(keyfile), "--state", str(state), "--to",
                                    BCAST, "--count", "1"), env=env, check=False, timeout=20)
         assert first.returncode == 0, first.stderr
         alive = client.popen(
-            _hbtool("inject", "--node", "ghost1", "-f", "st=active", "-f", "dt=7d0",
+            _hbtool("inject", "--node", "ghost1", "-f", "st=active", "-f", "dt=2000",
                     "--authkeys", str(keyfile), "--state", str(state), "--to", BCAST,
                     "--count", "240", "--interval", "0.25"),
             env=env, stderr=subprocess.PIPE)

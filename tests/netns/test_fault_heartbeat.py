@@ -117,7 +117,8 @@ def test_resigned_rewrite_is_accepted_and_stale_one_rejected(tmp_path: Path) -> 
 
         def inject(count: int) -> None:
             res = client.run(_hbtool("inject", "--node", "ghost1", "-f", "st=active",
-                                     "-f", "dt=7d0", "--authkeys", str(keyfile), "--to", BCAST,
+                                     "-f", "dt=2000", "--authkeys", str(keyfile), "--to", BCAST,
+                                     "--new-generation",
                                      "--count", str(count), "--interval", "0.25"),
                              env={"PYTHONPATH": str(ROOT)}, check=False, timeout=30)
             assert res.returncode == 0, res.stderr

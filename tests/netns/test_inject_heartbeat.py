@@ -114,7 +114,7 @@ def test_signed_status_makes_ghost_active_and_bad_signature_is_ignored(tmp_path:
         assert _status(hb, "ghost1") == "dead"
         cap = lab.capture(pcap, "udp port 694")
         good = client.popen(
-            _hbtool("inject", "--node", "ghost1", "-f", "st=active", "-f", "dt=7d0",
+            _hbtool("inject", "--node", "ghost1", "-f", "st=active", "-f", "dt=2000",
                     "--authkeys", str(keyfile), "--state", str(state),
                     "--to", BCAST, "--count", "16", "--interval", "0.25"),
             env=_env(), stderr=subprocess.PIPE,
@@ -125,7 +125,7 @@ def test_signed_status_makes_ghost_active_and_bad_signature_is_ignored(tmp_path:
             _, err = good.communicate(timeout=15)
         assert good.returncode == 0, err
         bad = client.run(
-            _hbtool("inject", "--node", "ghost2", "-f", "st=active", "-f", "dt=7d0", "--bad-auth",
+            _hbtool("inject", "--node", "ghost2", "-f", "st=active", "-f", "dt=2000", "--bad-auth",
                     "--authkeys", str(keyfile), "--to", BCAST, "--count", "6", "--interval", "0.2"),
             env=_env(), check=False, timeout=20,
         )
@@ -136,8 +136,8 @@ def test_signed_status_makes_ghost_active_and_bad_signature_is_ignored(tmp_path:
         # The same ghost2, now correctly signed and sent from a forged source address through
         # a raw socket: the daemon does not check the source IP, so ghost2 comes alive.
         spoofed = client.run(
-            _hbtool("inject", "--node", "ghost2", "-f", "st=active", "-f", "dt=7d0",
-                    "--authkeys", str(keyfile), "--to", BCAST, "--iface", "eth0",
+            _hbtool("inject", "--node", "ghost2", "-f", "st=active", "-f", "dt=2000",
+                    "--authkeys", str(keyfile), "--to", BCAST, "--iface", "eth0", "--new-generation",
                     "--spoof-src", SPOOFED_IP, "--count", "8", "--interval", "0.25"),
             env=_env(), check=False, timeout=20,
         )
@@ -205,7 +205,7 @@ def test_replayed_older_generation_is_dropped_and_refresh_makes_it_fresh(tmp_pat
     with labmod.Lab() as lab:
         hb, client, keyfile = _start_cluster(lab, labmod, tmp_path)
         # dt=bb8: ghost1 announces a 3 s deadtime, enough to cover stopping the capture.
-        common = ["--node", "ghost1", "-f", "dt=bb8", "--authkeys", str(keyfile),
+        common = ["--node", "ghost1", "-f", "dt=3000", "--authkeys", str(keyfile),
                   "--state", str(state), "--to", BCAST, "--interval", "0.25"]
         # First life of ghost1 (generation G), recorded: 6 s of status messages.
         cap = lab.capture(first_life, "udp port 694")

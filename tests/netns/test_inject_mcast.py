@@ -110,7 +110,7 @@ def test_multicast_through_iface_makes_ghost_active(tmp_path: Path) -> None:
     keyfile.chmod(0o600)
     state = tmp_path / "state.json"
     bridge_pcap, side_pcap = tmp_path / "bridge.pcap", tmp_path / "side.pcap"
-    common = ["--node", "ghost1", "-f", "st=active", "-f", "dt=bb8", "--authkeys", str(keyfile),
+    common = ["--node", "ghost1", "-f", "st=active", "-f", "dt=3000", "--authkeys", str(keyfile),
               "--state", str(state), "--to", GROUP, "--interval", "0.25"]
     with labmod.Lab() as lab:
         hb = lab.add_heartbeat("n1")
