@@ -503,6 +503,12 @@ class Watchdog:
         pid = os.fork()
         if pid == 0:  # the child: never returns into the proxy's code
             code = 0
+            # Drop every inherited descriptor first. Forked from one thread of a process that
+            # runs other work (e.g. a chaos step's second session, mid `subprocess.run`), the
+            # child would otherwise hold the write end of a sibling's pipe, and the sibling's
+            # `nft`/`iptables` call would wait for EOF until this child exits (the whole fault
+            # window): sessions of one step then became ready ~8 s apart.
+            os.closerange(3, 1 << 16)
             try:
                 for sig in (signal.SIGINT, signal.SIGHUP):
                     signal.signal(sig, signal.SIG_IGN)
