@@ -26,6 +26,8 @@ LAYERS = {
     "hbtools.wireshark": 1,
     "hbtools.plot": 1,
     "hbtools.decodeplot": 1,
+    "hbtools.scapy": 1,  # adapters to other tools: they use the dissector and the Lua export
+    "hbtools.pyshark": 1,
     "hbtools.chaos": 2,  # the chaos engine runs fault sessions: it is a use case
     "hbtools.pytest_plugin": 2,
     "hbtools.usecases": 2,

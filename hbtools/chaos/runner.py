@@ -140,12 +140,19 @@ def reset(env: Env) -> None:
 
 
 class Pool:
-    """Clusters kept between runs, one per (kind, node count, options)."""
+    """Clusters kept between runs, one per (kind, node count, options).
+
+    At most ``max_idle`` wait for their next run (the most recently used): runs come grouped
+    by cluster shape (:func:`hbtools.usecases.chaos.plan_runs`), and every idle cluster keeps
+    its daemons beating, which on a 2-core machine slows the runs that follow and made the
+    end-of-session teardown of a whole matrix take ~50 s.
+    """
 
     def __init__(self, timing: Timing = CHAOS_TIMING, *, reuse: bool = True,
-                 log: Callable[[str], None] | None = None) -> None:
+                 log: Callable[[str], None] | None = None, max_idle: int = 1) -> None:
         self.timing = timing
         self.reuse = reuse
+        self.max_idle = max(0, max_idle)
         self.envs: dict[tuple[Any, ...], Env] = {}
         self.leftovers: list[str] = []
         self.log = log or (lambda _m: None)
@@ -170,6 +177,9 @@ class Pool:
         if old is not None:
             self.leftovers += old.close()
         self.envs[env.key] = env
+        while len(self.envs) > self.max_idle:
+            oldest = next(iter(self.envs))
+            self.leftovers += self.envs.pop(oldest).close()
 
     def close(self) -> list[str]:
         for env in list(self.envs.values()):
