@@ -9,11 +9,12 @@ text without building those objects:
   items repeat from one message to the next (``t=status``, ``src=node1``, the uuid...).
   Items are cut out with one regular expression and each distinct item is rendered to
   its JSON fragment once, by the field table (`hbtools.fields`), then looked up.
-* Totem and kronosnet: each struct layout declared in `hbtools.totem` / `hbtools.knet`
-  is compiled once into a small Python function that reads whole runs of fields with
-  one ``struct`` call and fills a JSON template.
+* Totem and kronosnet: the codecs render themselves (`totem.decode_json`,
+  `knet.decode_json`: each layout compiled once into a function that reads whole runs of
+  fields with one ``struct`` call and fills a JSON template, `hbtools.layout`); speed
+  belongs to the codec, so nothing here knows a Totem or knet field.
 
-Neither declares a field: both read the codecs' tables. Anything unusual (nested or
+Nothing here declares a field: Heartbeat's rendering reads the field table. Anything unusual (nested or
 compressed Heartbeat fields, type-dependent radix, duplicate names, knet fragments,
 malformed bytes) falls back to the codec itself, so error messages and odd cases are the
 codec's. The tests check that the fast text equals ``json.dumps`` of the codec's output.
@@ -25,9 +26,7 @@ import base64
 import binascii
 import json
 import re
-import struct
 import uuid
-from collections.abc import Callable
 from operator import itemgetter
 from typing import Any
 
@@ -44,7 +43,7 @@ from hbtools.fields import (
 )
 from hbtools.heartbeat import CLASSIC_END, CLASSIC_START, NETSTRING_END, NETSTRING_START
 
-__all__ = ["FastDecoders", "HeartbeatFast", "compile_layout"]
+__all__ = ["FastDecoders", "HeartbeatFast", "stateful"]
 
 _jdump = json.dumps
 _jstr = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]
@@ -293,158 +292,6 @@ class HeartbeatFast:
         )
 
 
-# -- compiled struct layouts (Totem, kronosnet) -------------------------------------------
-
-_NEUTRAL = frozenset("Bbcx?s")  # codes whose byte order does not matter
-
-
-class _Gen:
-    """Generates the source of one decoding function for a layout and byte order."""
-
-    def __init__(self, prefix: str) -> None:
-        self.prefix = prefix
-        self.lines: list[str] = []
-        self.names: dict[str, Any] = {}
-        self.counter = 0
-        self.run: list[tuple[str, str]] = []  # pending (struct code with order, var)
-        self.run_order = ""
-        self.consts: list[tuple[str, int]] = []
-
-    def var(self, stem: str = "v") -> str:
-        self.counter += 1
-        return f"{stem}{self.counter}"
-
-    def emit(self, line: str, indent: int) -> None:
-        self.lines.append("    " * indent + line)
-
-    def leaf(self, fmt: str, indent: int) -> str:
-        """Queue one scalar read; returns the variable that will hold it."""
-        if fmt[0] in "<>":
-            order, code = fmt[0], fmt[1:]
-        else:
-            order, code = self.prefix, fmt
-        if code[-1] in _NEUTRAL:
-            order = ""
-        if order and self.run_order and order != self.run_order:
-            self.flush(indent)
-        if order:
-            self.run_order = order
-        name = self.var()
-        self.run.append((code, name))
-        return name
-
-    def flush(self, indent: int) -> None:
-        if not self.run:
-            return
-        fmt = (self.run_order or "<") + "".join(code for code, _ in self.run)
-        codec = struct.Struct(fmt)
-        sname = self.var("S")
-        self.names[sname] = codec.unpack_from
-        targets = ", ".join(name for _, name in self.run)
-        self.emit(f"{targets}, = {sname}(data, off)", indent)
-        self.emit(f"off += {codec.size}", indent)
-        for name, value in self.consts:
-            self.emit(f"if {name} != {value!r}: raise _Bad", indent)
-        self.run = []
-        self.run_order = ""
-        self.consts = []
-
-    def layout(self, layout: Any, indent: int, top: dict[str, str] | None = None
-               ) -> tuple[str, list[str]]:
-        """Reads for one instance; returns (JSON template, argument expressions)."""
-        parts: list[str] = []
-        args: list[str] = []
-        counts: dict[str, str] = {}
-        for f in layout.fields:
-            key = json.dumps(f.name).replace("%", "%%")
-            nested = f.nested
-            if f.is_rest:
-                self.flush(indent)
-                name = self.var("r")
-                self.emit(f"{name} = data[off:].hex()", indent)
-                self.emit("off = len(data)", indent)
-                parts.append(f'{key}: "%s"')
-                args.append(name)
-                continue
-            if f.is_array:
-                if isinstance(f.count, int):
-                    count_expr = str(f.count)
-                else:
-                    count_expr = counts[f.count]
-                self.flush(indent)
-                self.emit(f"if {count_expr} < 0: raise _Bad", indent)
-                items = self.var("a")
-                self.emit(f"{items} = []", indent)
-                self.emit(f"for _ in range({count_expr}):", indent)
-                if nested is not None:
-                    tmpl, targs = self.layout(nested, indent + 1)
-                else:
-                    tmpl, targs = self._scalar(f.fmt, indent + 1)
-                self.flush(indent + 1)
-                self.emit(f"{items}.append({tmpl!r} % ({', '.join(targs)},))", indent + 1)
-                parts.append(f"{key}: [%s]")
-                args.append(f"', '.join({items})")
-                continue
-            if nested is not None:
-                tmpl, targs = self.layout(nested, indent)
-                parts.append(f"{key}: {tmpl}")
-                args.extend(targs)
-                continue
-            tmpl, targs = self._scalar(f.fmt, indent)
-            name = targs[0]
-            if f.const is not None:
-                self.consts.append((name, f.const))
-            if f.name in layout.counted_by:
-                counts[f.name] = name
-            if top is not None:
-                top[f.name] = name
-            parts.append(f"{key}: {tmpl}")
-            args.extend(targs)
-        return "{" + ", ".join(parts) + "}", args
-
-    def _scalar(self, fmt: str, indent: int) -> tuple[str, list[str]]:
-        name = self.leaf(fmt, indent)
-        if fmt.endswith("s"):
-            return '"%s"', [f"{name}.hex()"]
-        return "%d", [name]
-
-
-class _Bad(Exception):
-    pass
-
-
-def compile_layout(
-    layout: Any, endian: str, lead: str = "", want: tuple[str, ...] = ()
-) -> Callable[[bytes], tuple[Any, ...]]:
-    """A function ``data -> (json_text, *wanted top-level values)`` for one layout.
-
-    `lead` is JSON text put first inside the braces (e.g. ``"endian": "little", ``).
-    The function raises `_Fallback` for anything the layout does not describe exactly
-    (short data, wrong constants, negative counts, trailing bytes).
-    """
-    gen = _Gen("<" if endian == "little" else ">")
-    top: dict[str, str] = {}
-    gen.emit("def decode(data):", 0)
-    gen.emit("try:", 1)
-    gen.emit("off = 0", 2)
-    tmpl, args = gen.layout(layout, 2, top)
-    gen.flush(2)
-    gen.emit("if off != len(data): raise _Bad", 2)
-    gen.emit("except (_Bad, StructError):", 1)
-    gen.emit("raise _Fallback('layout') from None", 2)
-    tmpl = "{" + lead.replace("%", "%%") + tmpl[1:]
-    returns = ", ".join([f"{tmpl!r} % ({', '.join(args)},)", *(top[w] for w in want)])
-    gen.emit(f"return ({returns},)", 1)
-    namespace: dict[str, Any] = {"_Bad": _Bad, "_Fallback": _Fallback,
-                                 "StructError": struct.error, **gen.names}
-    exec("\n".join(gen.lines), namespace)  # noqa: S102 - source generated above
-    function: Callable[[bytes], tuple[Any, ...]] = namespace["decode"]
-    return function
-
-
-_MCAST = totem.TYPE_CODES["mcast"]
-
-
 def stateful(proto: str, payload: bytes) -> bool:
     """Does decoding this datagram need state kept across packets?
 
@@ -453,78 +300,13 @@ def stateful(proto: str, payload: bytes) -> bool:
     mcast are told apart by what was seen before).
     """
     if proto == "totem":
-        return payload[3:4] == b"\x01" if payload[:2] in (b"\x70\xc0", b"\xc0\x70") \
-            else payload[:1] == b"\x01"
+        return totem.is_mcast(payload)
     if proto == "knet":
         if len(payload) < knet.USERDATA_AT or payload[1] != knet.DATA_TYPE:
             return False
         return (knet.is_fragment(payload) or payload[knet.COMPRESS_AT] != 0
-                or payload[knet.USERDATA_AT + 3:knet.USERDATA_AT + 4] == b"\x01")
+                or totem.is_mcast(payload[knet.USERDATA_AT:]))
     return False
-
-
-class TotemFast:
-    """Totem payload -> (type name, nodeid, fields JSON text), or _Fallback."""
-
-    def __init__(self, totem: Any) -> None:
-        self.totem = totem
-        self.table: dict[tuple[bool, str, int], Callable[[bytes], tuple[Any, ...]]] = {}
-        for legacy, layouts in ((False, totem.LAYOUTS), (True, totem.LEGACY_LAYOUTS)):
-            for code, name in totem.TYPES.items():
-                for endian in ("little", "big"):
-                    lead = f'"endian": "{endian}", "type_name": {json.dumps(name)}, '
-                    self.table[(legacy, endian, code)] = compile_layout(
-                        layouts[name], endian, lead, ("nodeid",))
-        self.names = dict(totem.TYPES)
-        self.frame: Callable[[bytes], tuple[bool, str, int] | None] = totem.frame
-
-    def __call__(self, payload: bytes) -> tuple[str, int, str]:
-        try:
-            key = self.frame(payload)
-        except self.totem.DecodeError:
-            raise _Fallback("version") from None
-        if key is None:
-            raise _Fallback("magic")
-        if key[2] == _MCAST:
-            raise _Fallback("mcast")  # totempg and above: the codec path, with its state
-        function = self.table.get(key)
-        if function is None:
-            raise _Fallback("type")
-        text, nodeid = function(payload)
-        return self.names[key[2]], nodeid, text
-
-
-class KnetFast:
-    """Cleartext, unfragmented knet packets, with the Totem they carry."""
-
-    def __init__(self, knet: Any, totem_fast: TotemFast | None) -> None:
-        self.knet = knet
-        self.totem_fast = totem_fast
-        self.looks_clear: Callable[[bytes], bool] = knet.looks_clear
-        self.carries_totem: Callable[[bytes], bool] = knet.carries_totem
-        self.userdata_at: int = knet.USERDATA_AT
-        self.table: dict[int, tuple[str, Callable[[bytes], tuple[Any, ...]]]] = {}
-        for code, name in knet.TYPES.items():
-            lead = f'"type_name": {json.dumps(name)}, '
-            self.table[code] = (name, compile_layout(knet.LAYOUTS[name], "big", lead,
-                                                     ("node",)))
-
-    def __call__(self, payload: bytes) -> tuple[str, int | None, str]:
-        if not self.looks_clear(payload):
-            raise _Fallback("not clear")  # encrypted or malformed: the codec decides
-        entry = self.table.get(payload[1])
-        if entry is None:
-            raise _Fallback("type")
-        name, function = entry
-        text, node = function(payload)
-        if name == "data" and payload[knet.COMPRESS_AT]:
-            raise _Fallback("compressed")  # the codec decompresses
-        if name == "data" and self.carries_totem(payload):
-            if self.totem_fast is None:
-                raise _Fallback("no totem")
-            _kind, _nodeid, inner = self.totem_fast(payload[self.userdata_at:])
-            text = text[:-1] + ', "totem": ' + inner + "}"
-        return name, node, text
 
 
 class FastDecoders(Decoders):
@@ -533,8 +315,6 @@ class FastDecoders(Decoders):
     def __init__(self, keys: Any = None, corosync_keys: Any = None) -> None:
         super().__init__(keys, corosync_keys)
         self.hb_fast = HeartbeatFast()
-        self.totem_fast = TotemFast(totem)
-        self.knet_fast = KnetFast(knet, self.totem_fast)
         self.by_proto["heartbeat"] = self.heartbeat_fast
         self.by_proto["totem"] = self.totem_fastpath
         self.by_proto["knet"] = self.knet_fastpath
@@ -555,10 +335,10 @@ class FastDecoders(Decoders):
         plain = opened.plain if opened is not None else b""
         if opened is None or knet.is_fragment(plain):
             return self.knet(record, payload, opened)
-        try:
-            record.type, record.node, text = self.knet_fast(plain)
-        except Exception:  # noqa: BLE001 - any refusal: the codec decides
+        found = knet.decode_json(plain, mcast=False)
+        if found is None:
             return self.knet(record, payload, opened)
+        record.type, record.node, text = found
         crypto = (f'"crypto": {{"key": {_jstr(opened.key.name)}, "cipher": '
                   f'"{opened.suite.cipher or "none"}", "hash": "{opened.suite.hash}", '
                   f'"wire_size": {len(payload)}}}')
@@ -567,10 +347,10 @@ class FastDecoders(Decoders):
         return record
 
     def totem_fastpath(self, record: Record, payload: bytes) -> Record:
-        try:
-            record.type, record.node, record.fields_json = self.totem_fast(payload)
-        except Exception:  # noqa: BLE001 - any refusal: the codec decides
-            return self.totem(record, payload)
+        found = totem.decode_json(payload, mcast=False)
+        if found is None:
+            return self.totem(record, payload)  # an mcast (totempg), or malformed
+        record.type, record.node, record.fields_json = found
         return record
 
     def knet_fastpath(self, record: Record, payload: bytes) -> Record:
@@ -578,8 +358,8 @@ class FastDecoders(Decoders):
             return self._knet_crypto(record, payload)
         if knet.is_fragment(payload):
             return self.knet(record, payload)  # a fragment: the reassembler needs it
-        try:
-            record.type, record.node, record.fields_json = self.knet_fast(payload)
-        except Exception:  # noqa: BLE001 - any refusal: the codec decides
+        found = knet.decode_json(payload, mcast=False)
+        if found is None:
             return self.knet(record, payload)
+        record.type, record.node, record.fields_json = found
         return record

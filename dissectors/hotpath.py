@@ -32,11 +32,11 @@ from dissectors.capture import (
     Frame,
 )
 from dissectors.detect import CLUSTER, HEARTBEAT, KNET, TOTEM, Detector, corosync_kind
-from dissectors.fast import FastDecoders, _Fallback, stateful
+from dissectors.fast import FastDecoders, stateful
 from dissectors.layers import LINKTYPE_ETHERNET, UdpLayers
-from dissectors.records import Record
+from dissectors.records import UNCHECKED_TAIL, Record, flow_head, row, type_node
+from hbtools import knet, totem
 from hbtools.escape import json_bytes
-from hbtools.knet import is_fragment as is_knet_fragment
 
 __all__ = ["Deferred", "HotPath", "json_lines"]
 
@@ -92,8 +92,6 @@ class HotPath:
         self.decoders = FastDecoders(keys)
         self.keys = keys
         self.hb_fast = self.decoders.hb_fast if keys is None else None
-        self.totem_fast = self.decoders.totem_fast
-        self.knet_fast = self.decoders.knet_fast
         self.flows: dict[Any, list[Any]] = {}
         self.type_node: dict[tuple[Any, Any], str] = {}
 
@@ -147,8 +145,7 @@ class HotPath:
     def _flow(self, key: Any, src: str, dst: str, sport: int, dport: int) -> list[Any]:
         ports = self.ports
         hint = ports.get(dport) or ports.get(sport)
-        head = (f'"src": {_jstr(src)}, "dst": {_jstr(dst)}, "sport": {sport}, '
-                f'"dport": {dport}, "proto": ')
+        head = flow_head(src, dst, sport, dport)
         flow = [hint, head + '"heartbeat", ', head + '"totem", ', head + '"knet", ',
                 src, dst, sport, dport]
         if len(self.flows) >= 65536:
@@ -159,31 +156,34 @@ class HotPath:
     def _line(self, frame: int, ts: float, flow: list[Any], proto: str, payload: bytes,
               src: str, dst: str, sport: int, dport: int) -> str:
         """One JSON line for a datagram already known to be ``proto``."""
-        try:
-            if proto == HEARTBEAT:
-                if self.hb_fast is None:
-                    raise _Fallback("keys")
-                kind, node, fields = self.hb_fast(payload)
-            elif proto == TOTEM:
-                if self.totem_fast is None:
-                    raise _Fallback("no totem")
-                kind, node, fields = self.totem_fast(payload)
-            else:
-                if self.knet_fast is None or is_knet_fragment(payload):
-                    raise _Fallback("knet fragment")
-                kind, node, fields = self.knet_fast(payload)
-        except Exception:  # noqa: BLE001 - any refusal: the codec decides
+        found = self.fast(proto, payload)
+        if found is None:
             record = Record(frame, ts, src, dst, sport, dport, proto, file=self.name)
             return self.decoders.decode(record, payload).to_json() + "\n"
+        kind, node, fields = found
         tn = self.type_node.get((kind, node))
         if tn is None:
             tn = self._type_node(kind, node)
-        return (f'{{"frame": {frame}, "time": {ts!r}, {flow[_PROTO_INDEX[proto]]}{tn}, '
-                f'"fields": {fields}, "auth": "unchecked", "error": null, "signatures": null}}\n')
+        return row(frame, ts, flow[_PROTO_INDEX[proto]], tn, fields, UNCHECKED_TAIL) + "\n"
+
+    def fast(self, proto: str, payload: bytes) -> tuple[str | None, Any, str] | None:
+        """(type, node, fields JSON) from the fast decoders, or None: the codec path
+        decides (malformed, keys to check, state kept across packets: knet fragments,
+        Totem mcasts for totempg)."""
+        if proto == TOTEM:
+            return totem.decode_json(payload, mcast=False)
+        if proto == KNET:
+            return None if knet.is_fragment(payload) else knet.decode_json(payload, mcast=False)
+        hb_fast = self.hb_fast
+        if hb_fast is None:
+            return None
+        try:
+            return hb_fast(payload)
+        except Exception:  # noqa: BLE001 - any refusal: the codec decides
+            return None
 
     def _type_node(self, kind: Any, node: Any) -> str:
-        text = (f'"type": {"null" if kind is None else _jstr(kind)}, '
-                f'"node": {json.dumps(node)}')
+        text = type_node(kind, node)
         if len(self.type_node) >= 65536:
             self.type_node.clear()
         self.type_node[(kind, node)] = text
@@ -204,9 +204,7 @@ class HotPath:
         ethernet = linktype == LINKTYPE_ETHERNET
         flows = self.flows
         type_node = self.type_node
-        hb_fast = self.hb_fast
-        totem_fast = self.totem_fast
-        knet_fast = self.knet_fast
+        fast = self.fast
         detector = self.detector
         general = self.general
         addr = self.layers.addr
@@ -245,27 +243,15 @@ class HotPath:
                 proto = detector(flow[6], flow[7], payload)
                 if proto is None:
                     continue
-            try:
-                if proto == HEARTBEAT:
-                    if hb_fast is None:
-                        raise _Fallback("keys")
-                    kind, node, fields = hb_fast(payload)
-                elif proto == TOTEM:
-                    if totem_fast is None:
-                        raise _Fallback("no totem")
-                    kind, node, fields = totem_fast(payload)
-                else:
-                    if knet_fast is None or is_knet_fragment(payload):
-                        raise _Fallback("knet fragment")
-                    kind, node, fields = knet_fast(payload)
-            except Exception:  # noqa: BLE001 - any refusal: the codec decides
+            found = fast(proto, payload)
+            if found is None:
                 general(frame, ts, linktype, buf[start:pos], out)
                 continue
+            kind, node, fields = found
             tn = type_node.get((kind, node))
             if tn is None:
                 tn = self._type_node(kind, node)
-            append(f'{{"frame": {frame}, "time": {ts!r}, {flow[_PROTO_INDEX[proto]]}{tn}, '
-                   f'"fields": {fields}, "auth": "unchecked", "error": null, "signatures": null}}\n')
+            append(row(frame, ts, flow[_PROTO_INDEX[proto]], tn, fields, UNCHECKED_TAIL) + "\n")
         return out, frame
 
     def frames(self, frames: Iterable[Frame], frame: int) -> tuple[list[Piece], int]:

@@ -14,7 +14,10 @@ from dataclasses import dataclass, field
 from json.encoder import encode_basestring_ascii
 from typing import Any
 
-__all__ = ["AUTH_BAD", "AUTH_OK", "AUTH_UNCHECKED", "JSON_KEYS", "Record"]
+__all__ = [
+    "AUTH_BAD", "AUTH_OK", "AUTH_UNCHECKED", "JSON_KEYS", "UNCHECKED_TAIL", "Record",
+    "flow_head", "row", "row_tail", "type_node",
+]
 
 AUTH_OK = "ok"
 AUTH_BAD = "bad"
@@ -96,19 +99,45 @@ class Record:
         fields_json = self.fields_json
         if fields_json is None:
             fields_json = json.dumps(self.fields if self.fields is not None else {})
-        node = self.node
-        if node is None:
-            node_json = "null"
-        elif isinstance(node, str):
-            node_json = _jstr(node)
-        else:
-            node_json = json.dumps(node)
-        return (
-            f'{{"frame": {self.frame}, "time": {self.time!r}, "src": {_jstr(self.src)}, '
-            f'"dst": {_jstr(self.dst)}, "sport": {self.sport}, "dport": {self.dport}, '
-            f'"proto": {_jstr(self.proto)}, '
-            f'"type": {"null" if self.type is None else _jstr(self.type)}, '
-            f'"node": {node_json}, "fields": {fields_json}, "auth": {_jstr(self.auth)}, '
-            f'"error": {"null" if self.error is None else _jstr(self.error)}, '
-            f'"signatures": {"null" if self.signatures is None else json.dumps(self.signatures)}}}'
-        )
+        return row(self.frame, self.time,
+                   flow_head(self.src, self.dst, self.sport, self.dport) + _jstr(self.proto)
+                   + ", ", type_node(self.type, self.node), fields_json,
+                   row_tail(self.auth, self.error, self.signatures))
+
+
+# The one place a JSON row is written. The hot path (dissectors.hotpath) renders the
+# pieces that repeat (a flow's addresses, a type and node, the tail of an unchecked row)
+# once and caches them; `Record.to_json` renders them per row. Both end in `row`.
+
+
+def flow_head(src: str, dst: str, sport: int, dport: int) -> str:
+    """``"src": ..., "dport": N, "proto": `` (the protocol's JSON string follows)."""
+    return (f'"src": {_jstr(src)}, "dst": {_jstr(dst)}, "sport": {sport}, '
+            f'"dport": {dport}, "proto": ')
+
+
+def type_node(kind: str | None, node: str | int | None) -> str:
+    """``"type": ..., "node": ...`` as json.dumps writes them."""
+    if node is None:
+        node_json = "null"
+    elif isinstance(node, str):
+        node_json = _jstr(node)
+    else:
+        node_json = json.dumps(node)
+    return f'"type": {"null" if kind is None else _jstr(kind)}, "node": {node_json}'
+
+
+def row_tail(auth: str, error: str | None, signatures: dict[str, Any] | None) -> str:
+    return (f'"auth": {_jstr(auth)}, "error": {"null" if error is None else _jstr(error)}, '
+            f'"signatures": {"null" if signatures is None else json.dumps(signatures)}')
+
+
+#: The tail of every row the fast paths write: no keys, so nothing checked.
+UNCHECKED_TAIL = row_tail(AUTH_UNCHECKED, None, None)
+
+
+def row(frame: int, time: float, head: str, kind_node: str, fields_json: str, tail: str) -> str:
+    """One JSON row (no newline), its keys in `JSON_KEYS` order; `head` is `flow_head`
+    with the protocol, `kind_node` is `type_node`, `tail` is `row_tail`."""
+    return (f'{{"frame": {frame}, "time": {time!r}, {head}{kind_node}, '
+            f'"fields": {fields_json}, {tail}}}')

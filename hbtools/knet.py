@@ -33,6 +33,7 @@ __all__ = [
     "Packet",
     "Reassembler",
     "decode",
+    "decode_json",
     "encode",
     "looks_clear",
 ]
@@ -339,6 +340,42 @@ def decode(data: bytes | bytearray | memoryview, *, crypto: bool | None = None) 
     assert isinstance(packet, Packet)
     packet._attach_totem()
     return packet
+
+
+#: type code -> (name, the compiled JSON view of that layout).
+_JSON: dict[int, tuple[str, Any]] = {}
+
+
+def decode_json(data: bytes, *, mcast: bool = True) -> tuple[str, int, str] | None:
+    """``(type name, node, JSON text of decode(data).to_dict())`` without building records.
+
+    For a cleartext, uncompressed packet, with the Totem it carries rendered by
+    `totem.decode_json` (``mcast`` is passed on). None for anything else (encrypted,
+    compressed, malformed, user data that is not Totem): `decode` then says what it is.
+    A fragment is rendered as its knet fields only, as `decode` shows it; joining
+    fragments is a reassembler's job.
+    """
+    if not looks_clear(data):
+        return None
+    entry = _JSON.get(data[1])
+    if entry is None:
+        name = TYPES[data[1]]
+        entry = _JSON[data[1]] = (name, LAYOUTS[name].json_reader(
+            "big", f'"type_name": "{name}", ', ("node",)))
+    name, render = entry
+    found = render(data)
+    if found is None:
+        return None
+    text, node = found
+    if name == "data":
+        if data[COMPRESS_AT]:
+            return None  # decode decompresses
+        if carries_totem(data):
+            inner = _totem.decode_json(data[USERDATA_AT:], mcast=mcast)
+            if inner is None:
+                return None
+            text = text[:-1] + ', "totem": ' + inner[2] + "}"
+    return name, node, text
 
 
 def _lz4_block(data: bytes) -> bytes:

@@ -24,8 +24,9 @@ Nothing here touches sockets or clocks: bytes in, records out.
 
 from __future__ import annotations
 
+import json
 import struct
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -119,6 +120,11 @@ class Layout:
             f for f in fields if f.const is None and f.name not in self.counted_by
         )
         self._by_name = by_name
+        #: Compiled readers by byte order, and JSON views by arguments (made on first use,
+        #: so a protocol module may still set `record_type` after building the table).
+        self._readers: dict[str, Callable[[bytes | memoryview, int], tuple[Record, int]]] = {}
+        self._json_readers: dict[tuple[str, str, tuple[str, ...]],
+                                 Callable[[bytes], tuple[Any, ...] | None]] = {}
 
     def __repr__(self) -> str:
         return f"Layout({self.name!r})"
@@ -170,7 +176,36 @@ class Layout:
     def decode_from(
         self, data: bytes | memoryview, offset: int, endian: str, path: str = ""
     ) -> tuple[Record, int]:
-        """Decode one instance at `offset`; return it and the offset just past it."""
+        """Decode one instance at `offset`; return it and the offset just past it.
+
+        The table is compiled once per byte order into a function that reads whole runs
+        of fields with one ``struct`` call (`compile_reader`, dpkt's idea for `__hdr__`);
+        only when that function refuses (short data, a wrong constant, an impossible
+        count) does the field-by-field reader below run, to say exactly what is wrong.
+        """
+        reader = self._readers.get(endian)
+        if reader is None:
+            reader = self._readers[endian] = compile_reader(self, endian)
+        try:
+            return reader(data, offset)
+        except (_Bad, struct.error):
+            return self.decode_slowly(data, offset, endian, path)
+
+    def json_reader(
+        self, endian: str, lead: str = "", want: tuple[str, ...] = ()
+    ) -> Callable[[bytes], tuple[Any, ...] | None]:
+        """The compiled JSON view of this table (`compile_json`), made once per arguments."""
+        key = (endian, lead, want)
+        function = self._json_readers.get(key)
+        if function is None:
+            function = self._json_readers[key] = compile_json(self, endian, lead, want)
+        return function
+
+    def decode_slowly(
+        self, data: bytes | memoryview, offset: int, endian: str, path: str = ""
+    ) -> tuple[Record, int]:
+        """`decode_from` field by field: the reference the compiled readers must equal,
+        and the one that names the field and offset of a problem (`LayoutError`)."""
         values: dict[str, Any] = {}
         counts: dict[str, int] = {}
         prefix = ENDIAN_PREFIX[endian]
@@ -216,7 +251,7 @@ class Layout:
     ) -> tuple[Any, int]:
         nested = f.nested
         if nested is not None:
-            return nested.decode_from(data, offset, endian, path)
+            return nested.decode_slowly(data, offset, endian, path)
         assert isinstance(f.fmt, str)
         codec = _struct_for(f.fmt, prefix)
         end = offset + codec.size
@@ -437,3 +472,202 @@ def record_type(layout: Layout, name: str, doc: str) -> type[Record]:
     cls = type(name, (Record,), {"__slots__": (), "LAYOUT": layout, "__doc__": doc})
     layout.record_type = cls
     return cls
+
+
+# ------------------------------------------------------------------ compiled readers
+# A table is turned, once per byte order, into the source of one Python function that
+# reads each run of adjacent scalar fields with a single precompiled ``struct`` call and
+# builds the result in one expression: either the record (`compile_reader`, what
+# `Layout.decode_from` runs) or the JSON text of its `to_dict()` (`compile_json`, what the
+# dissector's hot path prints without building records). Both are generated from the same
+# walk over the same table, so they cannot read a field differently.
+
+#: struct codes whose byte order does not matter (they may join a run of either order).
+_NEUTRAL = frozenset("Bbcx?s")
+
+
+class _Bad(Exception):
+    """A compiled reader met bytes the table does not describe exactly."""
+
+
+class _Gen:
+    """Writes the source of one reader for a table and a byte order.
+
+    ``json`` mode renders each instance to a %-template and its arguments; record mode
+    to an expression that builds the record (`Record._make`) from the values read.
+    """
+
+    def __init__(self, prefix: str, json_mode: bool) -> None:
+        self.prefix = prefix
+        self.json = json_mode
+        self.lines: list[str] = []
+        self.names: dict[str, Any] = {}
+        self.counter = 0
+        self.run: list[tuple[str, str]] = []  # pending (struct code, variable)
+        self.run_order = ""
+        self.consts: list[tuple[str, int]] = []
+
+    def var(self, stem: str = "v") -> str:
+        self.counter += 1
+        return f"{stem}{self.counter}"
+
+    def bind(self, stem: str, value: Any) -> str:
+        name = self.var(stem)
+        self.names[name] = value
+        return name
+
+    def emit(self, line: str, indent: int) -> None:
+        self.lines.append("    " * indent + line)
+
+    def leaf(self, fmt: str, indent: int) -> str:
+        """Queue one scalar read; returns the variable that will hold it."""
+        if fmt[0] in "<>":
+            order, code = fmt[0], fmt[1:]
+        else:
+            order, code = self.prefix, fmt
+        if code[-1] in _NEUTRAL:
+            order = ""
+        if order and self.run_order and order != self.run_order:
+            self.flush(indent)
+        if order:
+            self.run_order = order
+        name = self.var()
+        self.run.append((code, name))
+        return name
+
+    def flush(self, indent: int) -> None:
+        """Read the queued run with one struct call, then check its constants."""
+        if not self.run:
+            return
+        codec = struct.Struct((self.run_order or "<") + "".join(c for c, _ in self.run))
+        unpack = self.bind("S", codec.unpack_from)
+        targets = ", ".join(name for _, name in self.run)
+        self.emit(f"{targets}, = {unpack}(data, off)", indent)
+        self.emit(f"off += {codec.size}", indent)
+        for name, value in self.consts:
+            self.emit(f"if {name} != {value!r}: raise _Bad", indent)
+        self.run, self.run_order, self.consts = [], "", []
+
+    def layout(self, layout: Layout, indent: int, top: dict[str, str] | None = None
+               ) -> tuple[str, list[str]]:
+        """Reads for one instance. JSON mode: (template, argument expressions); record
+        mode: (expression building the record, [])."""
+        parts: list[str] = []
+        args: list[str] = []
+        values: list[str] = []  # record mode: "'name': expr" in stored order
+        counts: dict[str, str] = {}
+        for f in layout.fields:
+            key = json.dumps(f.name).replace("%", "%%")
+            nested = f.nested
+            if f.is_rest:
+                self.flush(indent)
+                name = self.var("r")
+                self.emit(f"{name} = data[off:].hex()" if self.json
+                          else f"{name} = bytes(data[off:])", indent)
+                self.emit("off = len(data)", indent)
+                parts.append(f'{key}: "%s"')
+                args.append(name)
+                values.append(f"{f.name!r}: {name}")
+                continue
+            if f.is_array:
+                count = str(f.count) if isinstance(f.count, int) else counts[f.count]
+                self.flush(indent)
+                least = (nested.min_size if nested is not None else f.scalar_size()) or 1
+                self.emit(f"if {count} < 0 or {count} * {least} > len(data) - off: raise _Bad",
+                          indent)
+                items = self.var("a")
+                self.emit(f"{items} = []", indent)
+                self.emit(f"for _ in range({count}):", indent)
+                if nested is not None:
+                    tmpl, targs = self.layout(nested, indent + 1)
+                else:
+                    tmpl, targs = self._scalar(f.fmt, indent + 1)  # type: ignore[arg-type]
+                self.flush(indent + 1)
+                if self.json:
+                    self.emit(f"{items}.append({tmpl!r} % ({', '.join(targs)},))", indent + 1)
+                else:
+                    self.emit(f"{items}.append({tmpl})", indent + 1)
+                parts.append(f"{key}: [%s]")
+                args.append(f"', '.join({items})")
+                values.append(f"{f.name!r}: tuple({items})")
+                continue
+            if nested is not None:
+                tmpl, targs = self.layout(nested, indent)
+                parts.append(f"{key}: {tmpl}")
+                args.extend(targs)
+                values.append(f"{f.name!r}: {tmpl}")
+                continue
+            assert isinstance(f.fmt, str)
+            tmpl, targs = self._scalar(f.fmt, indent)
+            name = self.run[-1][1]
+            if f.const is not None:
+                self.consts.append((name, f.const))
+            if f.name in layout.counted_by:
+                counts[f.name] = name
+            if top is not None:
+                top[f.name] = name
+            parts.append(f"{key}: {tmpl}")
+            args.extend(targs)
+            if f.const is None and f.name not in layout.counted_by:
+                values.append(f"{f.name!r}: {name}")
+        if self.json:
+            return "{" + ", ".join(parts) + "}", args
+        make = self.bind("M", layout.record_type._make)
+        table = self.bind("L", layout)
+        return f"{make}({table}, {{{', '.join(values)}}})", []
+
+    def _scalar(self, fmt: str, indent: int) -> tuple[str, list[str]]:
+        name = self.leaf(fmt, indent)
+        if not self.json:
+            return name, []
+        if fmt.endswith("s"):
+            return '"%s"', [f"{name}.hex()"]
+        return "%d", [name]
+
+    def build(self, entry: str) -> Any:
+        namespace: dict[str, Any] = {"_Bad": _Bad, "StructError": struct.error, **self.names}
+        exec("\n".join(self.lines), namespace)  # noqa: S102 - source generated from a table
+        return namespace[entry]
+
+
+def compile_reader(
+    layout: Layout, endian: str
+) -> Callable[[bytes | memoryview, int], tuple[Record, int]]:
+    """``(data, offset) -> (record, offset after it)`` for one table and byte order.
+
+    Raises `_Bad` or ``struct.error`` where the bytes do not fit (the caller then asks the
+    field-by-field reader for the precise `LayoutError`).
+    """
+    gen = _Gen(ENDIAN_PREFIX[endian], json_mode=False)
+    gen.emit("def read(data, off):", 0)
+    expression, _ = gen.layout(layout, 1)
+    gen.flush(1)
+    gen.emit(f"return {expression}, off", 1)
+    function: Callable[[bytes | memoryview, int], tuple[Record, int]] = gen.build("read")
+    return function
+
+
+def compile_json(
+    layout: Layout, endian: str, lead: str = "", want: tuple[str, ...] = ()
+) -> Callable[[bytes], tuple[Any, ...] | None]:
+    """``data -> (JSON text of the record's to_dict(), *wanted top-level values)``.
+
+    `lead` is JSON text put first inside the braces (e.g. ``"endian": "little", ``). The
+    data must be exactly one instance; None for anything the table does not describe
+    exactly (short data, a wrong constant, an impossible count, trailing bytes).
+    """
+    gen = _Gen(ENDIAN_PREFIX[endian], json_mode=True)
+    top: dict[str, str] = {}
+    gen.emit("def render(data):", 0)
+    gen.emit("try:", 1)
+    gen.emit("off = 0", 2)
+    tmpl, args = gen.layout(layout, 2, top)
+    gen.flush(2)
+    gen.emit("if off != len(data): return None", 2)
+    gen.emit("except (_Bad, StructError):", 1)
+    gen.emit("return None", 2)
+    tmpl = "{" + lead.replace("%", "%%") + tmpl[1:]
+    returns = ", ".join([f"{tmpl!r} % ({', '.join(args)},)", *(top[w] for w in want)])
+    gen.emit(f"return ({returns},)", 1)
+    function: Callable[[bytes], tuple[Any, ...] | None] = gen.build("render")
+    return function

@@ -43,7 +43,9 @@ __all__ = [
     "SrpAddr",
     "TotemIpAddress",
     "decode",
+    "decode_json",
     "encode",
+    "is_mcast",
     "nodeid_of",
 ]
 
@@ -427,6 +429,49 @@ def decode(data: bytes | bytearray | memoryview) -> Message:
     assert isinstance(message, Message)
     object.__setattr__(message, "_endian", endian)
     return message
+
+
+_MCAST = TYPE_CODES["mcast"]
+#: (legacy header, byte order, type code) -> the compiled JSON view of that layout.
+_JSON: dict[tuple[bool, str, int], Any] = {}
+
+
+def is_mcast(data: bytes | bytearray | memoryview) -> bool:
+    """An mcast of either header generation (its payload is read with state by totempg)."""
+    try:
+        found = frame(data)
+    except DecodeError:
+        return False
+    return found is not None and found[2] == _MCAST
+
+
+def decode_json(data: bytes, *, mcast: bool = True) -> tuple[str, int, str] | None:
+    """``(type name, nodeid, JSON text of decode(data).to_dict())`` without building records.
+
+    The same table as `decode`, compiled once into a function that fills a JSON template
+    (`hbtools.layout.compile_json`): what a dissector prints for millions of packets.
+    None for anything `decode` would refuse (then `decode` says why) and, with
+    ``mcast=False``, for an mcast, whose payload a caller reads with totempg's state.
+    """
+    try:
+        key = frame(data)
+    except DecodeError:
+        return None
+    if key is None or (key[2] == _MCAST and not mcast):
+        return None
+    render = _JSON.get(key)
+    if render is None:
+        name = TYPES.get(key[2])
+        if name is None:
+            return None
+        legacy, endian, _code = key
+        layout = (LEGACY_LAYOUTS if legacy else LAYOUTS)[name]
+        render = _JSON[key] = layout.json_reader(
+            endian, f'"endian": "{endian}", "type_name": "{name}", ', ("nodeid",))
+    found = render(data)
+    if found is None:
+        return None
+    return TYPES[key[2]], found[1], found[0]
 
 
 def encode(msg: Message) -> bytes:

@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scapy.all import IP, UDP, Ether, IPv6, PcapWriter, Raw, fragment
 
-from dissectors.fast import HeartbeatFast, KnetFast, TotemFast, _Fallback
+from dissectors.fast import HeartbeatFast, _Fallback
 from hbtools import heartbeat, knet, totem
 from tests.dissect_vectors import hb_status, json_rows, netstring, run_cli, totem_token
 from tests.totem_strategies import messages_legacy, messages_v3
@@ -136,15 +136,12 @@ def test_heartbeat_fast_refuses_what_needs_the_codec():
         assert not _agree(fast, payload) or payload is comma
 
 
-TOTEM_FAST = TotemFast(totem)
-KNET_FAST = KnetFast(knet, TOTEM_FAST)
-
-
-def _totem_agree(payload: bytes) -> bool:
-    try:
-        kind, node, text = TOTEM_FAST(payload)
-    except _Fallback:
+def _totem_agree(payload: bytes, mcast: bool = False) -> bool:
+    """`totem.decode_json` (the compiled JSON view the hot path prints) against `decode`."""
+    found = totem.decode_json(payload, mcast=mcast)
+    if found is None:
         return False
+    kind, node, text = found
     msg = totem.decode(payload)
     assert text == json.dumps(msg.to_dict())
     assert (kind, node) == (msg.type_name, msg.nodeid)
@@ -154,15 +151,17 @@ def _totem_agree(payload: bytes) -> bool:
 @SETTINGS
 @given(messages_v3())
 def test_totem_fast_equals_codec(message):
-    # An mcast always takes the codec path: totempg above it needs the capture's state.
+    # With mcast=False (the dissector's call) an mcast takes the codec path: totempg above
+    # it needs the capture's state. With mcast=True every well-formed message renders.
     assert _totem_agree(totem.encode(message)) or message.type_name == "mcast"
+    assert _totem_agree(totem.encode(message), mcast=True)
 
 
 @SETTINGS
 @given(st.binary(max_size=120))
 def test_totem_fast_on_arbitrary_bytes(data):
-    _totem_agree(b"\x70\xc0\x03" + data)
-    _totem_agree(data)
+    _totem_agree(b"\x70\xc0\x03" + data, mcast=True)
+    _totem_agree(data, mcast=True)
 
 
 @SETTINGS
@@ -171,21 +170,22 @@ def test_totem_fast_on_mutated_messages(message, position, byte):
     data = bytearray(totem.encode(message))
     position %= len(data)
     data[position] = byte
-    _totem_agree(bytes(data))
-    _totem_agree(bytes(data[:position]))
+    _totem_agree(bytes(data), mcast=True)
+    _totem_agree(bytes(data[:position]), mcast=True)
 
 
 @SETTINGS
 @given(messages_legacy())
 def test_totem_fast_legacy_header(message):
     assert _totem_agree(totem.encode(message)) or message.type_name == "mcast"
+    assert _totem_agree(totem.encode(message), mcast=True)
 
 
-def _knet_agree(payload: bytes) -> bool:
-    try:
-        kind, node, text = KNET_FAST(payload)
-    except _Fallback:
+def _knet_agree(payload: bytes, mcast: bool = False) -> bool:
+    found = knet.decode_json(payload, mcast=mcast)
+    if found is None:
         return False
+    kind, node, text = found
     packet = knet.decode(payload)
     assert text == json.dumps(packet.to_dict())
     assert (kind, node) == (packet.type_name, packet.node)
@@ -198,6 +198,7 @@ def test_knet_fast_equals_codec(message, seq):
     packet = knet.Packet("data", node=3, seq_num=seq, totem=message)
     # An mcast always takes the codec path: totempg above it needs the capture's state.
     assert _knet_agree(knet.encode(packet)) or message.type_name == "mcast"
+    assert _knet_agree(knet.encode(packet), mcast=True)
 
 
 @SETTINGS
