@@ -18,6 +18,8 @@ __all__ = [
     "CaptureError",
     "CaptureReader",
     "Frame",
+    "PcapChunk",
+    "PcapHeader",
     "open_capture",
 ]
 
@@ -77,6 +79,17 @@ class PcapHeader:
     limit: int  # the largest record length believed (snaplen, within MAX_RECORD)
 
 
+@dataclass(frozen=True)
+class PcapChunk:
+    """Whole pcap records as read from the stream: ``buf[:end]`` holds `records` of them,
+    the first being frame ``first_frame + 1``."""
+
+    buf: bytes
+    end: int
+    first_frame: int
+    records: int
+
+
 class CaptureReader:
     """Iterate over the frames of one pcap or pcapng stream.
 
@@ -89,6 +102,8 @@ class CaptureReader:
         self.name = name
         self.bytes_read = 0
         self.format = ""
+        #: The pcap global header, once `pcap_chunks` (or iteration) has read it.
+        self.header: PcapHeader | None = None
         self._head = self._read_exact_or_short(4)
         if len(self._head) < 4:
             if not self._head:
@@ -153,56 +168,73 @@ class CaptureReader:
             limit=max(snaplen, 65536) if snaplen < MAX_RECORD else MAX_RECORD,
         )
 
-    def _pcap(self) -> Iterator[Frame]:
-        name = self.name
-        header = self.pcap_header()
-        endian, snaplen, linktype = header.endian, header.snaplen, header.linktype
-        divisor, hdr_len, limit = header.divisor, header.header_length, header.limit
-        unpack = struct.Struct(endian + "IIII").unpack_from
-        read = _chunk_reader(self.stream)
+    def pcap_chunks(self, chunk_size: int = CHUNK_SIZE) -> Iterator[PcapChunk]:
+        """The records of a pcap stream in chunks of whole records, not decoded.
 
-        buf = b""
-        pos = 0
-        count = 0
+        The public way in for readers that walk the records themselves (the JSON hot
+        path hands chunks to worker processes): the global header is read first and kept
+        in `header`; each chunk is the stream's bytes as read, with `end` after its last
+        whole record. Every check of the records (a corrupt length, a file cut short) is
+        made here, once: `CaptureError` is raised after the last whole chunk.
+        """
+        name = self.name
+        header = self.header = self.pcap_header()
+        snaplen, limit, hdr_len = header.snaplen, header.limit, header.header_length
+        u32 = struct.Struct(header.endian + "I").unpack_from
+        read = _chunk_reader(self.stream)
+        carry = b""
+        frame = 0
         while True:
-            avail = len(buf) - pos
-            if avail < hdr_len:
-                chunk = read(CHUNK_SIZE)
-                if not chunk:
-                    if avail:
-                        raise CaptureError(
-                            name,
-                            f"cut short in the header of record {count + 1} "
-                            f"({avail} of {hdr_len} bytes)",
-                        )
-                    return
+            chunk = read(max(chunk_size, len(carry)))
+            if chunk:
                 self.bytes_read += len(chunk)
-                buf = buf[pos:] + chunk
-                pos = 0
-                continue
-            sec, frac, incl, orig = unpack(buf, pos)
-            if incl > limit:
-                raise CaptureError(
-                    name,
-                    f"record {count + 1} claims {incl} bytes (snaplen {snaplen}): corrupt capture",
-                )
-            start = pos + hdr_len
-            end = start + incl
-            if end > len(buf):
-                chunk = read(max(CHUNK_SIZE, end - len(buf)))
-                if not chunk:
-                    raise CaptureError(
-                        name,
-                        f"cut short in the middle of record {count + 1} "
-                        f"({len(buf) - start} of {incl} bytes)",
-                    )
-                self.bytes_read += len(chunk)
-                buf = buf[pos:] + chunk
-                pos = 0
-                continue
-            count += 1
-            pos = end
-            yield sec + frac / divisor, linktype, buf[start:end], orig
+            buf = carry + chunk if carry else chunk
+            pos = 0
+            size = len(buf)
+            records = 0
+            while pos + hdr_len <= size:
+                (incl,) = u32(buf, pos + 8)
+                if incl > limit:
+                    if records:
+                        yield PcapChunk(buf, pos, frame, records)
+                    raise CaptureError(name, f"record {frame + records + 1} claims {incl} "
+                                             f"bytes (snaplen {snaplen}): corrupt capture")
+                nxt = pos + hdr_len + incl
+                if nxt > size:
+                    break
+                pos = nxt
+                records += 1
+            if records:
+                yield PcapChunk(buf, pos, frame, records)
+                frame += records
+            carry = buf[pos:]
+            if not chunk:
+                if carry:
+                    if len(carry) < hdr_len:
+                        problem = (f"cut short in the header of record {frame + 1} "
+                                   f"({len(carry)} of {hdr_len} bytes)")
+                    else:
+                        (incl,) = u32(carry, 8)
+                        problem = (f"cut short in the middle of record {frame + 1} "
+                                   f"({len(carry) - hdr_len} of {incl} bytes)")
+                    raise CaptureError(name, problem)
+                return
+
+    def _pcap(self) -> Iterator[Frame]:
+        chunks = self.pcap_chunks()
+        for chunk in chunks:
+            header = self.header
+            assert header is not None  # read by pcap_chunks before its first chunk
+            unpack = struct.Struct(header.endian + "IIII").unpack_from
+            divisor, hdr_len, linktype = header.divisor, header.header_length, header.linktype
+            buf = chunk.buf
+            pos = 0
+            end = chunk.end
+            while pos < end:
+                sec, frac, incl, orig = unpack(buf, pos)
+                start = pos + hdr_len
+                pos = start + incl
+                yield sec + frac / divisor, linktype, buf[start:pos], orig
 
     # -- pcapng ----------------------------------------------------------------------
 

@@ -7,7 +7,8 @@ text without building those objects:
 
 * Heartbeat: a message is a sequence of items (netstrings or classic lines) and most
   items repeat from one message to the next (``t=status``, ``src=node1``, the uuid...).
-  Items are cut out with one regular expression and each distinct item is rendered to
+  Items are cut out by the codec's own splitter (`heartbeat.split_items`) and each
+  distinct item is rendered to
   its JSON fragment once, by the field table (`hbtools.fields`), then looked up.
 * Totem and kronosnet: the codecs render themselves (`totem.decode_json`,
   `knet.decode_json`: each layout compiled once into a function that reads whole runs of
@@ -41,7 +42,7 @@ from hbtools.fields import (
     WireType,
     spec_for,
 )
-from hbtools.heartbeat import CLASSIC_END, CLASSIC_START, NETSTRING_END, NETSTRING_START
+from hbtools.heartbeat import split_items
 
 __all__ = ["FastDecoders", "HeartbeatFast", "stateful"]
 
@@ -62,7 +63,6 @@ _TYPE_DEPENDENT = frozenset(name for name, spec in FIELDS.items() if spec.kind_b
 #: The compression envelope is unwrapped by the codec path.
 _CODEC_ONLY = _TYPE_DEPENDENT | {"_compressed_payload"}
 
-_NS_TRAILER = re.compile(rb"(0|[1-9][0-9]{0,9}):([^,]*),(\x00?)")
 _HEX = re.compile(r"-?[0-9a-fA-F]+")
 _DEC = re.compile(r"-?[0-9]+")
 _CACHE_MAX = 1 << 15
@@ -250,35 +250,11 @@ class HeartbeatFast:
     def __call__(self, payload: bytes) -> tuple[str | None, str | None, str]:
         if len(payload) > MAX_WIRE_MESSAGE:
             raise _Fallback("size")
-        head = payload[:4]
-        if head == NETSTRING_START:
-            end = payload.find(NETSTRING_END, 4)
-            if end < 0:
-                raise _Fallback("no end")
-            trailer = _NS_TRAILER.fullmatch(payload, end + 4)
-            if trailer is None:
-                rest = payload[end + 4 :]
-                if rest and rest != b"\x00":
-                    raise _Fallback("trailer")
-            elif int(trailer.group(1)) != len(trailer.group(2)):
-                raise _Fallback("trailer length")
-            parts = payload[4:end].split(b",")
-            if parts.pop():
-                raise _Fallback("no comma before %%%")
-            entries = list(map(self.items.__getitem__, parts))
-        elif head == CLASSIC_START:
-            stop = len(payload) - (5 if payload[-1:] == b"\x00" else 4)
-            if stop < 4 or payload[stop : stop + 4] != CLASSIC_END:
-                raise _Fallback("classic end")
-            if stop == 4:
-                entries = []
-            else:
-                if payload[stop - 1] != 0x0A:
-                    raise _Fallback("classic line end")
-                entries = list(map(self.lines.__getitem__,
-                                   payload[4 : stop - 1].split(b"\n")))
-        else:
-            raise _Fallback("opening")
+        split = split_items(payload)
+        if split is None:
+            raise _Fallback("framing")  # the codec's careful reader words the problem
+        items = self.lines if split.wire_format == "classic" else self.items
+        entries = list(map(items.__getitem__, split.items))
         names = tuple(map(_name, entries))
         shape = self.shapes.get(names)
         if shape is None:

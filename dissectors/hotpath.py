@@ -30,6 +30,7 @@ from dissectors.capture import (
     CaptureError,
     CaptureReader,
     Frame,
+    PcapChunk,
 )
 from dissectors.detect import CLUSTER, HEARTBEAT, KNET, TOTEM, Detector, corosync_kind
 from dissectors.fast import FastDecoders, stateful
@@ -294,66 +295,18 @@ def _text(pieces: list[Piece]) -> bytes:
 # -- chunking --------------------------------------------------------------------------
 
 
-@dataclass
-class _Chunk:
-    buf: bytes
-    end: int
-    first_frame: int  # frame number before the first record of the chunk
-    records: int
-
-
 def _pcap_chunks(reader: CaptureReader, chunk_size: int = PARALLEL_CHUNK
-                 ) -> Iterator[tuple[PcapContext, _Chunk, int]]:
-    """Cut a pcap stream into chunks of whole records, without decoding them.
-
-    Mirrors CaptureReader._pcap's checks (corrupt length, cut short) so errors read the
-    same; raises CaptureError after the last whole chunk.
-    """
-    name = reader.name
-    stream = reader.stream
-    header = reader.pcap_header()
-    ctx = PcapContext(header.endian, header.divisor, header.header_length, header.linktype)
-    endian, snaplen, limit = header.endian, header.snaplen, header.limit
-    incl_at = 8
-    u32 = struct.Struct(endian + "I").unpack_from
-    hdr_len = ctx.header_length
-    carry = b""
-    frame = 0
-    while True:
-        chunk = stream.read(chunk_size)
-        if chunk:
-            reader.bytes_read += len(chunk)
-        buf = carry + chunk if carry else chunk
-        pos = 0
-        size = len(buf)
-        records = 0
-        while pos + hdr_len <= size:
-            (incl,) = u32(buf, pos + incl_at)
-            if incl > limit:
-                if records:
-                    yield ctx, _Chunk(buf, pos, frame, records), frame
-                raise CaptureError(name, f"record {frame + records + 1} claims {incl} bytes "
-                                         f"(snaplen {snaplen}): corrupt capture")
-            nxt = pos + hdr_len + incl
-            if nxt > size:
-                break
-            pos = nxt
-            records += 1
-        if records:
-            yield ctx, _Chunk(buf, pos, frame, records), frame
-            frame += records
-        carry = buf[pos:]
-        if not chunk:
-            if carry:
-                if len(carry) < hdr_len:
-                    problem = (f"cut short in the header of record {frame + 1} "
-                               f"({len(carry)} of {hdr_len} bytes)")
-                else:
-                    (incl,) = u32(carry, incl_at)
-                    problem = (f"cut short in the middle of record {frame + 1} "
-                               f"({len(carry) - hdr_len} of {incl} bytes)")
-                raise CaptureError(name, problem)
-            return
+                 ) -> Iterator[tuple[PcapContext, PcapChunk, int]]:
+    """The capture reader's chunks of whole records (`CaptureReader.pcap_chunks`, which
+    makes every check of the file), each with what a worker needs to walk it."""
+    ctx: PcapContext | None = None
+    for chunk in reader.pcap_chunks(chunk_size):
+        if ctx is None:
+            header = reader.header
+            assert header is not None
+            ctx = PcapContext(header.endian, header.divisor, header.header_length,
+                              header.linktype)
+        yield ctx, chunk, chunk.first_frame
 
 
 def _frame_batches(reader: CaptureReader, size: int = 4096

@@ -346,6 +346,119 @@ def looks(data: bytes | bytearray | memoryview) -> bool:
     return bytes(data[:4]) in OPENINGS
 
 
+class Items(NamedTuple):
+    """A message cut into its items by `split_items`, nothing interpreted yet."""
+
+    wire_format: WireFormat
+    #: netstring: each ``len:(T)name=value`` without its comma; classic: each line
+    #: without its newline.
+    items: list[bytes]
+    trailer: bytes | None
+    nul_terminated: bool
+
+
+#: The trailing auth netstring after ``%%%\n`` (a NUL may follow, as some senders add).
+_NS_TRAILER = re.compile(rb"(0|[1-9][0-9]{0,9}):([^,]*),(\x00?)")
+
+
+def split_items(data: bytes) -> Items | None:
+    """Cut a message of the plain shape into its items: the one splitter of the codec
+    (`decode` tries it first) and the dissector's fast path.
+
+    Netstring bodies are cut at every comma and classic bodies at every newline, which
+    is one C call per message. A value holding a comma arrives in pieces; the first
+    piece is then shorter than its length prefix says, so every reader of an item checks
+    that length (`_quick_fields`, the fast path) and gives the message to the careful,
+    item-by-item reader when it does not hold. None when the framing itself is not plain
+    (no end marker, a trailer holding a comma, bytes after it...): the careful reader
+    then takes the message and says what is wrong.
+    """
+    head = data[:4]
+    if head == NETSTRING_START:
+        end = data.find(NETSTRING_END, 4)
+        if end < 0:
+            return None
+        trailer = _NS_TRAILER.fullmatch(data, end + 4)
+        if trailer is None:
+            rest = data[end + 4 :]
+            if rest and rest != b"\x00":
+                return None
+            signed, nul = None, rest == b"\x00"
+        elif int(trailer.group(1)) != len(trailer.group(2)):
+            return None
+        else:
+            signed, nul = trailer.group(2), trailer.group(3) == b"\x00"
+        parts = data[4:end].split(b",")
+        if parts.pop():
+            return None  # no comma before %%%
+        return Items("netstring", parts, signed, nul)
+    if head == CLASSIC_START:
+        nul = data[-1:] == b"\x00"
+        stop = len(data) - (5 if nul else 4)
+        if stop < 4 or data[stop : stop + 4] != CLASSIC_END:
+            return None
+        if stop == 4:
+            return Items("classic", [], None, nul)
+        if data[stop - 1] != 0x0A:
+            return None
+        return Items("classic", data[4 : stop - 1].split(b"\n"), None, nul)
+    return None
+
+
+def _quick_fields(split: Items) -> list[Field] | None:
+    """The fields of a split message when every item is plain (netstring types 0, 1 and
+    4; classic strings and base64 binaries), else None for the careful reader, which
+    also reads nested structs and lists, and words every error."""
+    fields: list[Field] = []
+    append = fields.append
+    names = _NAME_CACHE
+    if split.wire_format == "netstring":
+        match_head = _FIELD_HEAD.match
+        for item in split.items:
+            head = match_head(item)
+            if head is None:
+                return None
+            after = head.end()
+            if head.end(1) + 1 + int(head[1]) != len(item):
+                return None  # a piece of an item whose value holds a comma
+            equals = item.find(b"=", after)
+            code = item[after - 2] - 0x30
+            if equals <= after or code == 2 or code == 3:
+                return None
+            raw_name = item[after:equals]
+            name = names.get(raw_name)
+            if name is None:
+                name = raw_name.decode(*_TEXT)
+                if len(names) < 4096:
+                    names[raw_name] = name
+            raw = item[equals + 1 :]
+            append(Field(name, _WIRE_TYPES[code], raw.decode(*_TEXT) if code == 0 else raw))
+        return fields
+    substitute = bytes((STRING_NEWLINE_SUBSTITUTE,))
+    for line in split.items:
+        binary = line[:3] == b"(1)"
+        equals = line.find(b"=")
+        if equals <= (3 if binary else 0) or line[3 if binary else 0 : 1 + (3 if binary else 0)] \
+                == b"(":
+            return None  # typed other than (1), no name, a name opening with '(' ...
+        raw_name = line[3 if binary else 0 : equals]
+        raw = line[equals + 1 :]
+        if binary:
+            try:
+                value: Any = base64.b64decode(raw, validate=True)
+            except (binascii.Error, ValueError):
+                return None
+            if base64.b64encode(value) != raw:
+                return None
+            append(Field(raw_name.decode(*_TEXT), WireType.BINARY, value))
+        elif line == b"<<<" or line == b">>>":
+            return None
+        else:
+            append(Field(raw_name.decode(*_TEXT), WireType.STRING,
+                         raw.replace(substitute, b"\n").decode(*_TEXT)))
+    return fields
+
+
 def decode(data: bytes, *, limit: int = MAX_WIRE_MESSAGE) -> Message:
     """Decode one datagram's payload (either wire format).
 
@@ -358,6 +471,14 @@ def decode(data: bytes, *, limit: int = MAX_WIRE_MESSAGE) -> Message:
     if len(data) > limit:
         size = "256 KiB" if limit == MAX_WIRE_MESSAGE else f"{limit} bytes"
         raise DecodeError(limit, f"message of {len(data)} bytes exceeds {size}")
+    split = split_items(data)
+    if split is not None:
+        fields = _quick_fields(split)
+        if fields is not None:
+            trailer = split.trailer
+            return Message(fields, split.wire_format,
+                           None if trailer is None else trailer.decode(*_TEXT),
+                           split.nul_terminated)
     if data.startswith(NETSTRING_START):
         return _decode_netstring(data, 0, top=True)
     if data.startswith(CLASSIC_START):

@@ -272,3 +272,52 @@ def test_hot_path_workers_and_general_path_agree(tmp_path):
     # stdin goes through the same chunking
     code, out, err = run_cli("decode", "-f", "json", "-j", "2", "-", input=path.read_bytes())
     assert out == reference
+
+
+# -- the codec's one item splitter: its quick reading equals the careful reader -----------
+
+def _careful(payload: bytes):
+    """The item-by-item reader (what decode did before `split_items`), or its error."""
+    try:
+        if payload.startswith(b"###\n"):
+            return heartbeat._decode_netstring(payload, 0, top=True)
+        return heartbeat._decode_classic(payload, 0, top=True)
+    except heartbeat.DecodeError as exc:
+        return ("error", str(exc))
+
+
+def _split_agrees(payload: bytes) -> None:
+    if payload[:4] not in (b"###\n", b">>>\n"):
+        return
+    try:
+        quick = heartbeat.decode(payload)
+    except heartbeat.DecodeError as exc:
+        quick = ("error", str(exc))
+    assert quick == _careful(payload)
+
+
+@SETTINGS
+@given(hb_fields(), st.one_of(st.none(), st.just(b"1 a77e48e9"), st.binary(max_size=12)),
+       st.booleans(), st.integers(0, 400), st.integers(0, 256))
+def test_heartbeat_split_equals_careful_reader(fields, trailer, nul, position, byte):
+    # hand-written messages of both formats (commas, '=', '%%%', binary values, trailers),
+    # then one byte changed or the message cut: decode must say what the careful reader says
+    for payload in (_netstring_message(fields, trailer) + (b"\x00" if nul else b""),
+                    _classic_message(fields) + (b"\x00" if nul else b""),
+                    hb_status("node1", 0x2C), hb_status("node1", 0x2C, classic=True)):
+        _split_agrees(payload)
+        data = bytearray(payload)
+        at = position % len(data)
+        if byte < 256:
+            data[at] = byte
+        _split_agrees(bytes(data))
+        _split_agrees(bytes(data[:at]))
+
+
+def test_heartbeat_split_cuts_a_value_holding_the_separators():
+    # '8:(0)i=a,b,' holds a comma: split at it, the piece '8:(0)i=a' carries 5 of the 8
+    # bytes its prefix claims, so the careful reader takes the message, whole value kept
+    payload = b"###\n8:(0)t=ack,8:(0)i=a,b,%%%\n"
+    assert heartbeat.split_items(payload).items == [b"8:(0)t=ack", b"8:(0)i=a", b"b"]
+    assert heartbeat.decode(payload).get("i") == "a,b"
+    assert heartbeat.decode(b">>>\nt=ack\ni=%%%\n<<<\n").get("i") == "%%%"
