@@ -306,16 +306,21 @@ class CaptureReader:
                 pos = 0
                 continue
             body = pos + 8
-            if btype == _BT_EPB:
-                iface, ts_hi, ts_lo, caplen, origlen = epb(buf, body)
-                if caplen > blen - 32:
-                    raise CaptureError(
-                        name, f"packet {count + 1}: captured length {caplen} exceeds its block"
+            if btype == _BT_EPB or btype == _BT_PACKET:
+                if btype == _BT_EPB:
+                    iface, ts_hi, ts_lo, caplen, origlen = epb(buf, body)
+                    if caplen > blen - 32:
+                        raise CaptureError(name, f"packet {count + 1}: captured length "
+                                                 f"{caplen} exceeds its block")
+                    if iface >= len(interfaces):
+                        raise CaptureError(name, f"packet {count + 1} names interface "
+                                                 f"{iface}, which is not defined")
+                else:  # the obsolete Packet Block: a 16-bit interface and a drop count
+                    iface, _drops, ts_hi, ts_lo, caplen, origlen = struct.unpack_from(
+                        endian + "HHIIII", buf, body
                     )
-                if iface >= len(interfaces):
-                    raise CaptureError(
-                        name, f"packet {count + 1} names interface {iface}, which is not defined"
-                    )
+                    if iface >= len(interfaces) or caplen > blen - 32:
+                        raise CaptureError(name, f"packet {count + 1}: corrupt packet block")
                 linktype, tps, offset, _snap = interfaces[iface]
                 count += 1
                 pos = end
@@ -341,23 +346,6 @@ class CaptureReader:
                 continue
             if btype == _BT_IDB:
                 interfaces.append(self._idb(buf, body, end - 4, endian))
-            elif btype == _BT_PACKET:
-                iface, _drops, ts_hi, ts_lo, caplen, origlen = struct.unpack_from(
-                    endian + "HHIIII", buf, body
-                )
-                if iface >= len(interfaces) or caplen > blen - 32:
-                    raise CaptureError(name, f"packet {count + 1}: corrupt packet block")
-                linktype, tps, offset, _snap = interfaces[iface]
-                count += 1
-                pos = end
-                sec, frac = divmod((ts_hi << 32) | ts_lo, tps)
-                yield (
-                    sec + frac / tps + offset,
-                    linktype,
-                    buf[body + 20 : body + 20 + caplen],
-                    origlen,
-                )
-                continue
             pos = end
 
     def _idb(self, buf: bytes, body: int, end: int, endian: str) -> tuple[int, int, int, int]:

@@ -53,9 +53,7 @@ class Decoders:
         try:
             msg = heartbeat.decode(payload)
         except heartbeat.DecodeError as exc:
-            record.error = f"heartbeat: {exc}"
-            record.fields = {}
-            return record
+            return _refused(record, exc)
         shown = msg
         extra: dict[str, Any] = {}
         if "_compressed_payload" in msg:
@@ -92,9 +90,7 @@ class Decoders:
         try:
             msg = _totem.decode(payload)
         except _totem.DecodeError as exc:
-            record.error = f"totem: {exc}"
-            record.fields = {}
-            return record
+            return _refused(record, exc)
         record.type = msg.type_name
         record.node = int(msg.nodeid)
         fields = msg.to_dict()
@@ -133,11 +129,9 @@ class Decoders:
         try:
             packet = _knet.decode(payload, crypto=False if crypto is not None else None)
         except _knet.DecodeError as exc:
-            record.error = f"knet: {exc}"
-            record.fields = {}
             if ring is not None:
                 record.auth = AUTH_BAD
-            return record
+            return _refused(record, exc)
         if ring is not None and crypto is None:
             clear = not packet.encrypted and (packet.type_name != "data"
                                               or packet.totem is not None
@@ -169,6 +163,13 @@ class Decoders:
                     fields["totem_error"] = str(exc)
         record.fields = fields
         return record
+
+
+def _refused(record: Record, exc: Exception) -> Record:
+    """A payload its codec refused: the row carries the codec's words and no fields."""
+    record.error = f"{record.proto}: {exc}"
+    record.fields = {}
+    return record
 
 
 def _accepts(keys: Any, msg: heartbeat.Message, payload: bytes) -> bool:

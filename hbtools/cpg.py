@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
-from hbtools.layout import REST, Field, Layout, LayoutError
+from hbtools.layout import REST, Field, Layout, LayoutError, aligned
 
 __all__ = [
     "CPG_LAYOUTS",
@@ -68,10 +68,8 @@ REASONS: Mapping[int, str] = MappingProxyType({
 PARTIAL_TYPES: Mapping[int, str] = MappingProxyType({1: "first", 2: "continued", 3: "last"})
 
 EXEC_HEADER = Layout("exec_header", (
-    Field("id", "i", "service << 16 | function"),
-    Field("pad_id", "4s", "alignment to 8"),
-    Field("size", "i", "bytes of the whole message, header included"),
-    Field("pad_size", "4s", "alignment to 8"),
+    *aligned("id", "i", "service << 16 | function"),
+    *aligned("size", "i", "bytes of the whole message, header included"),
 ), "qb_ipc_request_header: in front of every corosync exec message")
 
 CPG_NAME = Layout("mar_cpg_name", (
@@ -87,9 +85,9 @@ SOURCE = Layout("mar_message_source", (
 ), "who sent a CPG message")
 
 
-def _u32(name: str, meaning: str) -> tuple[Field, Field]:
+def _u32(name: str, meaning: str) -> tuple[Field, ...]:
     """A mar_uint32_t aligned to 8: the value and its padding."""
-    return Field(name, "I", meaning), Field(f"pad_{name}", "4s", "alignment to 8")
+    return aligned(name, "I", meaning)
 
 
 PROCJOIN_FIELDS = (
@@ -178,10 +176,7 @@ def decode(data: bytes, endian: str, group: str = "a") -> dict[str, Any]:
     CPG mcast / partial_mcast payloads are left as bytes under ``message`` (the caller
     hands them to the application's codec, e.g. `hbtools.pcmk`).
     """
-    try:
-        head, offset = EXEC_HEADER.decode_from(data, 0, endian)
-    except LayoutError as exc:
-        raise DecodeError(f"exec header: {exc}") from None
+    head, offset = EXEC_HEADER.read(data, endian, DecodeError, "exec header")
     service_id, function_id = head.id >> 16 & 0xFFFF, head.id & 0xFFFF
     service = "sync" if group == "sync" else SERVICES.get(service_id, f"service{service_id}")
     function = FUNCTIONS.get(service, {}).get(function_id, f"function{function_id}")
@@ -204,10 +199,7 @@ def decode(data: bytes, endian: str, group: str = "a") -> dict[str, Any]:
                 break
         out["entries"] = entries
         return out
-    try:
-        record, _ = layout.decode_from(data, offset, endian)
-    except LayoutError as exc:
-        raise DecodeError(f"cpg {function}: {exc}") from None
+    record, _ = layout.read(data, endian, DecodeError, f"cpg {function}", offset)
     out.update(_view(record))
     if "reason" in out:
         out["reason_name"] = REASONS.get(out["reason"], str(out["reason"]))

@@ -191,6 +191,17 @@ class Layout:
         except (_Bad, struct.error):
             return self.decode_slowly(data, offset, endian, path)
 
+    def read(
+        self, data: bytes | memoryview, endian: str, error: type[Exception], what: str,
+        offset: int = 0,
+    ) -> tuple[Record, int]:
+        """`decode_from`, with a `LayoutError` re-raised as the protocol's own error type
+        worded ``"<what>: <problem>"`` (what totempg, CPG and Pacemaker raise)."""
+        try:
+            return self.decode_from(data, offset, endian)
+        except LayoutError as exc:
+            raise error(f"{what}: {exc}") from None
+
     def json_reader(
         self, endian: str, lead: str = "", want: tuple[str, ...] = ()
     ) -> Callable[[bytes], tuple[Any, ...] | None]:
@@ -336,6 +347,16 @@ class Layout:
             yield prefix + f.name, f
             if f.nested is not None:
                 yield from f.nested.walk(prefix + f.name + ".")
+
+
+def aligned(name: str, fmt: str, meaning: str, align: int = 8) -> tuple[Field, ...]:
+    """A member and the padding a C compiler puts after it (``pad_<name>``), so that the
+    next member is aligned to `align`: corosync's exec and CPG structs, libqb's IPC
+    headers and Pacemaker's message align every 32-bit member to 8 this way."""
+    size = struct.calcsize("<" + fmt.lstrip("<>"))
+    pad = -size % align
+    member = Field(name, fmt, meaning)
+    return (member, Field(f"pad_{name}", f"{pad}s", f"alignment to {align}")) if pad else (member,)
 
 
 _STRUCTS: dict[tuple[str, str], struct.Struct] = {}

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
-from hbtools.layout import REST, Field, Layout, LayoutError
+from hbtools.layout import REST, Field, Layout, aligned
 
 __all__ = ["ATTRIBUTES", "DAEMONS", "MESSAGE", "DecodeError", "decode"]
 
@@ -62,12 +62,9 @@ HOST = Layout("pcmk__cpg_host", (
 ), "one end of a Pacemaker CPG message")
 
 MESSAGE = Layout("pcmk__cpg_msg", (
-    Field("header_id", "i", "qb_ipc_response_header.id"),
-    Field("pad_header_id", "4s", "alignment to 8"),
-    Field("header_size", "i", "qb_ipc_response_header.size"),
-    Field("pad_header_size", "4s", "alignment to 8"),
-    Field("header_error", "i", "qb_ipc_response_header.error"),
-    Field("pad_header_error", "4s", "alignment to 8"),
+    *aligned("header_id", "i", "qb_ipc_response_header.id"),
+    *aligned("header_size", "i", "qb_ipc_response_header.size"),
+    *aligned("header_error", "i", "qb_ipc_response_header.error"),
     Field("id", "I", "per-sender message counter"),
     Field("is_compressed", "I", "gboolean: data is bzip2"),
     Field("host", HOST, "the destination"),
@@ -116,10 +113,7 @@ def decode(data: bytes, endian: str = "little") -> dict[str, Any]:
     ``xml`` is the whole (decompressed) XML text, NUL removed; ``root`` its tag and the
     attributes in `ATTRIBUTES` at the top level of the result.
     """
-    try:
-        record, _ = MESSAGE.decode_from(data, 0, endian)
-    except LayoutError as exc:
-        raise DecodeError(f"pacemaker: {exc}") from None
+    record, _ = MESSAGE.read(data, endian, DecodeError, "pacemaker")
     out: dict[str, Any] = {"id": record.id, "is_compressed": record.is_compressed,
                            "host": _host(record.host), "sender": _host(record.sender),
                            "size": record.size, "compressed_size": record.compressed_size}

@@ -93,17 +93,28 @@ RING_ID = Layout("memb_ring_id", (
                       "in /var/lib/corosync/ringid_<nodeid>"),
 ), "identity of a ring: corosync-quorumtool prints it as rep.seq with seq in hex")
 
-RTR_ITEM = Layout("rtr_item", (
-    Field("ring_id", RING_ID, "ring the missing message was sent on"),
-    Field("seq", "I", "sequence number of the message to retransmit"),
-), "one entry of the token's retransmission request list")
 
-MEMB_ENTRY = Layout("memb_commit_token_memb_entry", (
-    Field("ring_id", RING_ID, "ring the member was on before this membership change"),
-    Field("aru", "I", "all-received-up-to sequence number on the member's old ring"),
-    Field("high_delivered", "I", "highest sequence number the member delivered"),
-    Field("received_flg", "I", "1 when the member has received all messages of its old ring"),
-), "one member's recovery state carried in the commit token")
+def _rtr_item(ring_id: Layout, generation: str) -> Layout:
+    """struct rtr_item of either generation (only the ring id's type differs)."""
+    return Layout("rtr_item", (
+        Field("ring_id", ring_id, "ring the missing message was sent on"),
+        Field("seq", "I", "sequence number of the message to retransmit"),
+    ), "one entry of the token's retransmission request list" + generation)
+
+
+def _memb_entry(ring_id: Layout, generation: str) -> Layout:
+    """struct memb_commit_token_memb_entry of either generation."""
+    return Layout("memb_commit_token_memb_entry", (
+        Field("ring_id", ring_id, "ring the member was on before this membership change"),
+        Field("aru", "I", "all-received-up-to sequence number on the member's old ring"),
+        Field("high_delivered", "I", "highest sequence number the member delivered"),
+        Field("received_flg", "I",
+              "1 when the member has received all messages of its old ring"),
+    ), "one member's recovery state carried in the commit token" + generation)
+
+
+RTR_ITEM = _rtr_item(RING_ID, "")
+MEMB_ENTRY = _memb_entry(RING_ID, "")
 
 RingId = record_type(RING_ID, "RingId", "A Corosync 3 `memb_ring_id`: `rep` and `seq`.")
 RtrItem = record_type(RTR_ITEM, "RtrItem", "A Corosync 3 retransmission request.")
@@ -138,17 +149,8 @@ RING_ID_LEGACY = Layout("memb_ring_id", (
     Field("seq", "Q", "ring sequence number"),
 ), "identity of a ring in corosync 1.x/2.x")
 
-RTR_ITEM_LEGACY = Layout("rtr_item", (
-    Field("ring_id", RING_ID_LEGACY, "ring the missing message was sent on"),
-    Field("seq", "I", "sequence number of the message to retransmit"),
-), "one entry of the token's retransmission request list (1.x/2.x)")
-
-MEMB_ENTRY_LEGACY = Layout("memb_commit_token_memb_entry", (
-    Field("ring_id", RING_ID_LEGACY, "ring the member was on before this membership change"),
-    Field("aru", "I", "all-received-up-to sequence number on the member's old ring"),
-    Field("high_delivered", "I", "highest sequence number the member delivered"),
-    Field("received_flg", "I", "1 when the member has received all messages of its old ring"),
-), "one member's recovery state carried in the commit token (1.x/2.x)")
+RTR_ITEM_LEGACY = _rtr_item(RING_ID_LEGACY, " (1.x/2.x)")
+MEMB_ENTRY_LEGACY = _memb_entry(RING_ID_LEGACY, " (1.x/2.x)")
 
 TotemIpAddress = record_type(TOTEM_IP_ADDRESS, "TotemIpAddress",
                              "A 1.x/2.x `totem_ip_address`: nodeid, family, 16 address bytes.")

@@ -24,7 +24,7 @@ from collections.abc import Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
-from hbtools.layout import REST, Field, Layout, LayoutError
+from hbtools.layout import REST, Field, Layout
 
 __all__ = ["GROUPS", "MCAST", "Assembler", "DecodeError", "Mcast", "split", "split_groups"]
 
@@ -75,10 +75,7 @@ class Mcast:
 
 def split(payload: bytes, endian: str) -> Mcast:
     """The header and the packed pieces of an mcast payload (`endian`: the Totem header's)."""
-    try:
-        record, end = MCAST.decode_from(payload, 0, endian)
-    except LayoutError as exc:
-        raise DecodeError(f"totempg: {exc}") from None
+    record, _end = MCAST.read(payload, endian, DecodeError, "totempg")
     data = record.data
     lengths = record.msg_len
     if sum(lengths) != len(data):
@@ -93,10 +90,7 @@ def split(payload: bytes, endian: str) -> Mcast:
 
 def split_groups(message: bytes, endian: str) -> tuple[list[str], bytes]:
     """The group names a whole message is sent to, and the application's bytes after them."""
-    try:
-        record, _end = GROUPS.decode_from(message, 0, endian)
-    except LayoutError as exc:
-        raise DecodeError(f"totempg group header: {exc}") from None
+    record, _end = GROUPS.read(message, endian, DecodeError, "totempg group header")
     lengths = record.group_len
     if not lengths or len(lengths) > MAX_GROUPS:
         raise DecodeError(f"totempg group header: {len(lengths)} groups")
