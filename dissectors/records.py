@@ -16,7 +16,7 @@ from typing import Any
 
 __all__ = [
     "AUTH_BAD", "AUTH_OK", "AUTH_UNCHECKED", "JSON_KEYS", "UNCHECKED_TAIL", "Record",
-    "flow_head", "row", "row_tail", "type_node",
+    "flow_head", "node_text", "row", "row_tail", "type_node",
 ]
 
 AUTH_OK = "ok"
@@ -44,10 +44,14 @@ class Record:
     time: float
     src: str
     dst: str
-    sport: int
-    dport: int
+    #: UDP ports; None for an ARP row (``proto`` arp: not UDP)
+    sport: int | None
+    dport: int | None
     proto: str
     type: str | None = None
+    #: The sender as the codec gives it: a Heartbeat name, or a Corosync nodeid as an int
+    #: (what the statistics count by). Published (JSON, CSV, `to_dict`) always as text:
+    #: `node_text`, one type for every protocol (issue 14).
     node: str | int | None = None
     fields: dict[str, Any] | None = None
     #: What a real 3.0.6 receiver does with the message: ``ok`` it accepts it, ``bad`` it
@@ -82,7 +86,7 @@ class Record:
             "dport": self.dport,
             "proto": self.proto,
             "type": self.type,
-            "node": self.node,
+            "node": node_text(self.node),
             "fields": self.get_fields(),
             "auth": self.auth,
             "error": self.error,
@@ -110,21 +114,16 @@ class Record:
 # once and caches them; `Record.to_json` renders them per row. Both end in `row`.
 
 
-def flow_head(src: str, dst: str, sport: int, dport: int) -> str:
+def flow_head(src: str, dst: str, sport: int | None, dport: int | None) -> str:
     """``"src": ..., "dport": N, "proto": `` (the protocol's JSON string follows)."""
-    return (f'"src": {_jstr(src)}, "dst": {_jstr(dst)}, "sport": {sport}, '
-            f'"dport": {dport}, "proto": ')
+    return (f'"src": {_jstr(src)}, "dst": {_jstr(dst)}, "sport": {_port(sport)}, '
+            f'"dport": {_port(dport)}, "proto": ')
 
 
 def type_node(kind: str | None, node: str | int | None) -> str:
-    """``"type": ..., "node": ...`` as json.dumps writes them."""
-    if node is None:
-        node_json = "null"
-    elif isinstance(node, str):
-        node_json = _jstr(node)
-    else:
-        node_json = json.dumps(node)
-    return f'"type": {"null" if kind is None else _jstr(kind)}, "node": {node_json}'
+    """``"type": ..., "node": ...`` as json.dumps writes them (the node as text)."""
+    return (f'"type": {"null" if kind is None else _jstr(kind)}, '
+            f'"node": {"null" if node is None else _jstr(node_text(node))}')
 
 
 def row_tail(auth: str, error: str | None, signatures: dict[str, Any] | None) -> str:
@@ -132,12 +131,21 @@ def row_tail(auth: str, error: str | None, signatures: dict[str, Any] | None) ->
             f'"signatures": {"null" if signatures is None else json.dumps(signatures)}')
 
 
-#: The tail of every row the fast paths write: no keys, so nothing checked.
-UNCHECKED_TAIL = row_tail(AUTH_UNCHECKED, None, None)
-
-
 def row(frame: int, time: float, head: str, kind_node: str, fields_json: str, tail: str) -> str:
     """One JSON row (no newline), its keys in `JSON_KEYS` order; `head` is `flow_head`
     with the protocol, `kind_node` is `type_node`, `tail` is `row_tail`."""
     return (f'{{"frame": {frame}, "time": {time!r}, {head}{kind_node}, '
             f'"fields": {fields_json}, {tail}}}')
+
+
+def _port(port: int | None) -> str:
+    return "null" if port is None else str(port)
+
+
+def node_text(node: str | int | None) -> str | None:
+    """``node`` as published: text for every protocol (a nodeid in decimal), or None."""
+    return node if node is None or isinstance(node, str) else str(node)
+
+
+#: The tail of every row the fast paths write: no keys, so nothing checked.
+UNCHECKED_TAIL = row_tail(AUTH_UNCHECKED, None, None)
