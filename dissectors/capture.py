@@ -168,7 +168,8 @@ class CaptureReader:
             limit=max(snaplen, 65536) if snaplen < MAX_RECORD else MAX_RECORD,
         )
 
-    def pcap_chunks(self, chunk_size: int = CHUNK_SIZE) -> Iterator[PcapChunk]:
+    def pcap_chunks(self, chunk_size: int = CHUNK_SIZE, prompt: bool = False
+                    ) -> Iterator[PcapChunk]:
         """The records of a pcap stream in chunks of whole records, not decoded.
 
         The public way in for readers that walk the records themselves (the JSON hot
@@ -176,16 +177,20 @@ class CaptureReader:
         in `header`; each chunk is the stream's bytes as read, with `end` after its last
         whole record. Every check of the records (a corrupt length, a file cut short) is
         made here, once: `CaptureError` is raised after the last whole chunk.
+
+        `prompt`: a chunk is what one read of the stream gives (a live pipe's records
+        come out as they arrive, `_chunk_reader`) instead of `chunk_size` bytes each
+        (chunks of one size: the hot path's blocks, and the table widths of each block).
         """
         name = self.name
         header = self.header = self.pcap_header()
         snaplen, limit, hdr_len = header.snaplen, header.limit, header.header_length
         u32 = struct.Struct(header.endian + "I").unpack_from
-        read = _chunk_reader(self.stream)
+        read = _chunk_reader(self.stream) if prompt else self.stream.read
         carry = b""
         frame = 0
         while True:
-            chunk = read(max(chunk_size, len(carry)))
+            chunk = read(max(chunk_size, len(carry)) if prompt else chunk_size)
             if chunk:
                 self.bytes_read += len(chunk)
             buf = carry + chunk if carry else chunk
@@ -221,7 +226,7 @@ class CaptureReader:
                 return
 
     def _pcap(self) -> Iterator[Frame]:
-        chunks = self.pcap_chunks()
+        chunks = self.pcap_chunks(prompt=True)
         for chunk in chunks:
             header = self.header
             assert header is not None  # read by pcap_chunks before its first chunk
