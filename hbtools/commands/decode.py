@@ -61,7 +61,8 @@ def _load_corosync_keys(paths: tuple[str, ...]) -> object:
                    "'type=status node=node1', 'st=up,active', 'seq>10 or type=NS_rexmit', "
                    "'ip.src=198.18.0.0/24', 'udp.port=694', 'not proto=heartbeat'. Names: "
                    "proto, type, node, ip, ip.src, ip.dst, port, sport, dport, auth, error, "
-                   "frame, any Heartbeat field, totem.NAME, knet.NAME, field.NAME; an unknown "
+                   "frame, any Heartbeat field, totem.NAME, knet.NAME, arp.NAME (proto=arp: ARP "
+                   "rows), field.NAME; an unknown "
                    "name is an error. Several --filter: all must hold.")
 @click.option("-p", "--port", "ports", multiple=True, metavar="PORT[=PROTO]",
               help="Cluster ports, replacing 694=heartbeat 5404,5405=corosync. PROTO: "
