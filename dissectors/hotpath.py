@@ -26,15 +26,16 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
-from dissectors.capture import (
+from hbtools.dissectors.capture import (
     CaptureError,
     CaptureReader,
     Frame,
 )
-from dissectors.detect import CLUSTER, HEARTBEAT, KNET, TOTEM, Detector, corosync_kind
-from dissectors.fast import FastDecoders, _Fallback, stateful
-from dissectors.layers import LINKTYPE_ETHERNET, UdpLayers
-from dissectors.records import Record
+from hbtools.dissectors.detect import CLUSTER, HEARTBEAT, KNET, TOTEM, Detector, corosync_kind
+from hbtools.dissectors.fast import FastDecoders, _Fallback, stateful
+from hbtools.dissectors.layers import LINKTYPE_ETHERNET, UdpLayers
+from hbtools.dissectors.records import Record
+
 from hbtools.escape import json_bytes
 from hbtools.knet import is_fragment as is_knet_fragment
 
@@ -133,7 +134,7 @@ class HotPath:
         out.append(self._line(frame, ts, flow, proto, payload, src, dst, sport, dport))
 
     def _incomplete(self) -> Iterator[Record]:
-        from dissectors.pipeline import _incomplete
+        from hbtools.dissectors.pipeline import _incomplete
 
         return _incomplete(self.layers, self.detector, self.name)
 

@@ -20,8 +20,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
-from faults import packet as ipv4
-from faults.rules import (
+from hbtools.faults import packet as ipv4
+from hbtools.faults.rules import (
     Corrupt,
     Delay,
     Drop,
@@ -33,6 +33,7 @@ from faults.rules import (
     Rule,
     RuleError,
 )
+
 from hbtools import heartbeat, knet, match, totem
 from hbtools.fields import spec_for
 from hbtools.recognition import AUTO, DEFAULT_PORTS, HEARTBEAT, KNET, TOTEM, Detector

@@ -12,8 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dissectors.capture import CaptureError, CaptureReader
-from dissectors.pipeline import Options, decode_stream
+from hbtools.dissectors.capture import CaptureError, CaptureReader
+from hbtools.dissectors.pipeline import Options, decode_stream
 from hbtools.node.runner import gratuitous_arp
 
 LINKTYPE_ETHERNET = 1
