@@ -16,7 +16,7 @@ from typing import NoReturn, TextIO, TypeVar
 
 import click
 
-from hbtools.commands import EXIT_USAGE, load_keys
+from hbtools.commands import EXIT_USAGE, load_corosync_keys, load_keys
 from hbtools.dissectors.capture import CaptureError
 from hbtools.dissectors.detect import DEFAULT_PORTS, Detector, parse_port
 from hbtools.dissectors.filters import FilterError, parse_filter
@@ -43,13 +43,7 @@ def _load_keys(path: str) -> object:
 
 
 def _load_corosync_keys(paths: tuple[str, ...]) -> object:
-    from hbtools.knetcrypto import AuthKeyError, load_keys
-
-    try:
-        return load_keys(paths)
-    except AuthKeyError as exc:
-        _err(str(exc))
-        sys.exit(EXIT_USAGE)
+    return load_corosync_keys(paths, _fail)
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
