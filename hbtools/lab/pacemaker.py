@@ -38,6 +38,7 @@ from hbtools.lab import (
     COROSYNC_LAB_SECTIONS,
     LAB_PREFIXLEN,
     LAB_SUBNET,
+    Freezable,
     Lab,
     LabError,
     Node,
@@ -180,7 +181,7 @@ def cib_xml(node_names: Sequence[str], vip: str, *, fencing: bool = False,
     )
 
 
-class PacemakerCluster:
+class PacemakerCluster(Freezable):
     """N lab nodes running Corosync (knet) + Pacemaker with one IPaddr2 VIP.
 
     ``links`` > 1 gives every node one more address per link on eth0 (198.18.L.<host>), so
@@ -362,22 +363,6 @@ class PacemakerCluster:
         wait_until(lambda: not self.stack_pids(node, frozenset({"corosync"})),
                    timeout=max(1.0, deadline - time.monotonic()), interval=0.2,
                    what=f"corosync on {node} to stop")
-
-    def freeze(self, node: str) -> None:
-        """SIGSTOP every process of the node (agents too), remembering which."""
-        n = self.node(node)
-        if not n.anchor_alive():
-            return
-        assert n.anchor is not None
-        pids = self._frozen.setdefault(node, [])
-        for pid in n.anchor.processes():
-            if pid not in pids:
-                _kill(pid, signal.SIGSTOP)
-                pids.append(pid)
-
-    def thaw(self, node: str) -> None:
-        for pid in self._frozen.pop(node, []):
-            _kill(pid, signal.SIGCONT)
 
     def restart(self, node: str, *, timeout: float = 30.0) -> None:
         """Start the stack again; after a crash the node first gets a fresh anchor (a reboot:
