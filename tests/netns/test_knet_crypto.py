@@ -20,46 +20,12 @@ import time
 from pathlib import Path
 
 import pytest
+from netns_helpers import corosync_conf_two_nodes, lab_with, node_env
 
 pytestmark = pytest.mark.netns
 
-ROOT = Path(__file__).resolve().parents[2]
-
-CONF = """\
-totem {
-    version: 2
-    cluster_name: hbtools
-    transport: knet
-    crypto_cipher: aes256
-    crypto_hash: sha256
-    interface {
-        linknumber: 0
-    }
-}
-logging {
-    to_stderr: no
-    to_logfile: yes
-    logfile: /var/log/corosync/corosync.log
-    to_syslog: no
-    timestamp: hires
-    debug: off
-}
-quorum {
-    provider: corosync_votequorum
-}
-nodelist {
-    node {
-        name: node1
-        nodeid: 1
-        ring0_addr: 198.18.0.1
-    }
-    node {
-        name: node2
-        nodeid: 2
-        ring0_addr: 198.18.0.2
-    }
-}
-"""
+CONF = corosync_conf_two_nodes(transport="knet", crypto_cipher="aes256",
+                               crypto_hash="sha256")
 
 #: Runs in node2's namespace: send one datagram from :5405, print what comes back (hex).
 SPEAK = """
@@ -78,17 +44,8 @@ while time.monotonic() < end:
 """
 
 
-def _lab_modules():
-    from policy import require_tools  # skip, or fail under CI
-
-    require_tools("corosync", "corosync-quorumtool")
-    from hbtools import lab as labmod
-
-    return labmod
-
-
 def _speak(node, packet: bytes) -> list[bytes]:
-    res = node.run([sys.executable, "-c", SPEAK, packet.hex()], env={"PYTHONPATH": str(ROOT)},
+    res = node.run([sys.executable, "-c", SPEAK, packet.hex()], env=node_env(),
                    check=False, timeout=20)
     assert res.returncode == 0, res.stderr
     return [bytes.fromhex(line) for line in res.stdout.split()]
@@ -109,7 +66,7 @@ def _pongs(replies: list[bytes], key, stamp: bytes) -> list[dict]:
 
 
 def test_real_corosync_takes_a_reencrypted_ping_and_refuses_another_key(tmp_path: Path) -> None:
-    labmod = _lab_modules()
+    labmod = lab_with("corosync", "corosync-quorumtool")
     from hbtools import inject, knetcrypto
 
     key_path, other_path = tmp_path / "authkey", tmp_path / "other"
