@@ -956,6 +956,27 @@ class Lab:
             raise LabError("lab cleanup incomplete: " + "; ".join(problems))
 
 
+def write_ha_config(directory: Path, ha_cf: str, authkeys: str, haresources: str) -> None:
+    """A Heartbeat configuration directory, as the real daemon and ``hbtool daemon`` both
+    read it: ha.cf, authkeys (mode 600, or either refuses it) and haresources."""
+    (directory / "ha.cf").write_text(ha_cf)
+    keys = directory / "authkeys"
+    keys.write_text(authkeys)
+    keys.chmod(0o600)
+    (directory / "haresources").write_text(haresources)
+
+
+def log_tail(path: Path, lines: int, sep: str = "\n") -> str | None:
+    """The last ``lines`` lines of a daemon's log or stderr file joined by ``sep`` (for an
+    error message that says why the daemon died); None when it cannot be read (not written
+    yet, or gone with its node)."""
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return None
+    return sep.join(text.splitlines()[-lines:])
+
+
 def _reap_netns(netns: str) -> bool:
     """SIGKILL whatever still runs in ``netns``; True once nothing does."""
     pids = [p for p in _netns_pids(netns) if p != os.getpid()]
@@ -1091,11 +1112,7 @@ class Heartbeat:
 
     def write_config(self, ha_cf: str, authkeys: str, haresources: str = "") -> None:
         """Write ha.cf, authkeys (mode 600, or the daemon refuses it) and haresources."""
-        (self.etc_dir / "ha.cf").write_text(ha_cf)
-        keys = self.etc_dir / "authkeys"
-        keys.write_text(authkeys)
-        keys.chmod(0o600)
-        (self.etc_dir / "haresources").write_text(haresources)
+        write_ha_config(self.etc_dir, ha_cf, authkeys, haresources)
 
     # -- daemon control
 
@@ -1181,10 +1198,7 @@ class Heartbeat:
                    what=f"{self.name} to see {peer} {status}")
 
     def log_tail(self, lines: int = 20) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
+        return log_tail(self.log_path, lines) or ""
 
     def log_text(self) -> str:
         try:

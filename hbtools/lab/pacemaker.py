@@ -43,6 +43,7 @@ from hbtools.lab import (
     LabError,
     Node,
     _kill,
+    log_tail,
     require_binary,
     wait_until,
 )
@@ -424,8 +425,7 @@ class PacemakerCluster(Freezable):
 
 
 def _tail(path: Path, lines: int = 5) -> str:
-    try:
-        text = path.read_text(errors="replace")
-    except OSError:
+    tail = log_tail(path, lines, " | ")
+    if tail is None:
         return "no log"
-    return " | ".join(text.splitlines()[-lines:]) or "empty log"
+    return tail or "empty log"
