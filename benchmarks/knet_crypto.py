@@ -1,7 +1,7 @@
 """Benchmark: ``hbtool decode`` on an encrypted knet capture vs the same traffic in clear.
 
-    python benchmarks/knet_crypto.py                 # 1M packets each (cached in benchmarks/out/)
-    python benchmarks/knet_crypto.py --packets 100000
+    python benchmarks/knet_crypto.py                 # 1M packets each
+    python benchmarks/knet_crypto.py --packets 100000 --packets 1000000   # memory vs size
 
 Both captures repeat the knet packets of the real recording ``captures/pcmk-2node-crypto``
 (aes256/sha256, 2 nodes, Pacemaker start-up): the encrypted one as captured, the clear one
@@ -14,7 +14,10 @@ Timed runs (wall clock, to /dev/null, JSON output):
 * clear, ``--filter proto=knet``: the same single-process codec path as the encrypted run,
   so the difference is the cost of crypto alone.
 
-Writes ``benchmarks/RESULTS-knet-crypto.md``.
+The captures are built in a fresh temporary directory (``--workdir`` to choose one), removed
+at the end unless ``--keep``; at 1M packets each is about 230 MB. Peak RSS is the decoding
+process tree's (``run.run_measured``); with several ``--packets`` sizes the table shows
+whether memory grows with the input (it must not). Writes ``benchmarks/RESULTS-knet-crypto.md``.
 """
 
 from __future__ import annotations
@@ -23,8 +26,10 @@ import argparse
 import datetime as dt
 import os
 import platform
+import shutil
 import struct
 import sys
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,7 +42,6 @@ from tabulate import tabulate  # noqa: E402
 from hbtools import knetcrypto  # noqa: E402
 
 SOURCE = ROOT / "captures" / "pcmk-2node-crypto"
-OUT = ROOT / "benchmarks" / "out"
 RESULTS = ROOT / "benchmarks" / "RESULTS-knet-crypto.md"
 
 
@@ -53,10 +57,9 @@ def _datagrams() -> list[tuple[str, str, int, int, bytes]]:
     return out
 
 
-def build(packets: int) -> tuple[Path, Path]:
-    """The encrypted and the clear capture of `packets` frames each (built once)."""
-    OUT.mkdir(parents=True, exist_ok=True)
-    enc, clear = OUT / f"knet-crypto-{packets}.pcap", OUT / f"knet-clear-{packets}.pcap"
+def build(packets: int, out_dir: Path) -> tuple[Path, Path]:
+    """The encrypted and the clear capture of `packets` frames each, in `out_dir`."""
+    enc, clear = out_dir / f"knet-crypto-{packets}.pcap", out_dir / f"knet-clear-{packets}.pcap"
     if enc.exists() and clear.exists():
         return enc, clear
     ring = knetcrypto.load_keys([str(SOURCE / "authkey")])
@@ -84,29 +87,45 @@ def build(packets: int) -> tuple[Path, Path]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--packets", type=int, default=1_000_000)
+    parser.add_argument("--packets", type=int, action="append",
+                        help="frames per capture (repeat for several sizes; default 1000000)")
+    parser.add_argument("--workdir", type=Path, default=None,
+                        help="where to build the captures (default: a new temporary directory)")
+    parser.add_argument("--keep", action="store_true", help="keep the built captures")
     args = parser.parse_args()
-    enc, clear = build(args.packets)
+    sizes = args.packets or [1_000_000]
+    work = args.workdir or Path(tempfile.mkdtemp(prefix="hbtools-knet-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
     key = str(SOURCE / "authkey")
     hbtool = hbtool_argv()
-    runs = [
-        ("encrypted, --corosync-authkey", [*hbtool, "decode", "-f", "json",
-                                           "--corosync-authkey", key, str(enc)]),
-        ("clear, default (hot path)", [*hbtool, "decode", "-f", "json", str(clear)]),
-        ("clear, --filter proto=knet (codec path)",
-         [*hbtool, "decode", "-f", "json", "--filter", "proto=knet", str(clear)]),
-    ]
     rows = []
-    for label, argv in runs:
-        seconds, rss, status = run_measured(argv)
-        rows.append([label, args.packets, f"{seconds:.1f}", f"{args.packets / seconds:,.0f}",
-                     f"{rss / 1024:.0f}", status])
-        print(label, rows[-1][2:], flush=True)
+    try:
+        for packets in sizes:
+            enc, clear = build(packets, work)
+            runs = [
+                ("encrypted, --corosync-authkey", [*hbtool, "decode", "-f", "json",
+                                                   "--corosync-authkey", key, str(enc)]),
+                ("clear, default (hot path)", [*hbtool, "decode", "-f", "json", str(clear)]),
+                ("clear, --filter proto=knet (codec path)",
+                 [*hbtool, "decode", "-f", "json", "--filter", "proto=knet", str(clear)]),
+            ]
+            for label, argv in runs:
+                seconds, rss, status = run_measured(argv)
+                rows.append([label, packets, f"{seconds:.1f}", f"{packets / seconds:,.0f}",
+                             f"{rss / 1024:.0f}", status])
+                print(label, rows[-1][1:], flush=True)
+            if not args.keep:
+                enc.unlink()
+                clear.unlink()
+    finally:
+        if not args.keep and args.workdir is None:
+            shutil.rmtree(work, ignore_errors=True)
     table = tabulate(rows, headers=["run", "packets", "seconds", "packets/s", "peak MiB",
                                     "exit"], tablefmt="github", disable_numparse=True)
+    command = " ".join(f"--packets {n}" for n in sizes)
     RESULTS.write_text(
         "# knet crypto: decode speed, encrypted vs clear\n\n"
-        f"`python benchmarks/knet_crypto.py --packets {args.packets}` on "
+        f"`python benchmarks/knet_crypto.py {command}` on "
         f"{platform.node() or 'this machine'} ({os.cpu_count()} CPUs, shared with other "
         f"work), {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC. Source traffic: "
         f"`captures/pcmk-2node-crypto` (aes256/sha256) repeated.\n\n{table}\n")

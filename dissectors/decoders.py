@@ -15,6 +15,7 @@ from dissectors.records import AUTH_BAD, AUTH_OK, AUTH_UNCHECKED, Record
 from hbtools import corosync as _corosync
 from hbtools import heartbeat
 from hbtools import knet as _knet
+from hbtools import knetcrypto as _knetcrypto
 from hbtools import totem as _totem
 
 __all__ = ["Decoders"]
@@ -120,31 +121,24 @@ class Decoders:
         encrypted row with ``auth`` bad, unless it is a well-formed cleartext packet (a
         cluster without crypto), which stays unchecked.
         """
-        crypto: dict[str, Any] | None = None
         ring = self.corosync_keys
-        if ring is not None:
-            if opened is None:
-                opened = ring.open(payload)
-            if opened is not None:
-                record.auth = AUTH_OK
-                crypto = {"key": opened.key.name, "cipher": opened.suite.cipher or "none",
-                          "hash": opened.suite.hash, "wire_size": len(payload)}
-                payload = opened.plain
         try:
-            packet = _knet.decode(payload, crypto=False if crypto is not None else None)
+            reading = _knetcrypto.read(payload, ring, opened)
         except _knet.DecodeError as exc:
             record.error = f"knet: {exc}"
             record.fields = {}
             if ring is not None:
                 record.auth = AUTH_BAD
             return record
-        if ring is not None and crypto is None:
-            clear = not packet.encrypted and (packet.type_name != "data"
-                                              or packet.totem is not None
-                                              or packet.frag_num > 1)
-            record.auth = AUTH_UNCHECKED if clear else AUTH_BAD
-            if not clear and not packet.encrypted:
-                packet = _knet.decode(payload, crypto=True)
+        packet = reading.packet
+        crypto: dict[str, Any] | None = None
+        if reading.opened is not None:
+            record.auth = AUTH_OK
+            crypto = {"key": reading.opened.key.name,
+                      "cipher": reading.opened.suite.cipher or "none",
+                      "hash": reading.opened.suite.hash, "wire_size": len(payload)}
+        elif ring is not None:
+            record.auth = AUTH_UNCHECKED if reading.clear else AUTH_BAD
         record.type = packet.type_name
         record.node = None if packet.encrypted else int(packet.node)
         fields = packet.to_dict()
@@ -158,15 +152,14 @@ class Decoders:
             and packet.frag_num > 1
             and self.knet_reassembler is not None
         ):
-            whole = self.knet_reassembler.add(packet, (record.src, record.sport))
-            if whole is not None and _totem is not None:
-                try:
-                    whole = _knet.decompress(packet.compress, whole)
-                    inner = _totem.decode(whole)
+            try:
+                inner = self.knet_reassembler.totem(packet, (record.src, record.sport))
+            except (_totem.DecodeError, _knet.DecodeError) as exc:
+                fields["totem_error"] = str(exc)
+            else:
+                if inner is not None:
                     fields["totem"] = inner.to_dict()
                     self.above_totem(inner, fields["totem"], fields)
-                except (_totem.DecodeError, _knet.DecodeError) as exc:
-                    fields["totem_error"] = str(exc)
         record.fields = fields
         return record
 

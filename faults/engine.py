@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import heapq
 import random
+import struct
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
@@ -32,8 +33,9 @@ from faults.rules import (
     Rewrite,
     Rule,
     RuleError,
+    layout_value,
 )
-from hbtools import heartbeat, knet, match, totem
+from hbtools import corosync, heartbeat, knet, knetcrypto, match, totem
 from hbtools.fields import spec_for
 from hbtools.recognition import AUTO, DEFAULT_PORTS, HEARTBEAT, KNET, TOTEM, Detector
 
@@ -120,19 +122,27 @@ class PacketView:
     of that protocol); its `heartbeat`/`totem`/`knet` are then None.
     """
 
-    __slots__ = ("dgram", "direction", "detector", "_proto", "_hb", "_totem", "_knet",
-                 "_hb_fields")
+    __slots__ = ("dgram", "direction", "detector", "state", "_proto", "_hb", "_totem",
+                 "_knet", "_hb_fields", "_reading", "_summary", "_inherit")
 
     def __init__(self, dgram: ipv4.Datagram, direction: str,
-                 detector: Detector = DEFAULT_DETECTOR) -> None:
+                 detector: Detector = DEFAULT_DETECTOR, state: CorosyncState | None = None,
+                 inherit: PacketView | None = None) -> None:
         self.dgram = dgram
         self.direction = direction
         self.detector = detector
+        #: Keys and per-run Corosync state; None: no keys, no corosync.* names.
+        self.state = state
         self._proto: str | None = None
         self._hb: heartbeat.Message | None = None
         self._totem: totem.Message | None = None
         self._knet: knet.Packet | None = None
         self._hb_fields: dict[str, Any] | None = None
+        self._reading: knetcrypto.Reading | None = None
+        self._summary: dict[str, list[Any]] = {}
+        #: The view this one re-frames (after a rewrite/corrupt): its Corosync reading is
+        #: kept rather than fed to the run's reassembly state a second time.
+        self._inherit = inherit
 
     def values(self, key: str) -> list[Any]:
         """Candidate values for a match name (`hbtools.match`), as decode shows them."""
@@ -165,6 +175,10 @@ class PacketView:
         if key.startswith("knet."):
             return match.field_values(self.knet.to_dict(), key[5:]) if self.knet is not None \
                 else []
+        if key.startswith("corosync."):
+            # The same summary decode's rows carry (`hbtools.corosync.summary`), by name.
+            return match.field_values({"corosync": self.corosync}, key) \
+                if self.proto in (TOTEM, KNET) else []
         path = key[6:] if key.startswith("field.") else key
         if self.heartbeat is not None:
             if self._hb_fields is None:
@@ -199,11 +213,61 @@ class PacketView:
         elif proto == TOTEM:
             with contextlib.suppress(totem.DecodeError):
                 self._totem = totem.decode(data)
+                self._above()
         elif proto == KNET:
+            state = self.state
             with contextlib.suppress(knet.DecodeError):
-                self._knet = knet.decode(data)
+                self._reading = knetcrypto.read(data, state.ring if state is not None else None)
+                self._knet = self._reading.packet
                 self._totem = self._knet.totem
+                self._above()
         return proto or "udp"
+
+    def _above(self) -> None:
+        """What the Totem message carries, read as decode reads it (`hbtools.corosync`),
+        when the run keeps that state: knet fragments joined, the totempg/CPG summary."""
+        state = self.state
+        if state is None or state.stack is None:
+            return
+        packet = self._knet
+        fragment = (packet is not None and not packet.encrypted
+                    and packet.type_name == "data" and packet.frag_num > 1)
+        if self._inherit is not None:
+            # Still readable after the rewrite: what it carries is what it carried (rewrites
+            # never touch totempg); corrupted past reading: it carries nothing visible.
+            if fragment:
+                self._totem = self._inherit._totem
+                self._summary = self._inherit._summary
+            elif self._totem is not None:
+                self._summary = self._inherit._summary
+            return
+        if fragment:
+            assert packet is not None
+            try:
+                self._totem = state.reassembler.totem(packet, (self.dgram.src, self.dgram.sport))
+            except (knet.DecodeError, totem.DecodeError):
+                self._totem = None
+        message = self._totem
+        if message is not None and message.type_name == "mcast":
+            self._summary = corosync.summary(state.stack.mcast(message))
+
+    @property
+    def reading(self) -> knetcrypto.Reading | None:
+        """How the knet packet was read: opened by which key and suite, or not."""
+        return self._reading if self.proto == KNET else None
+
+    @property
+    def undecryptable(self) -> bool:
+        """An encrypted knet packet that no ``--corosync-authkey`` opens."""
+        reading = self.reading
+        return (reading is not None and reading.packet.encrypted and self.state is not None
+                and self.state.ring is not None)
+
+    @property
+    def corosync(self) -> dict[str, list[Any]]:
+        """The row summary decode shows under ``corosync`` (empty: not an mcast, or the run
+        keeps no Corosync state because no rule names ``corosync.*``)."""
+        return self._summary if self.proto in (TOTEM, KNET) else {}
 
     @property
     def heartbeat(self) -> heartbeat.Message | None:
@@ -226,6 +290,26 @@ class PacketView:
         if self.totem is not None:
             return str(self.totem.type_name)
         return None
+
+
+class CorosyncState:
+    """What the engine keeps to read Corosync as ``hbtool decode`` does, bounded.
+
+    `ring`: the ``--corosync-authkey`` keys (None: encrypted knet stays opaque). `above`:
+    whether to join knet fragments and run the totempg/CPG/Pacemaker stack, which only
+    rules naming ``corosync.*`` need (decoding Pacemaker's XML per mcast costs time the
+    proxy's other rules should not pay). Both keep fixed-size state (`knet.Reassembler`
+    64 pending packets, `corosync.Stack` its reassembly and `corosync.SEEN_MAX`).
+    """
+
+    def __init__(self, ring: knetcrypto.KeyRing | None, above: bool) -> None:
+        self.ring = ring
+        self.reassembler = knet.Reassembler()
+        self.stack = corosync.Stack() if above else None
+
+
+class Unrewritable(Exception):
+    """A packet a knet/Totem rewrite cannot express; it passes as it came (counted)."""
 
 
 # ----------------------------------------------------------------------------- matching
@@ -283,6 +367,7 @@ class Engine:
         local_addresses: Iterable[str] = (),
         start: float = 0.0,
         ports: Iterable[int | tuple[int, str]] = (),
+        corosync_keys: knetcrypto.KeyRing | None = None,
     ) -> None:
         self.rules = list(rules)
         #: How a queued payload's protocol is told: the same rules as `hbtool decode`.
@@ -297,15 +382,32 @@ class Engine:
         #: Packets passed at once because `MAX_HELD` were already held by delays.
         self.overflowed = 0
         self.total = 0
+        #: Encrypted knet packets no ``--corosync-authkey`` opened (counted only with keys).
+        #: They still go through the rules, seen as decode shows them with ``auth`` bad:
+        #: addresses, ports, ``proto=knet``, ``type=encrypted``; no knet/Totem/corosync
+        #: field matches them and a rewrite passes them unchanged (``unrewritable``).
+        self.undecryptable = 0
+        self.corosync_keys = corosync_keys
+        above = any(c.key.startswith("corosync.") for r in self.rules for c in r.match.conditions)
+        self._state = CorosyncState(corosync_keys, above) \
+            if corosync_keys is not None or above else None
+        self._seal_keys = {k.name: k for k in corosync_keys.keys} if corosync_keys else {}
         base = random.Random(seed).getrandbits(64) if seed is not None else None
         # One generator per rule, so adding a rule does not change another rule's draws.
         self._rngs = [random.Random(f"{base}:{i}") if base is not None else random.Random()
                       for i in range(len(self.rules))]
         self._predicates: list[Predicate] = []
         for rule in self.rules:
-            if isinstance(rule.action, Rewrite) and rule.action.sign == "resign" and keys is None:
+            action = rule.action
+            if isinstance(action, Rewrite) and not action.corosync and action.sign == "resign" \
+                    and keys is None:
                 raise RuleError(f"{rule.text!r}: sign=resign needs --authkeys "
                                 "(or say sign=stale to keep the old signature)")
+            if isinstance(action, Rewrite) and action.key is not None \
+                    and action.key not in self._seal_keys:
+                have = ", ".join(self._seal_keys) or "none given"
+                raise RuleError(f"{rule.text!r}: key={action.key} is not a --corosync-authkey "
+                                f"file name ({have})")
             self._predicates.append(compile_match(rule, self.nodes))
         self._tokens: dict[int, tuple[float, float]] = {}
         self._held: list[_Held] = []
@@ -322,7 +424,12 @@ class Engine:
         except ipv4.PacketError:
             self.passed += 1
             return [Verdict(packet_id, True)]
-        view = PacketView(dgram, direction, self.detector)
+        view = PacketView(dgram, direction, self.detector, self._state)
+        if self._state is not None:
+            # Read now, whatever the rules ask first: fragments and mcasts must reach the
+            # run's Corosync state once each and in order, as they reach decode's.
+            if view.proto == KNET and view.undecryptable:
+                self.undecryptable += 1
         elapsed = now - self.start
         delay = 0.0
         copies = 0
@@ -338,7 +445,7 @@ class Engine:
             action = rule.action
             if isinstance(action, Partition) and not self._cut(action, view):
                 continue
-            if isinstance(action, Rewrite) and view.heartbeat is None:
+            if isinstance(action, Rewrite) and not _rewrites(action, view):
                 continue
             stats.matched += 1
             rng = self._rngs[index]
@@ -369,13 +476,16 @@ class Engine:
                     stats.corrupted += 1
             elif isinstance(action, Rewrite):
                 try:
-                    new = self._rewrite(view, action)
-                except (heartbeat.EncodeError, heartbeat.DecodeError):
+                    new = self._rewrite_corosync(view, action) if action.corosync \
+                        else self._rewrite(view, action)
+                except (heartbeat.EncodeError, heartbeat.DecodeError, Unrewritable):
                     # The stated rule (issue 12): a packet this rewrite cannot express (a
-                    # relative value on a non-number, a byte the signature text cannot hold)
-                    # goes on as it came, counted; the proxy never dies of a peer's bytes.
+                    # relative value on a non-number, a byte the signature text cannot hold,
+                    # knet no key opens) goes on as it came, counted; the proxy never dies
+                    # of a peer's bytes.
                     stats.unrewritable += 1
-                    view = PacketView(view.dgram, view.direction)  # undo half-set fields
+                    view = PacketView(view.dgram, view.direction, view.detector, view.state,
+                                      view)  # undo half-set fields
                     continue
                 if new is not None:
                     view = _reframe(view, new)
@@ -490,6 +600,64 @@ class Engine:
         keys = self.keys if action.sign == "resign" else None
         return heartbeat.encode(msg, keys)
 
+    def _rewrite_corosync(self, view: PacketView, action: Rewrite) -> bytes:
+        """Set knet/Totem layout fields and encode with the codecs; an encrypted knet
+        packet is sealed again with the suite (cipher and hash) that opened it, by its own
+        key or the one ``key=`` names (``sign=stale``: the old HMAC is kept, so a receiver
+        must refuse it). Raises `Unrewritable` for what cannot be expressed."""
+        packet = view.knet
+        message = view.totem if packet is None else packet.totem  # not a reassembled one
+        if packet is not None and packet.encrypted:
+            raise Unrewritable("no --corosync-authkey opens this packet")
+        changes: dict[str, dict[str, Any]] = {"knet": {}, "totem": {}}
+        for a in action.assignments:
+            layer, _, name = a.name.partition(".")
+            record = packet if layer == "knet" else message
+            if record is None:
+                raise Unrewritable(f"no {layer} message to set {name} in")
+            try:
+                f = record.layout.field(name)
+            except KeyError:
+                raise Unrewritable(f"a {record.layout.name} has no {name}") from None
+            if f not in record.layout.stored:
+                raise Unrewritable(f"{name} is not stored in a {record.layout.name}")
+            if a.relative is not None:
+                current = changes[layer].get(name, getattr(record, name))
+                if not isinstance(current, int):
+                    raise Unrewritable(f"{name} is not a number here")
+                value: Any = current + a.relative
+                if not isinstance(f.fmt, str) or not f.fmt[-1].islower():
+                    value = max(0, value)  # unsigned: clamp as Heartbeat's relative values do
+            else:
+                try:
+                    value = layout_value(f, a.value, a.name)
+                except RuleError as exc:
+                    raise Unrewritable(str(exc)) from None
+            changes[layer][name] = value
+        try:
+            if changes["totem"]:
+                assert message is not None
+                data = totem.encode(message.replace(**changes["totem"]))  # type: ignore[arg-type]
+                if packet is None:
+                    return data
+                if packet.compress:
+                    raise Unrewritable("compressed knet user data is not compressed again")
+                changes["knet"]["userdata"] = data
+            if packet is None:
+                raise Unrewritable("nothing to rewrite")
+            plain = knet.encode(packet.replace(**changes["knet"]))  # type: ignore[arg-type]
+        except (ValueError, TypeError, struct.error) as exc:  # a value the field cannot hold
+            raise Unrewritable(str(exc)) from None
+        opened = view.reading.opened if view.reading is not None else None
+        if opened is None:
+            return plain
+        key = self._seal_keys[action.key] if action.key is not None else opened.key
+        sealed = knetcrypto.seal(plain, key, opened.suite)
+        if action.sign == "stale":
+            size = knetcrypto.HASHES[opened.suite.hash]
+            sealed = sealed[:-size] + view.payload[-size:]
+        return sealed
+
     def _cut(self, action: Partition, view: PacketView) -> bool:
         """Whether this packet crosses a cut link (every receiver it is for is cut off)."""
         sender = self._sender(view)
@@ -515,10 +683,18 @@ class Engine:
         return [n for n in self.nodes if n != sender]
 
 
+def _rewrites(action: Rewrite, view: PacketView) -> bool:
+    """Whether a rewrite applies to this packet: Heartbeat fields to Heartbeat, knet/Totem
+    fields to knet (encrypted too: it then counts as unrewritable) and bare Totem."""
+    if action.corosync:
+        return view.knet is not None or view.totem is not None
+    return view.heartbeat is not None
+
+
 def _reframe(view: PacketView, payload: bytes) -> PacketView:
     """A view of the same datagram with a new payload (lengths and checksums fixed)."""
     raw = ipv4.with_payload(view.dgram, payload)
-    return PacketView(ipv4.parse(raw), view.direction, view.detector)
+    return PacketView(ipv4.parse(raw), view.direction, view.detector, view.state, view)
 
 
 def _corrupt(payload: bytes, action: Corrupt, rng: random.Random) -> bytes:

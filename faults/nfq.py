@@ -830,6 +830,7 @@ def stats_document(engine: Engine, result: RunResult, extra: dict[str, Any]) -> 
         "packets": engine.total,
         "passed_untouched": engine.passed,
         "passed_undelayed_over_max_held": engine.overflowed,
+        "knet_undecryptable": engine.undecryptable,
         "elapsed_s": round(result.elapsed, 3),
         "stopped_by": result.reason,
         **extra,

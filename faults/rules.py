@@ -34,9 +34,12 @@ import re
 import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cache
+from typing import Any
 
 from hbtools import match
 from hbtools.fields import FIELDS
+from hbtools.layout import Field
 from hbtools.match import Condition
 
 DIRECTIONS = ("in", "out")
@@ -206,8 +209,21 @@ class Assignment:
 
 @dataclass(frozen=True)
 class Rewrite:
+    """Set fields and sign again. Heartbeat fields by wire name (signed with ``--authkeys``),
+    or Corosync layout fields ``knet.NAME`` / ``totem.NAME`` (an encrypted knet packet is
+    opened with ``--corosync-authkey`` and sealed again with its own cipher and hash, by the
+    key that opened it or the one ``key=`` names); one rule does not mix the two."""
+
     assignments: tuple[Assignment, ...]
     sign: str = "resign"
+    #: For knet: seal with this key of ``--corosync-authkey`` (its file name), not the
+    #: packet's own (a node with another key, as in a key change gone wrong).
+    key: str | None = None
+
+    @property
+    def corosync(self) -> bool:
+        """Whether this rewrites knet/Totem layout fields (else Heartbeat fields)."""
+        return any(a.name.startswith(LAYOUT_PREFIXES) for a in self.assignments)
 
 
 @dataclass(frozen=True)
@@ -279,7 +295,7 @@ _ACTION_OPTIONS: Mapping[str, tuple[str, ...]] = {
     "duplicate": ("copies",),
     "reorder": ("window", "timeout"),
     "corrupt": ("bits", "bytes"),
-    "rewrite": ("sign",),
+    "rewrite": ("sign", "key"),
     "ratelimit": ("rate", "burst"),
     "partition": (),
     "isolate": (),
@@ -379,12 +395,67 @@ def _parse_probability(value: str) -> float:
     return p
 
 
+#: Rewrite names of Corosync layout fields (the codecs' own field names).
+LAYOUT_PREFIXES = ("knet.", "totem.")
+#: Layout fields a rewrite does not set: the type picks the layout, the rest are payloads.
+_NOT_REWRITABLE = frozenset({"type", "userdata", "payload", "ciphertext", "pmtud_data"})
+_INTEGER = re.compile(r"^[<>]?[bBhHiIlLqQ]$")
+
+
+@cache
+def layout_fields() -> Mapping[str, tuple[Field, ...]]:
+    """``knet.NAME``/``totem.NAME`` -> that field in every layout that has it (so a value
+    can be checked when the rule is parsed, before any packet says which layout it is)."""
+    from hbtools import knet, totem
+
+    out: dict[str, tuple[Field, ...]] = {}
+    for prefix, layouts in (("knet.", knet.LAYOUTS), ("totem.", totem.LAYOUTS)):
+        for layout in layouts.values():
+            for f in layout.stored:
+                if f.name not in _NOT_REWRITABLE:
+                    out[prefix + f.name] = (*out.get(prefix + f.name, ()), f)
+    return out
+
+
+def is_integer_field(f: Field) -> bool:
+    return isinstance(f.fmt, str) and bool(_INTEGER.match(f.fmt)) and not f.is_array
+
+
+def layout_value(f: Field, text: str, word: str) -> Any:
+    """A rewrite value as the codec's field holds it, written as ``hbtool inject -f`` takes
+    it (decimal or 0x, ``hex:…`` bytes, ring id ``rep.seq``); RuleError when it is not."""
+    from hbtools import inject, totem
+
+    try:
+        return inject.layout_value(f, text, word, totem.RingId)
+    except inject.InjectError as exc:
+        raise RuleError(f"{word!r}: {exc}") from None
+
+
+def _parse_layout_assignment(word: str, name: str, value: str) -> Assignment:
+    found = layout_fields().get(name)
+    if found is None:
+        prefix = name.split(".", 1)[0] + "."
+        known = sorted(k[len(prefix):] for k in layout_fields() if k.startswith(prefix))
+        raise RuleError(f"{word!r}: {prefix[:-1]} has no field a rewrite can set "
+                        f"({', '.join(known)})")
+    if re.fullmatch(r"[+-]\d+", value):
+        if not all(is_integer_field(f) for f in found):
+            raise RuleError(f"{word!r}: a relative value needs a numeric field")
+        return Assignment(name, value, int(value))
+    for f in found:
+        layout_value(f, value, word)
+    return Assignment(name, value)
+
+
 def _parse_assignment(word: str) -> Assignment:
     name, _, value = word.partition(":=")
     if not name:
         raise RuleError(f"{word!r}: no field name before :=")
     if name in ("auth",):
         raise RuleError("auth cannot be rewritten: use sign=resign or sign=stale")
+    if name.startswith(LAYOUT_PREFIXES):
+        return _parse_layout_assignment(word, name, value)
     spec = FIELDS.get(name)
     relative: int | None = None
     if re.fullmatch(r"[+-]\d+", value):
@@ -433,7 +504,17 @@ def _build_action(verb: str, positional: list[str], options: dict[str, str],
         sign = options.get("sign", "resign")
         if sign not in SIGNING:
             raise RuleError(f"bad sign={sign!r} (resign: with --authkeys; stale: keep the old one)")
-        return Rewrite(tuple(assignments), sign)
+        rewrite = Rewrite(tuple(assignments), sign, options.get("key"))
+        layered = [a.name.startswith(LAYOUT_PREFIXES) for a in assignments]
+        if any(layered) and not all(layered):
+            raise RuleError("a rewrite sets either Heartbeat fields or knet./totem. fields, "
+                            "not both (write two rules)")
+        if rewrite.key is not None and not rewrite.corosync:
+            raise RuleError("key= names a --corosync-authkey file: it is for knet./totem. "
+                            "rewrites")
+        if rewrite.key == "":
+            raise RuleError("key= needs the name of a --corosync-authkey file")
+        return rewrite
     if verb == "ratelimit":
         rate_text = first or options.get("rate")
         if rate_text is None:

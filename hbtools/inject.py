@@ -942,7 +942,7 @@ def build_totem(message_type: str, specs: Sequence[str], *, knet: bool = False) 
         if name not in settable:
             raise FieldSpecError(f"bad field spec {spec!r}: {message_type} has no settable field "
                                  f"{name!r} ({', '.join(settable)})")
-        values[name] = _totem_value(layout.field(name), text, spec, totem.RingId)
+        values[name] = layout_value(layout.field(name), text, spec, totem.RingId)
     nodeid = values.get("nodeid", 0)
     if "system_from" in settable_names(layout) and "system_from" not in values:
         values["system_from"] = nodeid
@@ -965,7 +965,7 @@ def build_totem(message_type: str, specs: Sequence[str], *, knet: bool = False) 
         if name not in known:
             raise FieldSpecError(f"bad field spec 'knet.{name}={text}': knet data packets have "
                                  f"{', '.join(known)}")
-        header[name] = _totem_value(data_layout.field(name), text, f"knet.{name}={text}", None)
+        header[name] = layout_value(data_layout.field(name), text, f"knet.{name}={text}", None)
     try:
         return knet_codec.encode(knet_codec.Packet("data", totem=message, **header))
     except (ValueError, TypeError) as exc:
@@ -976,8 +976,9 @@ def settable_names(layout: Any) -> list[str]:
     return [f.name for f in layout.stored]
 
 
-def _totem_value(field_def: Any, text: str, spec: str, ring_id_type: Any) -> Any:
-    """One -f value converted to what the codec's field holds."""
+def layout_value(field_def: Any, text: str, spec: str, ring_id_type: Any) -> Any:
+    """One -f value converted to what the codec's field holds (also the value of a fault
+    rule's ``rewrite knet.NAME:=VALUE``: one syntax for a layout field's value)."""
     nested = field_def.nested
     if nested is not None and nested.name == "memb_ring_id" and ring_id_type is not None:
         if field_def.is_array:
@@ -1030,7 +1031,7 @@ def build_knet(kind: str, specs: Sequence[str]) -> bytes:
         if not sep or name not in settable:
             raise FieldSpecError(f"bad field spec {spec!r}: a knet {kind} has "
                                  f"{', '.join(settable)}")
-        values[name] = _totem_value(layout.field(name), text, spec, None)
+        values[name] = layout_value(layout.field(name), text, spec, None)
     try:
         return knet_codec.encode(knet_codec.Packet(kind, **values))
     except (ValueError, TypeError) as exc:

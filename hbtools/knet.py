@@ -478,3 +478,15 @@ class Reassembler:
         while len(self._pending) > self.max_pending:
             self._pending.popitem(last=False)
         return None
+
+    def totem(self, packet: Packet, source: Hashable = None) -> _totem.Message | None:
+        """The Totem message `packet` completes (decompressed), else None.
+
+        One step for every reader of fragmented knet (decode's rows, the fault engine's
+        views), so both see the same message on the same last fragment. Raises
+        `DecodeError` or `hbtools.totem.DecodeError` when the joined data is not Totem.
+        """
+        whole = self.add(packet, source)
+        if whole is None:
+            return None
+        return _totem.decode(decompress(packet.compress, whole))

@@ -44,8 +44,10 @@ __all__ = [
     "Key",
     "KeyRing",
     "Opened",
+    "Reading",
     "Suite",
     "open_packet",
+    "read",
     "seal",
 ]
 
@@ -224,6 +226,40 @@ class KeyRing:
                         self._last = (key, suite)
                         return Opened(plain, key, suite)
         return None
+
+
+@dataclass(frozen=True)
+class Reading:
+    """A knet datagram as a receiver holding `ring` reads it (see `read`)."""
+
+    packet: knet.Packet
+    #: The key and suite that authenticated it; None when none did (or no keys were given).
+    opened: Opened | None
+    #: Readable without a key: a well-formed cleartext packet (a cluster without crypto).
+    clear: bool
+
+
+def read(data: bytes, ring: KeyRing | None, opened: Opened | None = None) -> Reading:
+    """Open (when a key authenticates it) and decode one knet datagram.
+
+    The one rule for every reader with keys (decode's rows, the fault engine): a packet a
+    key opens is decoded from its cleartext; one no key opens is a cleartext packet only if
+    it is a plausible one that carries something readable (a cluster without crypto), else
+    it stays an encrypted packet (a wrong key, a tampered packet). Without keys, each packet
+    is judged by whether it looks clear. Raises `knet.DecodeError` on malformed cleartext.
+    """
+    if ring is not None and opened is None:
+        opened = ring.open(data)
+    if opened is not None:
+        return Reading(knet.decode(opened.plain, crypto=False), opened, False)
+    packet = knet.decode(data)
+    if ring is None:
+        return Reading(packet, None, not packet.encrypted)
+    clear = not packet.encrypted and (packet.type_name != "data" or packet.totem is not None
+                                      or packet.frag_num > 1)
+    if not clear and not packet.encrypted:
+        packet = knet.decode(data, crypto=True)
+    return Reading(packet, None, clear)
 
 
 def load_keys(paths: Iterable[str]) -> KeyRing:

@@ -14,8 +14,9 @@ from hbtools.cli import EXIT_USAGE
 
 if TYPE_CHECKING:
     from hbtools.auth import AuthKeys
+    from hbtools.knetcrypto import KeyRing
 
-__all__ = ["EXIT_USAGE", "load_keys"]
+__all__ = ["EXIT_USAGE", "load_corosync_keys", "load_keys"]
 
 
 def load_keys(path: str, fail: Callable[[str], NoReturn],
@@ -38,3 +39,14 @@ def load_keys(path: str, fail: Callable[[str], NoReturn],
         for warning in caught:
             warn(f"warning: {warning.message}")
     return keys
+
+
+def load_corosync_keys(paths: tuple[str, ...], fail: Callable[[str], NoReturn]) -> KeyRing:
+    """The ``--corosync-authkey`` files as one key ring; a bad file is `fail(one line)`."""
+    from hbtools.knetcrypto import AuthKeyError
+    from hbtools.knetcrypto import load_keys as load_ring
+
+    try:
+        return load_ring(paths)
+    except AuthKeyError as exc:
+        fail(str(exc))

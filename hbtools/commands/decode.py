@@ -23,7 +23,7 @@ from dissectors.output import FORMATS, TIME_FORMATS, render_stats, writer_for
 from dissectors.pipeline import Options, PcapWriter, RowBudget, is_live, limited, tee_pcap
 from dissectors.records import Record
 from dissectors.stats import Stats
-from hbtools.commands import EXIT_USAGE, load_keys
+from hbtools.commands import EXIT_USAGE, load_corosync_keys, load_keys
 from hbtools.usecases import decode as uc
 
 log = logging.getLogger("hbtools.decode")
@@ -43,13 +43,7 @@ def _load_keys(path: str) -> object:
 
 
 def _load_corosync_keys(paths: tuple[str, ...]) -> object:
-    from hbtools.knetcrypto import AuthKeyError, load_keys
-
-    try:
-        return load_keys(paths)
-    except AuthKeyError as exc:
-        _err(str(exc))
-        sys.exit(EXIT_USAGE)
+    return load_corosync_keys(paths, _fail)
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})

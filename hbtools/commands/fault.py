@@ -14,17 +14,20 @@ from typing import Any, NoReturn
 
 import click
 
-from hbtools.commands import EXIT_USAGE, load_keys
+from hbtools.commands import EXIT_USAGE, load_corosync_keys, load_keys
 
 _EPILOG = """\b
 Rules (repeatable --rule, tried in order, effects compose):
   drop type=NS_ackmsg p=0.5        delay 200ms jitter=50ms dist=normal src=node1
   duplicate 2 out                  reorder window=4 timeout=300ms
   corrupt bits=3 t=status          rewrite st:=dead seq:=+5 sign=resign|stale
+  drop corosync.cpg_group=crmd to=node2    (with --corosync-authkey on encrypted knet)
+  rewrite knet.seq_num:=+1 totem.seq:=+1 [key=OTHER] sign=resign|stale   (knet re-sealed)
   ratelimit 5/s burst=2            partition node1>node2 | node1<>node2
   isolate node2 | halves | bridge node2   (need --node NAME=ADDRESS for every node)
 Match terms: in/out, from=, to=, sport=, dport=, port=, proto=, type=, totem.type=,
-totem.nodeid=, knet.type=, knet.node=, any Heartbeat field (t=, src=, st=, dest=…),
+totem.nodeid=, knet.type=, knet.node=, corosync.cpg_group= (service, function, daemon,
+pcmk_op, pcmk_t, pcmk_from, pcmk_to: as decode shows them), any Heartbeat field (t=, src=…),
 KEY!=V to exclude, V1,V2 for either; p=0.3 applies a matched rule 30% of the time.
 
 \b
@@ -62,6 +65,11 @@ def _load_keys(path: str) -> Any:
 @click.option("--seed", type=int, default=None, help="Seed for every random choice (reproducible).")
 @click.option("-a", "--authkeys", type=str, default=None,
               help="Heartbeat authkeys: rewrite ... sign=resign signs with its active key.")
+@click.option("--corosync-authkey", "corosync_authkeys", multiple=True,
+              type=click.Path(dir_okay=False), metavar="FILE",
+              help="Corosync /etc/corosync/authkey: match and rewrite decrypted knet, sealed "
+                   "again with its cipher and hash; repeat for several keys (key=NAME picks "
+                   "one to seal with). Packets no key opens pass as they came (counted).")
 @click.option("-n", "--node", "nodes", multiple=True, metavar="NAME=ADDRESS",
               help="A cluster node (repeatable): for partitions and from=/to= by name.")
 @click.option("-d", "--duration", default=None, metavar="TIME",
@@ -77,7 +85,8 @@ def _load_keys(path: str) -> Any:
 @click.pass_context
 def fault(ctx: click.Context, rules: tuple[str, ...], scenario: str | None,
           ports: tuple[int, ...], netns: str | None, queue: int | None, seed: int | None,
-          authkeys: str | None, nodes: tuple[str, ...], duration: str | None,
+          authkeys: str | None, corosync_authkeys: tuple[str, ...], nodes: tuple[str, ...],
+          duration: str | None,
           stats_json: str | None, status_interval: str, backend: str,
           realtime: int | None) -> None:
     """Break the wire on purpose: drop, delay, duplicate, reorder, corrupt, rewrite or
@@ -98,10 +107,12 @@ def fault(ctx: click.Context, rules: tuple[str, ...], scenario: str | None,
     except MissingExtra as exc:
         _fail(str(exc))
     keys = _load_keys(authkeys) if authkeys else None
+    corosync_keys = load_corosync_keys(corosync_authkeys, _fail) if corosync_authkeys else None
     try:
         interval = parse_duration(status_interval, "--status-interval")
         session = FaultSession(plan(rules=rules, scenario=scenario, ports=ports, netns=netns,
                                     queue=queue, seed=seed, keys=keys, nodes=nodes,
+                                    corosync_keys=corosync_keys,
                                     duration=duration, backend=backend, realtime=realtime))
         session.open()
     except (RuleError, ScenarioError, nfq.FaultError) as exc:

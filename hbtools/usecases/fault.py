@@ -53,6 +53,8 @@ class SessionPlan:
     backend: str = "auto"
     realtime: int | None = None
     keys: Any = None
+    #: `hbtools.knetcrypto.KeyRing` (``--corosync-authkey``): decrypted knet matching/rewrite.
+    corosync_keys: Any = None
 
     @property
     def directions(self) -> list[str]:
@@ -62,7 +64,8 @@ class SessionPlan:
 def plan(*, rules: Sequence[str | Rule] = (), scenario: str | Path | None = None,
          scenario_text: str | None = None, ports: Sequence[int] = (), netns: str | None = None,
          queue: int | None = None, seed: int | None = None, keys: Any = None,
-         nodes: Mapping[str, str] | Sequence[str] = (), duration: float | str | None = None,
+         corosync_keys: Any = None, nodes: Mapping[str, str] | Sequence[str] = (),
+         duration: float | str | None = None,
          backend: str = "auto", realtime: int | None = None) -> SessionPlan:
     """Merge the pieces of a session; raises RuleError/ScenarioError with the user's own words.
 
@@ -99,7 +102,7 @@ def plan(*, rules: Sequence[str | Rule] = (), scenario: str | Path | None = None
                        duration=run_for, seed=seed,
                        queue=nfq.DEFAULT_QUEUE if queue is None else queue, netns=netns,
                        scenario_name=scenario_name, backend=backend, realtime=realtime,
-                       keys=keys)
+                       keys=keys, corosync_keys=corosync_keys)
 
 
 @dataclass
@@ -151,7 +154,8 @@ class FaultSession:
             nfq.enter_netns(p.netns)
         try:
             self.engine = Engine(p.rules, seed=p.seed, keys=p.keys, nodes=p.nodes,
-                                 local_addresses=nfq.local_addresses(), ports=p.ports)
+                                 local_addresses=nfq.local_addresses(), ports=p.ports,
+                                 corosync_keys=p.corosync_keys)
         except RuleError as exc:
             raise nfq.FaultError(str(exc)) from None
         self._installer = nfq.choose_backend(p.backend)

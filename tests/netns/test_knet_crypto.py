@@ -9,6 +9,13 @@ the proof:
   answers with a pong (encrypted with K) that echoes the rewritten timestamp;
 * the same ping signed with another key gets no pong, and node1 logs
   ``Unable to decrypt packet from 198.18.0.2:5405``.
+
+The fault proxy (`hbtools.usecases.fault.FaultSession`, the engine of ``hbtool fault``) does
+the same on the way out of node2 (issue 15): a plain ping with a zero timestamp, sealed with
+K, leaves through ``rewrite knet.time:=hex:… type=ping out`` with ``--corosync-authkey``
+K; node1's pong echoing the rewritten timestamp shows corosync took the re-encrypted packet.
+With ``key=other`` the proxy seals it with another key: no pong, and the log line again.
+One corosync serves every test of the module (a start costs seconds).
 """
 
 from __future__ import annotations
@@ -17,7 +24,9 @@ import json
 import os
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from netns_helpers import corosync_conf_two_nodes, lab_with, node_env
@@ -65,14 +74,19 @@ def _pongs(replies: list[bytes], key, stamp: bytes) -> list[dict]:
     return out
 
 
-def test_real_corosync_takes_a_reencrypted_ping_and_refuses_another_key(tmp_path: Path) -> None:
-    labmod = lab_with("corosync", "corosync-quorumtool")
-    from hbtools import inject, knetcrypto
+STAMP = bytes(range(16))
+REFUSED = "Unable to decrypt packet from 198.18.0.2"
 
+
+@pytest.fixture(scope="module")
+def corosync1(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """node1 running corosync with key K (``authkey``), node2 a bare namespace, and a
+    second key (``other``) corosync does not have."""
+    labmod = lab_with("corosync", "corosync-quorumtool")
+    tmp_path = tmp_path_factory.mktemp("knet-crypto")
     key_path, other_path = tmp_path / "authkey", tmp_path / "other"
     key_path.write_bytes(os.urandom(256))
     other_path.write_bytes(os.urandom(256))
-    key = knetcrypto.Key.load(key_path)
     with labmod.Lab() as lab:
         node1 = lab.add_corosync_node("node1", host=1)
         node2 = lab.add_node("node2", host=2)
@@ -84,27 +98,86 @@ def test_real_corosync_takes_a_reencrypted_ping_and_refuses_another_key(tmp_path
         labmod.wait_until(lambda: "Members" in node1.run(
             ["corosync-quorumtool", "-s"], check=False, timeout=10).stdout,
             timeout=30, interval=0.25, what="corosync on node1 to form its ring")
+        yield {"node1": node1, "node2": node2, "key_path": key_path, "other_path": other_path,
+               "log": node1.workdir / "var-log-corosync" / "corosync.log"}
 
-        stamp = bytes(range(16))
-        sealed = inject.seal_knet(inject.build_knet("ping", ["node=2", "link=0",
-                                                            "time=hex:" + bytes(16).hex()]),
-                                  str(key_path))
-        opened = knetcrypto.KeyRing([key]).open(sealed)
-        assert opened is not None
-        plain = bytearray(opened.plain)
-        plain[7:23] = stamp  # the ping's time field: header 6, link 1
-        resealed = knetcrypto.seal(bytes(plain), key, opened.suite)
-        pongs = _pongs(_speak(node2, resealed), key, stamp)
-        assert pongs and pongs[0]["node"] == 1 and pongs[0]["link"] == 0
 
-        log = node1.workdir / "var-log-corosync" / "corosync.log"
-        before = log.read_text(errors="replace").count("Unable to decrypt packet from 198.18.0.2")
-        wrong = inject.seal_knet(bytes(plain), str(other_path))
-        assert _pongs(_speak(node2, wrong), key, stamp) == []
-        deadline = time.monotonic() + 5
-        after = before
-        while time.monotonic() < deadline and after == before:
-            after = log.read_text(errors="replace").count(
-                "Unable to decrypt packet from 198.18.0.2")
-            time.sleep(0.2)
-        assert after > before, json.dumps(log.read_text(errors="replace").splitlines()[-5:])
+def _refusals(log: Path) -> int:
+    return log.read_text(errors="replace").count(REFUSED)
+
+
+def _wait_refused(log: Path, before: int) -> None:
+    """corosync logs the refusal a moment after the packet: wait for it (5 s at most)."""
+    deadline = time.monotonic() + 5
+    after = before
+    while time.monotonic() < deadline and after == before:
+        after = _refusals(log)
+        time.sleep(0.2)
+    assert after > before, json.dumps(log.read_text(errors="replace").splitlines()[-5:])
+
+
+def test_real_corosync_takes_a_reencrypted_ping_and_refuses_another_key(corosync1) -> None:
+    from hbtools import inject, knetcrypto
+
+    key_path, other_path, node2 = corosync1["key_path"], corosync1["other_path"], corosync1["node2"]
+    key = knetcrypto.Key.load(key_path)
+    sealed = inject.seal_knet(inject.build_knet("ping", ["node=2", "link=0",
+                                                        "time=hex:" + bytes(16).hex()]),
+                              str(key_path))
+    opened = knetcrypto.KeyRing([key]).open(sealed)
+    assert opened is not None
+    plain = bytearray(opened.plain)
+    plain[7:23] = STAMP  # the ping's time field: header 6, link 1
+    resealed = knetcrypto.seal(bytes(plain), key, opened.suite)
+    pongs = _pongs(_speak(node2, resealed), key, STAMP)
+    assert pongs and pongs[0]["node"] == 1 and pongs[0]["link"] == 0
+
+    before = _refusals(corosync1["log"])
+    wrong = inject.seal_knet(bytes(plain), str(other_path))
+    assert _pongs(_speak(node2, wrong), key, STAMP) == []
+    _wait_refused(corosync1["log"], before)
+
+
+def _through_proxy(corosync1: dict[str, Any], rule: str, packet: bytes) -> tuple[list[bytes], dict]:
+    """Send `packet` from node2 while a fault session there applies `rule` on the way out."""
+    from policy import require_tools, skip_or_fail
+
+    require_tools("iptables")
+    try:
+        import netfilterqueue  # noqa: F401
+    except ImportError:
+        skip_or_fail("needs the netfilterqueue Python binding (pip install netfilterqueue)")
+    from hbtools import knetcrypto
+    from hbtools.usecases.fault import FaultSession
+
+    ring = knetcrypto.load_keys([str(corosync1["key_path"]), str(corosync1["other_path"])])
+    session = FaultSession.build(rules=[rule], netns=corosync1["node2"].netns, ports=[5405],
+                                 corosync_keys=ring, duration=30.0)
+    session.start(timeout=10.0)
+    try:
+        replies = _speak(corosync1["node2"], packet)
+    finally:
+        session.stop("test done")
+        result = session.join()
+    return replies, result.stats
+
+
+def test_fault_proxy_rewrites_inside_encrypted_knet_and_corosync_takes_it(corosync1) -> None:
+    from hbtools import inject, knetcrypto
+
+    key_path = corosync1["key_path"]
+    key = knetcrypto.Key.load(key_path)
+    ping = inject.seal_knet(inject.build_knet("ping", ["node=2", "link=0",
+                                                      "time=hex:" + bytes(16).hex()]),
+                            str(key_path))
+    rewrite = f"rewrite knet.time:=hex:{STAMP.hex()} type=ping out"
+    replies, stats = _through_proxy(corosync1, rewrite, ping)
+    pongs = _pongs(replies, key, STAMP)
+    assert pongs and pongs[0]["node"] == 1 and pongs[0]["link"] == 0
+    assert stats["rules"][0]["rewritten"] >= 1 and stats["knet_undecryptable"] == 0
+
+    before = _refusals(corosync1["log"])
+    replies, stats = _through_proxy(corosync1, rewrite.replace(" type=", " key=other type="),
+                                    ping)
+    assert _pongs(replies, key, STAMP) == [] and stats["rules"][0]["rewritten"] >= 1
+    _wait_refused(corosync1["log"], before)
