@@ -44,6 +44,18 @@ def lab_with(*tools: str) -> ModuleType:
     return labmod
 
 
+def require_fault_proxy(*tools: str) -> None:
+    """What ``hbtool fault`` (the NFQUEUE proxy) needs besides ``tools``: the netfilterqueue
+    binding; otherwise skip, or fail under CI."""
+    from policy import require_tools, skip_or_fail
+
+    require_tools(*tools)
+    try:
+        import netfilterqueue  # noqa: F401
+    except ImportError:
+        skip_or_fail("needs the netfilterqueue Python binding (pip install netfilterqueue)")
+
+
 def corosync_conf_two_nodes(*, transport: str, crypto_cipher: str = "none",
                             crypto_hash: str = "none", debug: bool = False) -> str:
     """A corosync.conf for node1 (198.18.0.1) and node2 (198.18.0.2), written out here as

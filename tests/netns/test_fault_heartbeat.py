@@ -23,8 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from netns_helpers import hbtool, host_env, node_env
-from policy import require_tools, skip_or_fail
+from netns_helpers import hbtool, host_env, node_env, require_fault_proxy
 
 pytestmark = pytest.mark.netns
 
@@ -33,11 +32,7 @@ BCAST = "198.18.0.255"
 
 
 def _lab_modules():
-    require_tools("/usr/libexec/heartbeat/heartbeat", "cl_status", "iptables", "nft")
-    try:
-        import netfilterqueue  # noqa: F401
-    except ImportError:
-        skip_or_fail("needs the netfilterqueue Python binding (pip install netfilterqueue)")
+    require_fault_proxy("/usr/libexec/heartbeat/heartbeat", "cl_status", "iptables", "nft")
     from hbtools import lab as labmod
 
     return labmod

@@ -26,8 +26,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from netns_helpers import hbtool, host_env
-from policy import require_tools, skip_or_fail
+from netns_helpers import hbtool, host_env, require_fault_proxy
 
 pytestmark = pytest.mark.netns
 
@@ -173,11 +172,7 @@ def _seq_of(payload: bytes) -> int | None:
 
 
 def _require() -> None:
-    require_tools("tcpdump", "tshark", "iptables", "nft")
-    try:
-        import netfilterqueue  # noqa: F401
-    except ImportError:
-        skip_or_fail("needs the netfilterqueue Python binding (pip install netfilterqueue)")
+    require_fault_proxy("tcpdump", "tshark", "iptables", "nft")
 
 
 def _exchange(lab, tmp_path: Path, rule_args: list[str], *, count: int = 12, gap: float = 0.05

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from netns_helpers import corosync_conf_two_nodes, lab_with, node_env
+from netns_helpers import corosync_conf_two_nodes, lab_with, node_env, require_fault_proxy
 
 pytestmark = pytest.mark.netns
 
@@ -140,13 +140,7 @@ def test_real_corosync_takes_a_reencrypted_ping_and_refuses_another_key(corosync
 
 def _through_proxy(corosync1: dict[str, Any], rule: str, packet: bytes) -> tuple[list[bytes], dict]:
     """Send `packet` from node2 while a fault session there applies `rule` on the way out."""
-    from policy import require_tools, skip_or_fail
-
-    require_tools("iptables")
-    try:
-        import netfilterqueue  # noqa: F401
-    except ImportError:
-        skip_or_fail("needs the netfilterqueue Python binding (pip install netfilterqueue)")
+    require_fault_proxy("iptables")
     from hbtools import knetcrypto
     from hbtools.usecases.fault import FaultSession
 
