@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(ROOT))
 
-from run import capture_for, hbtool_argv, run_measured  # noqa: E402
+from run import build_capture, capture_for, hbtool_argv, run_measured  # noqa: E402
 from tabulate import tabulate  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "RESULTS-decode-formats.md"
@@ -43,11 +43,29 @@ def main() -> None:
     parser.add_argument("--packets", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--no-write", action="store_true")
+    parser.add_argument("--capture-dir", type=Path, default=None,
+                        help="build the capture here (e.g. a temporary directory) instead of "
+                             "benchmarks/out")
+    parser.add_argument("--code", type=Path, default=None,
+                        help="run the hbtool of another checkout (e.g. `git archive` of the "
+                             "commit before a change), for before/after tables")
+    parser.add_argument("--only", action="append", default=None, metavar="LABEL",
+                        help="run only the cases whose label starts with LABEL (repeatable)")
     args = parser.parse_args()
-    pcap = capture_for(args.packets, ())[args.packets]
+    if args.capture_dir is not None:
+        pcap = args.capture_dir / f"bench-{args.packets}.pcap"
+        if not pcap.exists():
+            build_capture(pcap, args.packets, ())
+    else:
+        pcap = capture_for(args.packets, ())[args.packets]
     hbtool = hbtool_argv()
+    if args.code is not None:
+        hbtool = [sys.executable, "-c", "import sys; sys.path.insert(0, sys.argv.pop(1)); "
+                  "sys.argv[0] = 'hbtool'; from hbtools.cli import main; main()",
+                  str(args.code.resolve())]
     rows = []
-    for label, extra in CASES:
+    cases = [c for c in CASES if not args.only or any(c[0].startswith(o) for o in args.only)]
+    for label, extra in cases:
         best = None
         for _ in range(args.repeat):
             load = os.getloadavg()[0]

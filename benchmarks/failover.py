@@ -7,7 +7,7 @@ VIP (sender IP = target IP = VIP) from node2's MAC. Nothing is timed by the scri
 
     sudo python3 benchmarks/failover.py --runs 10        # writes benchmarks/RESULTS-failover.md
 
-Needs root (namespaces), the heartbeat package, tcpdump and scapy.
+Needs root (namespaces), the heartbeat package and tcpdump.
 """
 
 from __future__ import annotations
@@ -22,11 +22,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from scapy.all import ARP, IP, UDP, Ether, rdpcap  # noqa: E402
-
-from hbtools import heartbeat  # noqa: E402
+from hbtools.failover import Garp, first_takeover_garp  # noqa: E402
 from hbtools.lab import Lab, heartbeat_ha_cf, wait_until  # noqa: E402
 from hbtools.node.labsupport import HbtoolsDaemon  # noqa: E402
+from hbtools.usecases.decode import records  # noqa: E402
 
 VIP = "198.18.0.100"
 AUTH = "auth 1\n1 sha1 failover-benchmark\n"
@@ -49,19 +48,20 @@ SETTINGS = [
 
 
 def measure(pcap: Path, dead_ip: str, new_mac: str) -> float | None:
-    """Seconds from the dead node's last status to the new owner's first gratuitous ARP."""
+    """Seconds from the dead node's last status to the new owner's first gratuitous ARP for the
+    VIP: read by ``hbtool decode``'s own pipeline and timed by `hbtools.failover`, the one
+    implementation ``decode --stats`` and the chaos checkers use too."""
     last_status: float | None = None
-    for packet in rdpcap(str(pcap)):
-        if UDP in packet and packet[IP].src == dead_ip and packet[UDP].dport == 694:
-            try:
-                if heartbeat.decode(bytes(packet[UDP].payload)).type == "status":
-                    last_status = float(packet.time)
-            except heartbeat.DecodeError:
-                continue
-        elif (ARP in packet and packet[ARP].psrc == VIP and packet[ARP].pdst == VIP
-              and packet[Ether].src == new_mac and last_status is not None):
-            return float(packet.time) - last_status
-    return None
+    garps: list[Garp] = []
+    for record in records(str(pcap)):
+        if record.proto == "arp" and record.fields and record.fields["gratuitous"]:
+            garps.append((record.time, record.fields["sender_mac"], record.fields["sender_ip"]))
+        elif record.proto == "heartbeat" and record.src == dead_ip and record.type == "status":
+            last_status = record.time
+    if last_status is None:
+        return None
+    garp = first_takeover_garp(garps, last_status, "dead", {new_mac: "new owner"}, address=VIP)
+    return None if garp is None else garp[0] - last_status
 
 
 def one_run(impl: str, setting: Setting, workdir: Path, index: int) -> float | None:

@@ -12,13 +12,17 @@ from typing import Any
 
 from dissectors.detect import HEARTBEAT, KNET, TOTEM
 from dissectors.records import AUTH_BAD, AUTH_OK, AUTH_UNCHECKED, Record
+from hbtools import arp as _arp
 from hbtools import corosync as _corosync
 from hbtools import heartbeat
 from hbtools import knet as _knet
 from hbtools import knetcrypto as _knetcrypto
 from hbtools import totem as _totem
 
-__all__ = ["Decoders"]
+__all__ = ["ARP", "Decoders", "arp_record"]
+
+#: ``proto`` of an ARP row (not UDP: it comes from the link layer, see `arp_record`).
+ARP = "arp"
 
 
 class Decoders:
@@ -187,3 +191,24 @@ def signature_results(check: Any) -> dict[str, Any]:
 
 def bad_auth(record: Record) -> bool:
     return record.auth == AUTH_BAD
+
+
+def arp_record(frame: int, ts: float, linktype: int, data: bytes, name: str) -> Record | None:
+    """The row of an Ethernet/IPv4 ARP frame (`hbtools.arp`), else None.
+
+    ARP is not a cluster protocol but the takeover's announcement: a gratuitous ARP
+    (``fields.gratuitous``) is when clients learn the address moved. ``src``/``dst`` are the
+    sender and target IP, ports are null; ``node`` is null (a MAC names no node by itself).
+    """
+    body = _arp.arp_body(linktype, data)
+    if body is None:
+        return None
+    try:
+        packet = _arp.decode(body)
+    except _arp.DecodeError:
+        return None  # ARP of other hardware, or cut: not a takeover's announcement
+    record = Record(frame, ts, packet.sender_ip, packet.target_ip, None, None, ARP,
+                    type=packet.type_name, file=name, raw=data, linktype=linktype,
+                    payload=body[:_arp.LENGTH])
+    record.fields = packet.to_dict()
+    return record

@@ -61,6 +61,8 @@ class RecordSubject:
                 return match.field_values(fields, key[6:])
             inner = self._inner()
             return match.field_values(inner, key[6:]) if inner is not None else []
+        if key.startswith("arp."):
+            return match.field_values(fields, key[4:]) if r.proto == "arp" else []
         if key.startswith("knet."):
             return match.field_values(fields, key[5:]) if r.proto == "knet" else []
         path = key[6:] if key.startswith("field.") else key

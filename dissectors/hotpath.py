@@ -31,10 +31,11 @@ from dissectors.capture import (
     CaptureReader,
     Frame,
 )
+from dissectors.decoders import arp_record
 from dissectors.detect import CLUSTER, HEARTBEAT, KNET, TOTEM, Detector, corosync_kind
 from dissectors.fast import FastDecoders, _Fallback, stateful
 from dissectors.layers import LINKTYPE_ETHERNET, UdpLayers
-from dissectors.records import Record
+from dissectors.records import Record, node_text
 from hbtools.escape import json_bytes
 from hbtools.knet import is_fragment as is_knet_fragment
 
@@ -50,7 +51,7 @@ PARALLEL_CHUNK = 2 << 20
 # A frame a worker leaves to the main process: (frame number, time, link type, bytes).
 Deferred = tuple[int, float, int, bytes]
 # What a chunk becomes: runs of JSON text (each ending in a newline) and deferred frames.
-Piece = str | Deferred
+Piece = str | Record | Deferred
 
 
 class _Defer(Exception):
@@ -82,8 +83,11 @@ class PcapContext:
 class HotPath:
     """Turns frames into JSON text. One per process (and per capture file)."""
 
-    def __init__(self, detector: Detector, keys: Any, name: str, worker: bool) -> None:
+    def __init__(self, detector: Detector, keys: Any, name: str, worker: bool,
+                 rows: bool = False) -> None:
         self.detector = detector
+        #: rows mode (table, CSV): pieces are `Record` objects for a renderer, not JSON text
+        self.rows = rows
         self.ports = detector.ports
         self.heuristics = detector.heuristics
         self.name = name
@@ -110,8 +114,11 @@ class HotPath:
             return
         if layers.reasm.given_up:
             for record in self._incomplete():
-                out.append(record.to_json() + "\n")
+                out.append(self._piece(record))
         if dg is None:
+            arp = arp_record(frame, ts, linktype, data, self.name)
+            if arp is not None:
+                out.append(self._piece(arp))
             return
         src, dst, sport, dport, payload, error = dg
         proto = self.detector(sport, dport, payload)
@@ -121,7 +128,7 @@ class HotPath:
             record = Record(frame, ts, src, dst, sport, dport, proto, file=self.name)
             record.error = error
             record.fields = {}
-            out.append(record.to_json() + "\n")
+            out.append(self._piece(record))
             return
         if self.worker and stateful(proto, payload):
             out.append((frame, ts, linktype, data))  # the main process keeps the state
@@ -132,6 +139,9 @@ class HotPath:
             flow = self._flow(key, src, dst, sport, dport)
         out.append(self._line(frame, ts, flow, proto, payload, src, dst, sport, dport))
 
+    def _piece(self, record: Record) -> Piece:
+        return record if self.rows else record.to_json() + "\n"
+
     def _incomplete(self) -> Iterator[Record]:
         from dissectors.pipeline import _incomplete
 
@@ -140,7 +150,7 @@ class HotPath:
     def finish(self) -> list[Piece]:
         """End of capture: datagrams still under reassembly are reported."""
         self.layers.reasm.flush()
-        return [record.to_json() + "\n" for record in self._incomplete()]
+        return [self._piece(record) for record in self._incomplete()]
 
     # -- the fast loop -------------------------------------------------------------------
 
@@ -157,7 +167,7 @@ class HotPath:
         return flow
 
     def _line(self, frame: int, ts: float, flow: list[Any], proto: str, payload: bytes,
-              src: str, dst: str, sport: int, dport: int) -> str:
+              src: str, dst: str, sport: int, dport: int) -> Piece:
         """One JSON line for a datagram already known to be ``proto``."""
         try:
             if proto == HEARTBEAT:
@@ -174,7 +184,10 @@ class HotPath:
                 kind, node, fields = self.knet_fast(payload)
         except Exception:  # noqa: BLE001 - any refusal: the codec decides
             record = Record(frame, ts, src, dst, sport, dport, proto, file=self.name)
-            return self.decoders.decode(record, payload).to_json() + "\n"
+            return self._piece(self.decoders.decode(record, payload))
+        if self.rows:
+            return Record(frame, ts, src, dst, sport, dport, proto, kind, node, fields_json=fields,
+                          file=self.name)
         tn = self.type_node.get((kind, node))
         if tn is None:
             tn = self._type_node(kind, node)
@@ -183,7 +196,7 @@ class HotPath:
 
     def _type_node(self, kind: Any, node: Any) -> str:
         text = (f'"type": {"null" if kind is None else _jstr(kind)}, '
-                f'"node": {json.dumps(node)}')
+                f'"node": {"null" if node is None else _jstr(node_text(node))}')
         if len(self.type_node) >= 65536:
             self.type_node.clear()
         self.type_node[(kind, node)] = text
@@ -210,6 +223,8 @@ class HotPath:
         detector = self.detector
         general = self.general
         addr = self.layers.addr
+        rows = self.rows
+        name = self.name
         while pos < end:
             sec, frac, incl, _orig = unpack(buf, pos)
             start = pos + hdr_len
@@ -261,6 +276,10 @@ class HotPath:
             except Exception:  # noqa: BLE001 - any refusal: the codec decides
                 general(frame, ts, linktype, buf[start:pos], out)
                 continue
+            if rows:
+                append(Record(frame, ts, flow[4], flow[5], flow[6], flow[7], proto, kind, node,
+                              fields_json=fields, file=name))
+                continue
             tn = type_node.get((kind, node))
             if tn is None:
                 tn = self._type_node(kind, node)
@@ -278,31 +297,41 @@ class HotPath:
         return out, frame
 
 
-def _squash(pieces: list[Piece]) -> list[bytes | Deferred]:
-    """Join runs of text into bytes, so a chunk crosses the process boundary as few objects.
+#: Renders a run of records (rows mode) to its text: `dissectors.output.CsvRows`/`TableCells`.
+Render = Callable[[list[Record]], str]
+#: A block of output: ASCII JSON bytes, or a renderer's text in rows mode.
+Block = bytes | str
 
-    The text is ASCII (json escapes everything else), so encoding is a copy; doing it in
-    the worker spares the main process.
-    """
-    out: list[bytes | Deferred] = []
-    run: list[str] = []
+
+def _run_text(run: list[Any], render: Render | None) -> Block:
+    """One run of pieces as output: JSON text (ASCII, as `hbtools.escape.json_bytes` makes
+    it: a byte that was not UTF-8 is ``\\xNN`` text, never a lone surrogate) or rendered rows."""
+    if render is None:
+        return json_bytes("".join(run).encode("ascii"))
+    return render(run)
+
+
+def _squash(pieces: list[Piece], render: Render | None = None) -> list[Block | Deferred]:
+    """Join runs of output into one block each, so a chunk crosses the process boundary as few
+    objects; done in the worker, which spares the main process."""
+    out: list[Block | Deferred] = []
+    run: list[Any] = []
     for piece in pieces:
-        if isinstance(piece, str):
-            run.append(piece)
-        else:
+        if isinstance(piece, tuple):
             if run:
-                out.append(json_bytes("".join(run).encode("ascii")))
+                out.append(_run_text(run, render))
                 run = []
             out.append(piece)
+        else:
+            run.append(piece)
     if run:
-        out.append(json_bytes("".join(run).encode("ascii")))
+        out.append(_run_text(run, render))
     return out
 
 
-def _text(pieces: list[Piece]) -> bytes:
-    """ASCII JSON text; a byte that was not UTF-8 is ``\\xNN`` text, never a lone surrogate
-    (`hbtools.escape.json_bytes`: the same escape as every other output)."""
-    return json_bytes("".join(p for p in pieces if isinstance(p, str)).encode("ascii"))
+def _text(pieces: list[Piece], render: Render | None = None) -> Block:
+    """All output of pieces with no deferred frame left in them."""
+    return _run_text([p for p in pieces if not isinstance(p, tuple)], render)
 
 
 # -- chunking --------------------------------------------------------------------------
@@ -386,22 +415,24 @@ def _frame_batches(reader: CaptureReader, size: int = 4096
 
 # -- worker processes ----------------------------------------------------------------
 
-_WORKER: dict[str, HotPath] = {}
+_WORKER: dict[str, Any] = {}
 
 
-def _worker_init(detector: Detector, keys: Any, name: str) -> None:
-    _WORKER["hot"] = HotPath(detector, keys, name, worker=True)
+def _worker_init(detector: Detector, keys: Any, name: str, render: Render | None = None
+                 ) -> None:
+    _WORKER["hot"] = HotPath(detector, keys, name, worker=True, rows=render is not None)
+    _WORKER["render"] = render
 
 
 def _work_pcap(ctx: PcapContext, buf: bytes, end: int, first_frame: int
-               ) -> list[bytes | Deferred]:
+               ) -> list[Block | Deferred]:
     pieces, _frame = _WORKER["hot"].pcap_records(buf, 0, end, first_frame, ctx)
-    return _squash(pieces)
+    return _squash(pieces, _WORKER["render"])
 
 
-def _work_frames(frames: list[Frame], first_frame: int) -> list[bytes | Deferred]:
+def _work_frames(frames: list[Frame], first_frame: int) -> list[Block | Deferred]:
     pieces, _frame = _WORKER["hot"].frames(frames, first_frame)
-    return _squash(pieces)
+    return _squash(pieces, _WORKER["render"])
 
 
 def default_jobs() -> int:
@@ -426,8 +457,23 @@ def json_lines(
     Yields blocks of lines, as ASCII bytes. Raises CaptureError like `pipeline.decode_stream`, after the
     blocks that precede the problem.
     """
+    return blocks(stream, name, detector, keys, jobs, None, progress)  # type: ignore[return-value]
+
+
+def row_blocks(stream: BinaryIO, name: str, detector: Detector, keys: Any, jobs: int,
+               render: Render, progress: Callable[[int], None] | None = None) -> Iterator[str]:
+    """The same rows in another format (table cells, CSV lines): `render` turns each run of
+    records into text where the records were made, in the workers, as JSON lines are."""
+    return blocks(stream, name, detector, keys, jobs, render, progress)  # type: ignore[return-value]
+
+
+def blocks(stream: BinaryIO, name: str, detector: Detector, keys: Any, jobs: int,
+           render: Render | None, progress: Callable[[int], None] | None = None
+           ) -> Iterator[Block]:
+    """JSON (`render` None) or rendered rows of one capture, in frame order, from `jobs`
+    processes (1: this one)."""
     reader = CaptureReader(stream, name)
-    main = HotPath(detector, keys, name, worker=False)
+    main = HotPath(detector, keys, name, worker=False, rows=render is not None)
     last = [0]
 
     def tick() -> None:
@@ -446,20 +492,21 @@ def json_lines(
                 pieces, _ = main.frames(item, first)
             else:
                 pieces, _ = main.pcap_records(item.buf, 0, item.end, first, ctx)
-            yield _text(pieces)
+            yield _text(pieces, render)
             tick()
-        yield _text(main.finish())
+        yield _text(main.finish(), render)
         tick()
         return
-    yield from _parallel(source, main, detector, keys, name, jobs, tick)
+    yield from _parallel(source, main, detector, keys, name, jobs, tick, render)
 
 
 def _parallel(source: Iterator[Any], main: HotPath, detector: Detector, keys: Any, name: str,
-              jobs: int, tick: Callable[[], None]) -> Iterator[bytes]:
+              jobs: int, tick: Callable[[], None], render: Render | None = None
+              ) -> Iterator[Block]:
     """Chunks to a pool, results back in order, a bounded number in flight."""
     context = multiprocessing.get_context("fork" if "fork" in
                                           multiprocessing.get_all_start_methods() else None)
-    pool = context.Pool(jobs, initializer=_worker_init, initargs=(detector, keys, name))
+    pool = context.Pool(jobs, initializer=_worker_init, initargs=(detector, keys, name, render))
     pending: deque[Any] = deque()
     window = jobs * 2
     try:
@@ -483,30 +530,39 @@ def _parallel(source: Iterator[Any], main: HotPath, detector: Detector, keys: An
                 break
             head = pending.popleft()
             if isinstance(head, CaptureError):
-                yield _text(main.finish())
+                yield _text(main.finish(), render)
                 raise head
             pieces = head.get()
-            yield _resolve(pieces, main)
+            yield _resolve(pieces, main, render)
             tick()
-        yield _text(main.finish())
+        yield _text(main.finish(), render)
         tick()
     finally:
         pool.terminate()
         pool.join()
 
 
-def _resolve(pieces: list[bytes | Deferred], main: HotPath) -> bytes:
+def _resolve(pieces: list[Block | Deferred], main: HotPath, render: Render | None = None
+             ) -> Block:
     """Splice in the deferred frames, decoded in order by the main process's state."""
-    if len(pieces) == 1 and isinstance(pieces[0], bytes):
+    if len(pieces) == 1 and not isinstance(pieces[0], tuple):
         return pieces[0]
-    out: list[bytes] = []
+    out: list[Any] = []
     for piece in pieces:
-        if isinstance(piece, bytes):
+        if not isinstance(piece, tuple):
             out.append(piece)
         else:
             frame, ts, linktype, data = piece
             done: list[Piece] = []
             main.general(frame, ts, linktype, data, done)
-            out.append(_text(done))
-    return b"".join(out)
+            out.append(_text(done, render))
+    if render is None:
+        return b"".join(out)
+    return _join_rendered(out, render)
 
+
+def _join_rendered(texts: list[str], render: Render) -> str:
+    """Rendered texts of consecutive runs as one: CSV lines concatenate; table cells
+    (`TableCells`) are joined with its row separator."""
+    sep = getattr(render, "separator", "")
+    return sep.join(t for t in texts if t) if sep else "".join(texts)

@@ -19,7 +19,7 @@ from tabulate import tabulate
 
 from dissectors.corosync_stats import render as render_corosync
 from dissectors.knet_links import render as render_links
-from dissectors.records import JSON_KEYS, Record
+from dissectors.records import Record
 from hbtools import escape
 from hbtools.corosync import describe as describe_corosync
 
@@ -67,6 +67,10 @@ class Writer:
     def _write_block(self, block: list[Record]) -> None:
         raise NotImplementedError
 
+    def write_text(self, text: str) -> None:
+        """A block the hot path rendered already (`CsvRows`; the table overrides this)."""
+        self.out.write(text)
+
     def close(self, empty_note: bool = True) -> None:
         self.out.flush()
 
@@ -85,12 +89,13 @@ class JsonWriter(Writer):
 
 
 class CsvWriter(Writer):
-    """The JSON keys as columns; ``fields`` is its JSON text in one cell."""
+    """One column per row key and one per declared field (`csv_columns`), as spreadsheets
+    and ``tshark -T fields -E separator=,`` users expect, instead of a JSON cell."""
 
     def __init__(self, out: TextIO, live: bool = False, show_file: bool = False) -> None:
         super().__init__(out, live, show_file)
         self.csv = csv.writer(out, lineterminator="\n")
-        self.csv.writerow((("file",) if show_file else ()) + JSON_KEYS)
+        self.csv.writerow((("file",) if show_file else ()) + csv_columns()[0])
 
     def _write_block(self, block: list[Record]) -> None:
         rows = [_csv_row(record) for record in block]
@@ -99,13 +104,98 @@ class CsvWriter(Writer):
         self.csv.writerows(rows)
 
 
-def _csv_row(record: Record) -> tuple[Any, ...]:
-    fields = escape.json_text(record.fields_json if record.fields_json is not None
-                              else json.dumps(record.fields or {}))
-    signatures = "" if record.signatures is None else json.dumps(record.signatures)
-    return (record.frame, repr(record.time), record.src, record.dst, record.sport, record.dport,
-            record.proto, _cell(record.type), _cell(record.node), fields, record.auth,
-            _cell(record.error), signatures)
+#: The row keys CSV starts with (``fields`` and ``signatures`` are spread or at the end).
+CSV_KEYS = ("frame", "time", "src", "dst", "sport", "dport", "proto", "type", "node", "auth",
+            "error")
+#: The last columns: signatures as JSON text, and the fields no column is declared for.
+CSV_TAIL = ("signatures", "fields.other")
+
+
+@functools.cache
+def csv_columns() -> tuple[tuple[str, ...], dict[str, dict[str, int]]]:
+    """CSV's header, and per protocol the column of each top-level field name.
+
+    Columns are named as filters name the fields, with the protocol in front so Heartbeat's
+    ``src`` (a node name) is ``heartbeat.src`` beside the row's ``src`` (an address):
+    ``heartbeat.NAME`` for the field table (`hbtools.fields`), ``totem.NAME`` and
+    ``knet.NAME`` for the codecs' layouts (the Totem inside a knet packet fills the
+    ``totem.*`` columns), ``corosync.NAME`` for the mcast summary, ``arp.NAME``. A value
+    that is an object or a list is its JSON text; a field outside the tables goes into
+    ``fields.other`` (a JSON object), so nothing decoded is lost.
+    """
+    from hbtools import arp, knet, totem
+    from hbtools.corosync import SUMMARY_KEYS
+    from hbtools.fields import FIELDS
+
+    def top(layouts: Any) -> list[str]:
+        names = ["type_name"]
+        for layout in layouts.values():
+            names += [path for path, _f in layout.walk() if "." not in path]
+        return list(dict.fromkeys(names))
+
+    groups = {"heartbeat": list(FIELDS), "totem": [*top(totem.LAYOUTS), "endian", "totempg"],
+              "knet": [n for n in top(knet.LAYOUTS) if n != "totem"]
+              + ["encrypted", "size", "totem_error", "crypto"],
+              "corosync": list(SUMMARY_KEYS), "arp": list(arp.FIELDS)}
+    header = list(CSV_KEYS)
+    index: dict[str, dict[str, int]] = {}
+    for proto, names in groups.items():
+        index[proto] = {}
+        for name in dict.fromkeys(names):
+            index[proto][name] = len(header)
+            header.append(f"{proto}.{name}")
+    header += CSV_TAIL
+    return tuple(header), index
+
+
+def _csv_value(value: Any) -> str:
+    if isinstance(value, str):
+        return escape.text(value)
+    return escape.json_text(json.dumps(value))
+
+
+def _csv_row(record: Record) -> list[Any]:
+    header, index = csv_columns()
+    row: list[Any] = [""] * len(header)
+    row[:len(CSV_KEYS)] = (record.frame, repr(record.time), record.src, record.dst,
+                           "" if record.sport is None else record.sport,
+                           "" if record.dport is None else record.dport, record.proto,
+                           _cell(record.type), _cell(record.node), record.auth,
+                           _cell(record.error))
+    fields = record.get_fields() if record.fields_json is not None or record.fields else {}
+    other: dict[str, Any] = {}
+    proto = record.proto
+    own = index.get(proto, {})
+    for name, value in fields.items():
+        if name == "corosync":
+            _spread(value, index["corosync"], row, other, name)
+        elif proto == "knet" and name == "totem" and isinstance(value, dict):
+            _spread(value, index["totem"], row, other, name)
+        else:
+            column = own.get(name)
+            if column is None:
+                other[name] = value
+            elif value is not None:
+                row[column] = _csv_value(value)
+    if record.signatures is not None:
+        row[-2] = json.dumps(record.signatures)
+    if other:
+        row[-1] = escape.json_text(json.dumps(other))
+    return row
+
+
+def _spread(value: Any, columns: dict[str, int], row: list[Any], other: dict[str, Any],
+            name: str) -> None:
+    """A nested object's fields into their own columns (knet's Totem, the corosync summary)."""
+    if not isinstance(value, dict):
+        other[name] = value
+        return
+    for key, item in value.items():
+        column = columns.get(key)
+        if column is None:
+            other.setdefault(name, {})[key] = item
+        elif item is not None:
+            row[column] = _csv_value(item)
 
 
 def _cell(value: Any) -> str:
@@ -191,6 +281,8 @@ def _table_row(record: Record, show_file: bool,
     if record.proto == "heartbeat":
         seq = fields.get("seq")
         status = fields.get("st")
+    elif record.proto == "arp":
+        status = ("gratuitous " if fields.get("gratuitous") else "") + str(fields.get("sender_mac"))
     else:
         inner = fields.get("totem") if record.proto == "knet" else fields
         if isinstance(inner, dict):
@@ -211,8 +303,8 @@ def _table_row(record: Record, show_file: bool,
     return [
         frame,
         time_text(record.time),
-        f"{record.src}:{record.sport}",
-        f"{record.dst}:{record.dport}",
+        record.src if record.sport is None else f"{record.src}:{record.sport}",
+        record.dst if record.dport is None else f"{record.dst}:{record.dport}",
         record.proto,
         _cell(record.type),
         _cell(record.node),
@@ -221,6 +313,45 @@ def _table_row(record: Record, show_file: bool,
         record.auth,
         _cell(record.error),
     ]
+
+
+def table_cells(block: list[Record], show_file: bool, time: TimeFormat) -> list[list[str]]:
+    """The table's cells of some rows, before padding: what a worker can do on its own."""
+    time_text = time.__call__ if time.mode != "ud" else format_time
+    return [_table_row(record, show_file, time_text) for record in block]
+
+
+#: ``-t`` modes whose text depends on one row alone (r and d need the rows before it).
+STATELESS_TIMES = ("ud", "u", "a", "ad", "e")
+#: Between cells of a row, and between rows, when a block of cells crosses processes:
+#: neither can be in a cell (`hbtools.escape` writes control characters as text).
+_CELL, _ROW = "\x1f", "\x1e"
+
+
+class TableCells:
+    """A worker's renderer for the table: cells of a block as one string (`HotPath` rows)."""
+
+    separator = _ROW
+
+    def __init__(self, time_format: str = "ud") -> None:
+        self.time = TimeFormat(time_format)
+
+    def __call__(self, block: list[Record]) -> str:
+        return _ROW.join(_CELL.join(row) for row in table_cells(block, False, self.time))
+
+
+def cells_of(text: str) -> list[list[str]]:
+    """`TableCells` text back into rows of cells (in the main process, which pads them)."""
+    return [row.split(_CELL) for row in text.split(_ROW)] if text else []
+
+
+class CsvRows:
+    """A worker's renderer for CSV: the block's lines, exactly as `CsvWriter` writes them."""
+
+    def __call__(self, block: list[Record]) -> str:
+        buf = io.StringIO()
+        csv.writer(buf, lineterminator="\n").writerows([_csv_row(r) for r in block])
+        return buf.getvalue()
 
 
 class TableWriter(Writer):
@@ -246,20 +377,28 @@ class TableWriter(Writer):
         self.started = False
 
     def _write_block(self, block: list[Record]) -> None:
-        show_file = self.show_file
-        time_text = self.time.__call__ if self.time.mode != "ud" else format_time
-        rows = [_table_row(record, show_file, time_text) for record in block]
+        self.write_cells(table_cells(block, self.show_file, self.time))
+
+    def write_text(self, text: str) -> None:
+        self.write_cells(cells_of(text))
+
+    def write_cells(self, rows: list[list[str]]) -> None:
+        """Pad and write rows already cut into cells (`table_cells`, maybe in a worker)."""
+        if not rows:
+            return
         widths = self.widths
-        for row in rows:
-            for i, cell in enumerate(row):
-                if len(cell) > widths[i]:
-                    widths[i] = len(cell)
+        for i, column in enumerate(zip(*rows, strict=True)):
+            longest = max(map(len, column))
+            if longest > widths[i]:
+                widths[i] = longest
         lines: list[str] = []
         if not self.started:
             lines.append(_pad(self.headers, widths))
             lines.append("  ".join("-" * w for w in widths))
             self.started = True
-        lines.extend(_pad(row, widths) for row in rows)
+        # one format call per row: the padding was a third of the table's time
+        line = "  ".join(f"{{:<{w}}}" for w in widths).format
+        lines.extend([line(*row).rstrip() for row in rows])
         self.out.write("\n".join(lines) + "\n")
 
     def close(self, empty_note: bool = True) -> None:
@@ -356,6 +495,24 @@ def writer_for(fmt: str, out: TextIO, show_file: bool = False, live: bool = Fals
 
 
 # -- statistics ----------------------------------------------------------------------
+
+
+def _failover_rows(failovers: list[dict[str, Any]]) -> list[list[str]]:
+    """Each failover as its steps, one row each, with the time since the step before."""
+    rows = []
+    for f in failovers:
+        rows.append([_t(f["last_heartbeat"]), f["node"], "last heartbeat", ""])
+        if f["declared_dead"] is not None:
+            rows.append([_t(f["declared_dead"]), f["node"], "declared dead",
+                         f"by {f['declared_by']} ({f['how']}), {_ms(f['dead_after_ms'])} ms "
+                         "after the last heartbeat"])
+        if f["garp"] is not None:
+            after = (f"{_ms(f['garp_after_dead_ms'])} ms after declared dead, "
+                     if f["garp_after_dead_ms"] is not None else "")
+            rows.append([_t(f["garp"]), f["node"], "first GARP",
+                         f"{f['address']} from {f['new_owner']} ({f['new_owner_mac']}), {after}"
+                         f"{_ms(f['takeover_ms'])} ms after the last heartbeat"])
+    return rows
 
 
 def _ms(value: float | None) -> str:
@@ -489,6 +646,11 @@ def render_stats(summary: dict[str, Any], fmt: str) -> str:
             parts.append("\nHeartbeat events\n" + table(
                 events, headers=["time (UTC)", "node", "event", "detail"], tablefmt="simple",
                 disable_numparse=True))
+    failovers = summary["heartbeat"].get("failovers")
+    if failovers:
+        parts.append("\nFailovers (last heartbeat -> declared dead -> first gratuitous ARP of the "
+                     "new owner)\n" + table(_failover_rows(failovers),
+                                            headers=["time (UTC)", "node", "step", "detail"]))
     totem = summary["totem"]
     if totem["rings"]:
         rows = []

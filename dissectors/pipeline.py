@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
 from dissectors.capture import CaptureError, CaptureReader
-from dissectors.decoders import Decoders
+from dissectors.decoders import Decoders, arp_record
 from dissectors.detect import Detector
 from dissectors.filters import Filter
 from dissectors.layers import UdpLayers
@@ -27,6 +27,8 @@ from dissectors.records import Record
 __all__ = ["Options", "PcapWriter", "RowBudget", "decode_stream", "is_live", "limited", "open_input",
            "tee_pcap"]
 
+#: Link types whose frames can carry ARP (Ethernet, Linux cooked v1 and v2).
+_ARP_LINKTYPES = frozenset({1, 113, 276})
 #: Frames between two progress updates: rare enough to cost nothing.
 PROGRESS_EVERY = 8192
 
@@ -104,6 +106,10 @@ def decode_stream(
             if reasm.given_up:
                 yield from _incomplete(layers, detect, name)
             if dg is None:
+                if linktype in _ARP_LINKTYPES:
+                    arp = arp_record(frame, ts, linktype, data, name)
+                    if arp is not None:
+                        yield arp
                 continue
             src, dst, sport, dport, payload, error = dg
             proto = detect(sport, dport, payload)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from json.encoder import encode_basestring_ascii
 from typing import Any
 
-__all__ = ["AUTH_BAD", "AUTH_OK", "AUTH_UNCHECKED", "JSON_KEYS", "Record"]
+__all__ = ["AUTH_BAD", "AUTH_OK", "AUTH_UNCHECKED", "JSON_KEYS", "Record", "node_text"]
 
 AUTH_OK = "ok"
 AUTH_BAD = "bad"
@@ -41,10 +41,14 @@ class Record:
     time: float
     src: str
     dst: str
-    sport: int
-    dport: int
+    #: UDP ports; None for an ARP row (``proto`` arp: not UDP)
+    sport: int | None
+    dport: int | None
     proto: str
     type: str | None = None
+    #: The sender as the codec gives it: a Heartbeat name, or a Corosync nodeid as an int
+    #: (what the statistics count by). Published (JSON, CSV, `to_dict`) always as text:
+    #: `node_text`, one type for every protocol (issue 14).
     node: str | int | None = None
     fields: dict[str, Any] | None = None
     #: What a real 3.0.6 receiver does with the message: ``ok`` it accepts it, ``bad`` it
@@ -79,7 +83,7 @@ class Record:
             "dport": self.dport,
             "proto": self.proto,
             "type": self.type,
-            "node": self.node,
+            "node": node_text(self.node),
             "fields": self.get_fields(),
             "auth": self.auth,
             "error": self.error,
@@ -97,18 +101,22 @@ class Record:
         if fields_json is None:
             fields_json = json.dumps(self.fields if self.fields is not None else {})
         node = self.node
-        if node is None:
-            node_json = "null"
-        elif isinstance(node, str):
-            node_json = _jstr(node)
-        else:
-            node_json = json.dumps(node)
+        node_json = "null" if node is None else _jstr(node if isinstance(node, str) else str(node))
         return (
             f'{{"frame": {self.frame}, "time": {self.time!r}, "src": {_jstr(self.src)}, '
-            f'"dst": {_jstr(self.dst)}, "sport": {self.sport}, "dport": {self.dport}, '
+            f'"dst": {_jstr(self.dst)}, "sport": {_port(self.sport)}, "dport": {_port(self.dport)}, '
             f'"proto": {_jstr(self.proto)}, '
             f'"type": {"null" if self.type is None else _jstr(self.type)}, '
             f'"node": {node_json}, "fields": {fields_json}, "auth": {_jstr(self.auth)}, '
             f'"error": {"null" if self.error is None else _jstr(self.error)}, '
             f'"signatures": {"null" if self.signatures is None else json.dumps(self.signatures)}}}'
         )
+
+
+def _port(port: int | None) -> str:
+    return "null" if port is None else str(port)
+
+
+def node_text(node: str | int | None) -> str | None:
+    """``node`` as published: text for every protocol (a nodeid in decimal), or None."""
+    return node if node is None or isinstance(node, str) else str(node)

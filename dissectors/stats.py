@@ -19,14 +19,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dissectors.corosync_stats import CorosyncStats
+from dissectors.decoders import ARP
 from dissectors.detect import HEARTBEAT, KNET, TOTEM
 from dissectors.knet_links import LinkView
 from dissectors.records import AUTH_BAD, Record
+from hbtools.failover import Death, Garp, failover
 
 __all__ = ["Histogram", "Stats"]
 
 #: Event lists keep this many entries; later ones are only counted.
 MAX_EVENTS = 100
+#: Gratuitous ARP bursts remembered for failovers, and the pause that starts a new burst.
+MAX_GARPS = 10_000
+GARP_BURST_S = 5.0
 _RESOLUTION = 1e4  # histogram buckets per second: 0.1 ms
 
 
@@ -401,6 +406,12 @@ class Stats:
         self.last: float | None = None
         self.corosync = CorosyncStats()
         self.knet_links = LinkView()
+        #: Failovers (`hbtools.failover`): gratuitous ARPs (first of each burst), the node
+        #: each MAC sent Heartbeat from, and the deaths peers declared (t=stonith node=X).
+        self.garps: list[Garp] = []
+        self._garp_burst: dict[tuple[str, str], float] = {}
+        self.owner_of_mac: dict[str, str] = {}
+        self.deaths: dict[str, list[Death]] = {}
 
     def add(self, record: Record) -> None:
         self.records += 1
@@ -413,10 +424,13 @@ class Stats:
             self.last = record.time
         if record.error is not None:
             self.errors[record.proto] += 1
-        if record.proto == HEARTBEAT:
+        if record.proto == ARP:
+            self._arp(record)
+        elif record.proto == HEARTBEAT:
             name = record.node if isinstance(record.node, str) else None
             if name is None:
                 return  # undecodable: counted in errors, belongs to no node
+            self._failover_facts(name, record)
             node = self.hb_nodes.get(name)
             if node is None:
                 if len(self.hb_nodes) >= MAX_NODES:
@@ -442,6 +456,57 @@ class Stats:
             inner = fields.get("totem")
             if isinstance(inner, dict):
                 self._totem(record, inner, record.type)
+
+    def _arp(self, record: Record) -> None:
+        """Keep the first gratuitous ARP of each burst (an announcer repeats it for seconds)."""
+        fields = record.get_fields()
+        if not fields.get("gratuitous"):
+            return
+        mac, address = str(fields.get("sender_mac")), str(fields.get("sender_ip"))
+        previous = self._garp_burst.get((mac, address))
+        if len(self._garp_burst) < MAX_NODES:
+            self._garp_burst[(mac, address)] = record.time
+        if previous is not None and record.time - previous <= GARP_BURST_S:
+            return
+        if len(self.garps) < MAX_GARPS:
+            self.garps.append((record.time, mac, address))
+
+    def _failover_facts(self, name: str, record: Record) -> None:
+        """Which MAC sends for which node (the frame's Ethernet source), and deaths declared:
+        a peer's ``t=stonith node=X`` (3.0.6 sends it once it gave X up) or X's ``st=dead``."""
+        raw = record.raw
+        if raw is not None and record.linktype == 1 and len(raw) >= 12 \
+                and len(self.owner_of_mac) < MAX_NODES:
+            self.owner_of_mac.setdefault(raw[6:12].hex(":"), name)
+        if record.type not in ("stonith", "status"):
+            return
+        fields = record.get_fields()
+        if record.type == "stonith" and isinstance(fields.get("node"), str) \
+                and fields["node"] != name:
+            victim, how = fields["node"], f"stonith {fields.get('result', '?')}"
+        elif record.type == "status" and fields.get("st") == "dead":
+            victim, how = name, "st=dead"
+        else:
+            return
+        deaths = self.deaths.get(victim)
+        if deaths is None and len(self.deaths) < MAX_NODES:
+            deaths = self.deaths[victim] = []
+        if deaths is not None and len(deaths) < MAX_EVENTS:
+            deaths.append((record.time, name, how))
+
+    def failovers(self) -> list[dict[str, Any]]:
+        """Every gap over deadtime that a peer's declaration or another node's gratuitous ARP
+        followed: last heartbeat -> declared dead -> first GARP of the new owner."""
+        out = []
+        for name, node in sorted(self.hb_nodes.items()):
+            gaps = node.over_deadtime.items
+            for i, gap in enumerate(gaps):
+                until = gaps[i + 1]["since"] if i + 1 < len(gaps) else None
+                found = failover(name, gap["since"], self.garps, self.owner_of_mac,
+                                 self.deaths.get(name, ()), until=until)
+                if found is not None:
+                    out.append(found.to_dict())
+        return sorted(out, key=lambda f: f["last_heartbeat"])
 
     def _totem_node(self, nodeid: int, record: Record) -> TotemNode | None:
         node = self.totem_nodes.get(nodeid)
@@ -494,6 +559,7 @@ class Stats:
                 "warntime_ms": self.warntime_ms,
                 "nodes": [n.to_dict() for n in sorted(self.hb_nodes.values(),
                                                       key=lambda n: n.name)],
+                "failovers": self.failovers(),
             },
             "totem": {
                 "nodes": [n.to_dict() for n in sorted(self.totem_nodes.values(),

@@ -30,16 +30,15 @@ from dissectors.detect import HEARTBEAT, KNET, TOTEM
 from dissectors.layers import LINKTYPE_ETHERNET
 from dissectors.pipeline import Options, decode_stream, filtered, open_input
 from dissectors.records import Record
-from dissectors.stats import HeartbeatNode, Stats
+from dissectors.stats import GARP_BURST_S, HeartbeatNode, Stats
+from hbtools import arp
 from hbtools.plot import Event, Rendered, Series, Timeline, render
 
 __all__ = ["MAX_POINTS", "PlotResult", "TimelineBuilder", "encrypted_lane", "plot_captures", "totem_lane"]
 
 #: Marks kept for one picture; past this, marks are counted, not drawn.
 MAX_POINTS = 200_000
-_ETH_ARP = 0x0806
-#: ARP announcements closer than this to the previous one for the same address are one burst.
-GARP_BURST_S = 5.0
+_ETH_ARP = arp.ETHERTYPE
 
 #: HeartbeatNode event lists whose growth is a mark, and the mark's kind.
 _HB_MARKS = (
@@ -201,19 +200,16 @@ class TimelineBuilder:
         if etype == 0x0800 and len(frame) >= 34 and mac not in self.mac_ip:
             if len(self.mac_ip) < 4096:
                 self.mac_ip[mac] = ".".join(str(b) for b in frame[26:30])
-        elif etype == _ETH_ARP and len(frame) >= 42:
-            arp = frame[14:42]
-            if arp[0:2] != b"\x00\x01" or arp[2:4] != b"\x08\x00" or arp[4] != 6 or arp[5] != 4:
-                return
-            sender_ip, target_ip = arp[14:18], arp[24:28]
-            if sender_ip != target_ip:
+        elif etype == _ETH_ARP:
+            packet = arp.from_frame(LINKTYPE_ETHERNET, frame)
+            if packet is None or not packet.gratuitous:
                 return  # an ordinary request or reply, not an announcement
-            ip = self.mac_ip.get(arp[8:14]) or self.mac_ip.get(mac)
+            ip = self.mac_ip.get(frame[22:28]) or self.mac_ip.get(mac)
             lane = self.ip_lane.get(ip) if ip else None
             if lane is None:
                 return
             self.garps += 1
-            address = ".".join(str(b) for b in sender_ip)
+            address = packet.sender_ip
             # An announcer sends a burst; name the address once per burst, not on every mark.
             burst = self._garp_last.get((lane, address))
             if len(self._garp_last) >= 4096:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from hbtools import knet, totem
+from hbtools import arp, knet, totem
 from hbtools.fields import FIELDS, MESSAGE_TYPES, FieldSpec, Kind
 from hbtools.layout import Field, Layout
 
@@ -125,6 +125,11 @@ def render() -> str:
     lines += _layout_section("Corosync 1.x/2.x Totem SRP messages", _values(totem.LEGACY_LAYOUTS))
     lines += _layout_section("Kronosnet packets", _values(knet.LAYOUTS))
     lines += _corosync_sections()
+    lines += ["## ARP (`proto arp`, `hbtools/arp.py`)", "",
+              "Every Ethernet/IPv4 ARP frame; `type` is `request` or `reply`. For `--filter` "
+              "as `arp.NAME`, in CSV as column `arp.NAME`.", "", "| field | meaning |", "|---|---|"]
+    lines += [f"| `{name}` | {_cell(meaning)} |" for name, meaning in arp.FIELDS.items()]
+    lines.append("")
     return "\n".join(lines).rstrip() + "\n"
 
 

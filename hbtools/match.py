@@ -20,7 +20,8 @@ inside, so ``type=orf_token`` finds tokens in a knet capture), ``node``, ``ip``,
 field by its wire name (`hbtools.fields.FIELDS`), ``totem.NAME`` and ``knet.NAME`` for
 the Totem and knet layout fields (dotted: ``totem.ring_id.rep``), bare Totem/knet field
 names, and ``field.NAME`` for any field the tables do not know. Only in decode:
-``auth``, ``error``, ``frame``; only in fault: ``dir`` (and the bare words ``in``/``out``).
+``auth``, ``error``, ``frame``, ``arp.NAME`` (`hbtools.arp.FIELDS`: ``arp.gratuitous=true``;
+``proto=arp``); only in fault: ``dir`` (and the bare words ``in``/``out``).
 
 Pure: parsing builds frozen objects; evaluating asks a `Subject` for candidate values.
 """
@@ -93,6 +94,14 @@ def canonical(name: str, context: str) -> str:
         return name
     if name in FIELDS:
         return name
+    if name.startswith("arp."):
+        from hbtools.arp import FIELDS as ARP_FIELDS  # ARP rows of decode (not UDP: no fault)
+
+        if context != DECODE:
+            raise MatchError(f"{name!r} can be matched only in decode (ARP is not UDP)")
+        if name[len("arp."):] in ARP_FIELDS:
+            return name
+        raise MatchError(f"unknown field {name!r}: arp has {', '.join(ARP_FIELDS)}")
     if name.startswith("corosync."):
         from hbtools.corosync import SUMMARY_KEYS  # a decoded row's summary of an mcast
 

@@ -84,7 +84,7 @@ def test_heartbeat_values_match_a_regex_over_the_payload(capture):
 def test_heartbeat_signatures_verify_with_the_capture_authkeys(capture):
     keys = capture / "authkeys"
     rows = _decode(capture / "capture.pcap", "--authkeys", str(keys))
-    assert rows and {r["auth"] for r in rows} == {"ok"}
+    assert rows and {r["auth"] for r in rows if r["proto"] == "heartbeat"} == {"ok"}
 
 
 def test_a_wrong_key_shows_bad_signatures(tmp_path):
@@ -121,7 +121,7 @@ def test_totem_values_match_struct_at_documented_offsets(capture):
         if row["proto"] == "knet":
             if row["type"] != "data" or "totem" not in row["fields"] or payload[11] != 1:
                 continue  # not data, or a fragment (checked in the knet reassembly test)
-            assert row["node"] == struct.unpack_from(">H", payload, 2)[0]
+            assert row["node"] == str(struct.unpack_from(">H", payload, 2)[0])  # node: text
             fields = row["fields"]["totem"]
             payload = payload[14:]
         else:
@@ -132,7 +132,7 @@ def test_totem_values_match_struct_at_documented_offsets(capture):
         assert fields["type_name"] == expected["type"]
         assert fields["nodeid"] == expected["nodeid"]
         if row["proto"] == "totem":
-            assert row["type"] == expected["type"] and row["node"] == expected["nodeid"]
+            assert row["type"] == expected["type"] and row["node"] == str(expected["nodeid"])
         if "ring" in expected:
             assert (fields["ring_id"]["rep"], fields["ring_id"]["seq"]) == expected["ring"]
         if "token_seq" in expected:
@@ -174,7 +174,10 @@ def test_editcap_variants_give_identical_json(tmp_path, capture, variant):
     original = capture / "capture.pcap"
     converted = tmp_path / f"variant.{variant}"
     _editcap(*VARIANTS[variant], str(original), str(converted))
-    assert _decode(converted) == _decode(original)
+    expected = _decode(original)
+    if "rawip" in variant:  # raw IP has no link layer, so no ARP frames
+        expected = [r for r in expected if r["proto"] != "arp"]
+    assert _decode(converted) == expected
 
 
 def _rewrap(original: Path, out: Path, wrap) -> None:

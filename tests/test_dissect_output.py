@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 
 import pytest
 from scapy.all import IP, UDP, Ether, PcapWriter, Raw
@@ -153,11 +152,13 @@ def test_csv(cluster):
     code, out, err = run_cli("decode", "-f", "csv", str(cluster))
     assert code == 0, err
     rows = list(csv.DictReader(io.StringIO(out)))
-    assert list(rows[0]) == ["frame", "time", "src", "dst", "sport", "dport", "proto", "type",
-                             "node", "fields", "auth", "error", "signatures"]
+    # issue 14: one column per field (the row keys first, then heartbeat.NAME, totem.NAME...)
+    assert list(rows[0])[:11] == ["frame", "time", "src", "dst", "sport", "dport", "proto",
+                                  "type", "node", "auth", "error"]
+    assert list(rows[0])[-2:] == ["signatures", "fields.other"]
     assert len(rows) == 37
     hb = next(r for r in rows if r["proto"] == "heartbeat")
-    assert json.loads(hb["fields"])["t"] == "status"
+    assert hb["heartbeat.t"] == "status"
 
 
 @pytest.mark.parametrize("terms, expected", [

@@ -327,7 +327,7 @@ def test_totem_detected_by_port_and_by_content(tmp_path):
     rows = _decode_json(path)
     assert [r["proto"] for r in rows] == ["totem", "totem", "heartbeat"]
     assert [r["frame"] for r in rows] == [1, 2, 4]
-    assert rows[0]["node"] == 1 and rows[0]["type"] == "orf_token"
+    assert rows[0]["node"] == "1" and rows[0]["type"] == "orf_token"  # node: text (issue 14)
     # --no-heuristics keeps only the cluster ports
     rows = _decode_json(path, "--no-heuristics")
     assert [r["frame"] for r in rows] == [1]

@@ -62,7 +62,8 @@ def codec_dict(record) -> dict:
 @pytest.mark.parametrize("pcap", CAPTURES, ids=lambda p: p.parent.name)
 def test_every_capture_parses_and_rebuilds(pcap: Path) -> None:
     with open(pcap, "rb") as stream:
-        protos = {r.frame: r.proto for r in decode_stream(stream, str(pcap), Options(fast=False))}
+        protos = {r.frame: r.proto for r in decode_stream(stream, str(pcap), Options(fast=False))
+                  if r.proto != "arp"}  # the UDP layers; ARP is scapy's own
     frames = rdpcap(str(pcap))
     checked = 0
     for number, frame in enumerate(frames, start=1):

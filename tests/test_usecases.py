@@ -29,7 +29,8 @@ def test_decode_records_every_heartbeat_datagram_scapy_sees():
 def test_the_hot_and_the_general_path_give_the_same_json():
     options = Options()
     assert uc.hot_path_applies("json", options, None)
-    assert not uc.hot_path_applies("table", options, None)
+    assert uc.hot_path_applies("table", options, None)  # issue 14: table and CSV too
+    assert not uc.hot_path_applies("table", options, None, time_format="r")  # needs the row before
     assert not uc.hot_path_applies("json", Options(fast=False), None)
     hot = b"".join(uc.json_blocks(uc.open_source(str(CAPTURE)), options, jobs=1))
     general = "".join(r.to_json() + "\n" for r in uc.rows(uc.open_source(str(CAPTURE)),

@@ -82,7 +82,7 @@ def test_plugin_corosync_layer_agrees_with_decode(name: str) -> None:
     meta = json.loads((folder / "meta.json").read_text())
     encrypted = meta.get("crypto", {}).get("cipher", "none") != "none"
     with open(folder / "capture.pcap", "rb") as stream:
-        rows = list(decode_stream(stream, name, Options()))
+        rows = [r for r in decode_stream(stream, name, Options()) if r.proto != "arp"]
     compared = 0
     for row in rows:
         got = shown[row.frame]

@@ -28,6 +28,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from hbtools.failover import first_takeover_garp
+
 Sample = tuple[float, tuple[str, ...], str | None]
 Window = tuple[str, float, float | None]
 
@@ -152,16 +154,16 @@ def takeover_times(garps: Sequence[tuple[float, str]], heartbeats: Mapping[str, 
                    ) -> tuple[float | None, float | None, str | None]:
     """(detection ms, takeover ms, new owner) from the wire.
 
-    takeover: fault start → first gratuitous ARP for the VIP from another node's MAC;
+    takeover: fault start → first gratuitous ARP for the VIP from another node's MAC
+    (`hbtools.failover.first_takeover_garp`, the one ``decode --stats`` reads failovers with);
     detection: the victim's last heartbeat at or before the fault start → that same GARP
     (what the survivor's failure detector waited, plus its takeover).
     """
     by_mac = {m: n for n, m in macs.items()}
-    first = next(((t, by_mac[mac]) for t, mac in garps
-                  if t >= fault_start and mac in by_mac and by_mac[mac] != victim), None)
+    first = first_takeover_garp([(t, mac, "") for t, mac in garps], fault_start, victim, by_mac)
     if first is None:
         return None, None, None
-    t_garp, owner = first
+    t_garp, owner = first[0], by_mac[first[1]]
     takeover = (t_garp - fault_start) * 1000
     before = [t for t in heartbeats.get(victim, ()) if t <= fault_start + 0.001]
     detection = (t_garp - before[-1]) * 1000 if before else None

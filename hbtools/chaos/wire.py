@@ -3,7 +3,7 @@
 Cluster messages are read with the project's own decoder (the ``hbtool decode`` pipeline), so a
 heartbeat is whatever the dissector calls a Heartbeat ``status`` message or, for Corosync, any
 knet/Totem datagram (knet pings are its heartbeats); ARP frames with sender IP = target IP are
-gratuitous (:func:`hbtools.node.runner.gratuitous_arp`).
+gratuitous (:func:`hbtools.arp.gratuitous`).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 
 from dissectors.capture import CaptureError, CaptureReader
 from dissectors.pipeline import Options, decode_stream
-from hbtools.node.runner import gratuitous_arp
+from hbtools.arp import gratuitous as gratuitous_arp
 
 LINKTYPE_ETHERNET = 1
 

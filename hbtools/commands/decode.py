@@ -76,10 +76,11 @@ def _load_corosync_keys(paths: tuple[str, ...]) -> object:
               help="Warntime for late heartbeats in --stats (default: half the deadtime "
                    "each node announces in dt).")
 @click.option("--progress/--no-progress", default=None,
-              help="Progress bar on stderr (default: when stderr is a terminal).")
+              help="Progress bar on stderr (default: when stderr is a terminal); never when "
+                   "the rows go to that same terminal.")
 @click.option("-j", "--jobs", type=click.IntRange(min=0), default=None, metavar="N",
-              help="Worker processes for --format json without --filter/--stats "
-                   "(default: one per CPU; 1 decodes in this process).")
+              help="Worker processes for reading a file without --filter/--stats, in "
+                   "every format (default: one per CPU; 1 decodes in this process).")
 @click.option("-c", "--count", "max_rows", type=click.IntRange(min=1), default=None, metavar="N",
               help="Stop after N rows (after --filter), as tshark -c; a live pipe is left too.")
 @click.option("-w", "--write", "write_pcap", type=click.Path(dir_okay=False), default=None,
@@ -152,7 +153,7 @@ def decode(
     )
     if plot_png is not None:
         _plot(captures, plot_png, options, warntime)
-    show_progress = sys.stderr.isatty() if progress is None else progress
+    show_progress = progress_wanted(progress, sys.stdout, sys.stderr)
     print_rows = rows or not stats
     summary = Stats(warntime_ms=warntime) if stats else None
     out = sys.stdout
@@ -161,10 +162,11 @@ def decode(
     writer = writer_for(fmt, out, show_file=several, live=live, time_format=time_format,
                         detail=detail, hex_bytes=hex_bytes) if print_rows else None
     status = 0
-    hot = (uc.hot_path_applies(fmt, options, summary) and not live and max_rows is None
+    hot = (uc.hot_path_applies(fmt, options, summary, time_format) and not live
+           and max_rows is None
            and write_pcap is None and not several and not detail and not hex_bytes)
     log.debug("decode %d capture(s): %s path, format %s, live %s, filter %r", len(captures),
-              "JSON hot" if hot else "general", fmt, live, str(flt))
+              "hot" if hot else "general", fmt, live, str(flt))
     pcap_out = None
     if write_pcap is not None:
         try:
@@ -177,6 +179,11 @@ def decode(
     try:
         for path in captures:
             try:
+                if hot and writer is not None and fmt != "json":
+                    for text in _text_blocks(path, options, show_progress, jobs, fmt,
+                                             time_format):
+                        writer.write_text(text)
+                    continue
                 if hot:
                     out.flush()
                     for block in _json_blocks(path, options, show_progress, jobs):
@@ -214,6 +221,36 @@ def decode(
     sys.exit(status)
 
 
+def progress_wanted(asked: bool | None, stdout: TextIO, stderr: TextIO) -> bool:
+    """Whether to draw the progress bar (on stderr).
+
+    As tshark users expect, nothing is drawn over the rows: when stdout and stderr are the
+    same terminal the bar's carriage returns would garble the table, so there is no bar even
+    with ``--progress``. Otherwise the default is a bar when stderr is a terminal (``decode
+    big.pcap > rows.txt`` shows its progress; ``2>log`` does not fill the log with it).
+    """
+    if _same_terminal(stdout, stderr):
+        return False
+    return _isatty(stderr) if asked is None else asked
+
+
+def _isatty(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError, OSError):
+        return False
+
+
+def _same_terminal(a: TextIO, b: TextIO) -> bool:
+    if not (_isatty(a) and _isatty(b)):
+        return False
+    try:
+        sa, sb = os.fstat(a.fileno()), os.fstat(b.fileno())
+    except (AttributeError, ValueError, OSError):
+        return True  # terminals we cannot tell apart: assume the worst, draw nothing
+    return (sa.st_rdev, sa.st_ino) == (sb.st_rdev, sb.st_ino)
+
+
 def _plot(captures: tuple[str, ...], png: str, options: Options, warntime: int | None) -> None:
     """``--plot``: the work is in hbtools.decodeplot; this prints its one-line outcome."""
     from hbtools.decodeplot import plot_captures
@@ -242,6 +279,13 @@ def _json_blocks(path: str, options: Options, show_progress: bool, jobs: int | N
     """The JSON hot path (`hbtools.usecases.decode.json_blocks`), with a progress bar."""
     return _with_progress(path, show_progress,
                           lambda src, tick: uc.json_blocks(src, options, jobs, progress=tick))
+
+
+def _text_blocks(path: str, options: Options, show_progress: bool, jobs: int | None, fmt: str,
+                 time_format: str) -> Iterator[str]:
+    """The table/CSV hot path (`hbtools.usecases.decode.text_blocks`), with a progress bar."""
+    return _with_progress(path, show_progress, lambda src, tick: uc.text_blocks(
+        src, options, fmt, time_format, jobs, progress=tick))
 
 
 _T = TypeVar("_T")

@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from hbtools import host
+from hbtools import arp, host
 from hbtools.node.agents import AgentExecutor, CheckScheduler
 from hbtools.node.config import ClusterConfig, IPAddrResource, Medium
 from hbtools.node.core import (
@@ -59,7 +59,7 @@ from hbtools.node.core import (
 )
 
 SO_BINDTODEVICE = getattr(socket, "SO_BINDTODEVICE", 25)
-ETH_P_ARP = 0x0806
+ETH_P_ARP = arp.ETHERTYPE
 RECV_SIZE = 65535
 RECV_BUFFER = 4 * 1024 * 1024
 SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
@@ -295,30 +295,15 @@ def resolve_resource(res: IPAddrResource) -> tuple[str, int, str]:
 
 
 def arp_frames(mac: bytes, ip: str) -> tuple[bytes, bytes]:
-    """(unsolicited ARP reply, ARP request for our own address), both broadcast, sender = target = ip."""
-    ipb = socket.inet_aton(ip)
-    broadcast = b"\xff" * 6
-    eth = broadcast + mac + struct.pack("!H", ETH_P_ARP)
-
-    def arp(op: int, target_mac: bytes) -> bytes:
-        return eth + struct.pack("!HHBBH", 1, 0x0800, 6, 4, op) + mac + ipb + target_mac + ipb
-
-    return arp(2, broadcast), arp(1, b"\x00" * 6)
+    """(unsolicited ARP reply, ARP request for our own address), both broadcast, sender = target = ip
+    (built by the project's one ARP codec, `hbtools.arp`)."""
+    return arp.announcement_frames(mac, ip)
 
 
 def gratuitous_arp(frame: bytes) -> tuple[str, str] | None:
-    """(sender MAC, address) of an Ethernet frame that is a gratuitous ARP in the form
-    :func:`arp_frames` builds and Heartbeat's ``send_arp`` sends (sender IP = target IP), else
-    None. The chaos checkers read takeover times from captures with it."""
-    if len(frame) < 42 or frame[12:14] != struct.pack("!H", ETH_P_ARP):
-        return None
-    htype, ptype, hlen, plen, _op = struct.unpack_from("!HHBBH", frame, 14)
-    if (htype, ptype, hlen, plen) != (1, 0x0800, 6, 4):
-        return None
-    spa, tpa = frame[28:32], frame[38:42]
-    if spa != tpa:
-        return None
-    return ":".join(f"{b:02x}" for b in frame[22:28]), socket.inet_ntoa(spa)
+    """(sender MAC, address) of an Ethernet frame that is a gratuitous ARP (sender IP = target
+    IP, as :func:`arp_frames` builds and Heartbeat's ``send_arp`` sends), else None."""
+    return arp.gratuitous(frame)
 
 
 @dataclass(order=True)

@@ -14,13 +14,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from dissectors.hotpath import default_jobs, json_lines
+from dissectors.hotpath import default_jobs, json_lines, row_blocks
+from dissectors.output import STATELESS_TIMES, CsvRows, TableCells
 from dissectors.pipeline import Options, decode_stream, filtered, open_input
 from dissectors.records import Record
 from dissectors.stats import Stats
 
 __all__ = ["Options", "Source", "hot_path_applies", "json_blocks", "open_source", "records",
-           "rows"]
+           "rows", "text_blocks"]
 
 Progress = Callable[[int], None]
 
@@ -43,11 +44,14 @@ def open_source(path: str) -> Source:
     return Source(*open_input(path))
 
 
-def hot_path_applies(fmt: str, options: Options, stats: Stats | None) -> bool:
-    """JSON without a filter, statistics, ``--codec-only`` or Corosync keys (packets are
-    opened on the codec side): the hot path's job."""
-    return (fmt == "json" and not options.filter and stats is None and options.fast
-            and options.corosync_keys is None)
+def hot_path_applies(fmt: str, options: Options, stats: Stats | None,
+                     time_format: str = "ud") -> bool:
+    """Rows without a filter, statistics, ``--codec-only`` or Corosync keys (packets are
+    opened on the codec side): the hot path's job, in every format (table and CSV with a
+    time format that needs no row before it)."""
+    return (fmt in ("json", "table", "csv") and not options.filter and stats is None
+            and options.fast and options.corosync_keys is None
+            and (fmt != "table" or time_format in STATELESS_TIMES))
 
 
 def rows(source: Source, options: Options, stats: Stats | None = None,
@@ -78,6 +82,19 @@ def json_blocks(source: Source, options: Options, jobs: int | None = None,
     try:
         yield from json_lines(source.stream, source.name, options.detector, options.keys,
                               workers, progress=progress)
+    finally:
+        source.close()
+
+
+def text_blocks(source: Source, options: Options, fmt: str, time_format: str = "ud",
+                jobs: int | None = None, progress: Progress | None = None) -> Iterator[str]:
+    """The hot path for the table (cells per block: `dissectors.output.cells_of`, padded by
+    `TableWriter.write_cells`) and CSV (lines as `CsvWriter` writes them). Closes the source."""
+    workers = default_jobs() if not jobs else jobs
+    render = TableCells(time_format) if fmt == "table" else CsvRows()
+    try:
+        yield from row_blocks(source.stream, source.name, options.detector, options.keys,
+                              workers, render, progress=progress)
     finally:
         source.close()
 
