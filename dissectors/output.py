@@ -15,11 +15,11 @@ import json
 from collections.abc import Callable, Iterable
 from typing import Any, TextIO
 
+from hbtools.dissectors.corosync_stats import render as render_corosync
+from hbtools.dissectors.knet_links import render as render_links
+from hbtools.dissectors.records import Record
 from tabulate import tabulate
 
-from dissectors.corosync_stats import render as render_corosync
-from dissectors.knet_links import render as render_links
-from dissectors.records import Record
 from hbtools import escape
 from hbtools.corosync import describe as describe_corosync
 

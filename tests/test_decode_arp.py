@@ -14,10 +14,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dissectors.filters import parse_filter
-from dissectors.output import render_stats
-from dissectors.pipeline import Options
-from dissectors.stats import Stats
+from hbtools.dissectors.filters import parse_filter
+from hbtools.dissectors.output import render_stats
+from hbtools.dissectors.pipeline import Options
+from hbtools.dissectors.stats import Stats
+
 from hbtools.usecases.decode import records
 
 CAPTURE = Path(__file__).resolve().parent.parent / "captures" / "hb-failover" / "capture.pcap"

@@ -14,11 +14,11 @@ import base64
 import json
 
 import pytest
+from hbtools.dissectors.fast import HeartbeatFast, KnetFast, TotemFast, _Fallback
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scapy.all import IP, UDP, Ether, IPv6, PcapWriter, Raw, fragment
 
-from dissectors.fast import HeartbeatFast, KnetFast, TotemFast, _Fallback
 from hbtools import heartbeat, knet, totem
 from tests.dissect_vectors import hb_status, json_rows, netstring, run_cli, totem_token
 from tests.totem_strategies import messages_legacy, messages_v3
@@ -140,15 +140,21 @@ TOTEM_FAST = TotemFast(totem)
 KNET_FAST = KnetFast(knet, TOTEM_FAST)
 
 
-def _totem_agree(payload: bytes) -> bool:
+def _binary_agree(fast, decode, node_attr: str, payload: bytes) -> bool:
+    """True when the fast path answered; asserts it answered like the codec ``decode`` (the
+    JSON of its ``to_dict``, its type name, and the node in its ``node_attr``)."""
     try:
-        kind, node, text = TOTEM_FAST(payload)
+        kind, node, text = fast(payload)
     except _Fallback:
         return False
-    msg = totem.decode(payload)
-    assert text == json.dumps(msg.to_dict())
-    assert (kind, node) == (msg.type_name, msg.nodeid)
+    decoded = decode(payload)
+    assert text == json.dumps(decoded.to_dict())
+    assert (kind, node) == (decoded.type_name, getattr(decoded, node_attr))
     return True
+
+
+def _totem_agree(payload: bytes) -> bool:
+    return _binary_agree(TOTEM_FAST, totem.decode, "nodeid", payload)
 
 
 @SETTINGS
@@ -182,14 +188,7 @@ def test_totem_fast_legacy_header(message):
 
 
 def _knet_agree(payload: bytes) -> bool:
-    try:
-        kind, node, text = KNET_FAST(payload)
-    except _Fallback:
-        return False
-    packet = knet.decode(payload)
-    assert text == json.dumps(packet.to_dict())
-    assert (kind, node) == (packet.type_name, packet.node)
-    return True
+    return _binary_agree(KNET_FAST, knet.decode, "node", payload)
 
 
 @SETTINGS
