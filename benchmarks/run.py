@@ -427,7 +427,7 @@ def _load() -> str:
 
 
 def _workers() -> int:
-    from dissectors.hotpath import default_jobs
+    from hbtools.dissectors.hotpath import default_jobs
 
     return default_jobs()
 

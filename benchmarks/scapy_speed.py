@@ -26,8 +26,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from dissectors.detect import HEARTBEAT, KNET, TOTEM  # noqa: E402
-from dissectors.pipeline import Options, decode_stream  # noqa: E402
+from hbtools.dissectors.detect import HEARTBEAT, KNET, TOTEM  # noqa: E402
+from hbtools.dissectors.pipeline import Options, decode_stream  # noqa: E402
+
 from hbtools import heartbeat, knet, totem  # noqa: E402
 
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from dissectors.detect import HEARTBEAT, KNET, TOTEM
-from dissectors.records import AUTH_BAD, AUTH_OK, AUTH_UNCHECKED, Record
+from hbtools.dissectors.detect import HEARTBEAT, KNET, TOTEM
+from hbtools.dissectors.records import AUTH_BAD, AUTH_OK, AUTH_UNCHECKED, Record
+
 from hbtools import arp as _arp
 from hbtools import corosync as _corosync
 from hbtools import heartbeat

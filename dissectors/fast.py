@@ -31,8 +31,9 @@ import uuid
 from operator import itemgetter
 from typing import Any
 
-from dissectors.decoders import Decoders
-from dissectors.records import AUTH_OK, AUTH_UNCHECKED, Record
+from hbtools.dissectors.decoders import Decoders
+from hbtools.dissectors.records import AUTH_OK, AUTH_UNCHECKED, Record
+
 from hbtools import knet, totem
 from hbtools.fields import (
     FIELDS,

@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from dissectors.records import Record
+from hbtools.dissectors.records import Record
+
 from hbtools import match
 
 __all__ = ["Filter", "FilterError", "parse_filter"]

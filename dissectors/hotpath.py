@@ -25,17 +25,18 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
-from dissectors.capture import (
+from hbtools.dissectors.capture import (
     CaptureError,
     CaptureReader,
     Frame,
     PcapChunk,
 )
-from dissectors.decoders import arp_record
-from dissectors.detect import CLUSTER, HEARTBEAT, KNET, TOTEM, Detector, corosync_kind
-from dissectors.fast import FastDecoders, stateful
-from dissectors.layers import LINKTYPE_ETHERNET, UdpLayers
-from dissectors.records import UNCHECKED_TAIL, Record, flow_head, row, type_node
+from hbtools.dissectors.decoders import arp_record
+from hbtools.dissectors.detect import CLUSTER, HEARTBEAT, KNET, TOTEM, Detector, corosync_kind
+from hbtools.dissectors.fast import FastDecoders, stateful
+from hbtools.dissectors.layers import LINKTYPE_ETHERNET, UdpLayers
+from hbtools.dissectors.records import UNCHECKED_TAIL, Record, flow_head, row, type_node
+
 from hbtools import knet, totem
 from hbtools.escape import json_bytes
 
@@ -140,7 +141,7 @@ class HotPath:
         return record if self.rows else record.to_json() + "\n"
 
     def _incomplete(self) -> Iterator[Record]:
-        from dissectors.pipeline import _incomplete
+        from hbtools.dissectors.pipeline import _incomplete
 
         return _incomplete(self.layers, self.detector, self.name)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import socket
 import struct
 
-from dissectors.reassembly import Incomplete, Reassembler
+from hbtools.dissectors.reassembly import Incomplete, Reassembler
 
 __all__ = [
     "LINKTYPE_ETHERNET",

@@ -15,11 +15,11 @@ import json
 from collections.abc import Callable, Iterable
 from typing import Any, TextIO
 
+from hbtools.dissectors.corosync_stats import render as render_corosync
+from hbtools.dissectors.knet_links import render as render_links
+from hbtools.dissectors.records import Record
 from tabulate import tabulate
 
-from dissectors.corosync_stats import render as render_corosync
-from dissectors.knet_links import render as render_links
-from dissectors.records import Record
 from hbtools import escape
 from hbtools.corosync import describe as describe_corosync
 
@@ -149,8 +149,15 @@ def csv_columns() -> tuple[tuple[str, ...], dict[str, dict[str, int]]]:
 
 
 def _csv_value(value: Any) -> str:
-    if isinstance(value, str):
+    """A field's cell: text escaped, numbers and booleans as JSON writes them, objects and
+    lists as JSON text. By type first: json.dumps of a plain int was most of CSV's time."""
+    kind = type(value)
+    if kind is int:
+        return str(value)
+    if kind is str:
         return escape.text(value)
+    if kind is bool:
+        return "true" if value else "false"
     return escape.json_text(json.dumps(value))
 
 

@@ -17,12 +17,12 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
-from dissectors.capture import CaptureError, CaptureReader
-from dissectors.decoders import Decoders, arp_record
-from dissectors.detect import Detector
-from dissectors.filters import Filter
-from dissectors.layers import UdpLayers
-from dissectors.records import Record
+from hbtools.dissectors.capture import CaptureError, CaptureReader
+from hbtools.dissectors.decoders import Decoders, arp_record
+from hbtools.dissectors.detect import Detector
+from hbtools.dissectors.filters import Filter
+from hbtools.dissectors.layers import UdpLayers
+from hbtools.dissectors.records import Record
 
 __all__ = ["Options", "PcapWriter", "RowBudget", "decode_stream", "is_live", "limited", "open_input",
            "tee_pcap"]
@@ -134,7 +134,7 @@ def decode_stream(
 def _make_decoders(options: Options) -> Any:
     """The fast decoders when allowed, else the codec-only ones (``--codec-only``)."""
     if options.fast:
-        from dissectors.fast import FastDecoders
+        from hbtools.dissectors.fast import FastDecoders
 
         return FastDecoders(options.keys, options.corosync_keys)
     return Decoders(options.keys, options.corosync_keys)

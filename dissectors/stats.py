@@ -18,11 +18,12 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from dissectors.corosync_stats import CorosyncStats
-from dissectors.decoders import ARP
-from dissectors.detect import HEARTBEAT, KNET, TOTEM
-from dissectors.knet_links import LinkView
-from dissectors.records import AUTH_BAD, Record
+from hbtools.dissectors.corosync_stats import CorosyncStats
+from hbtools.dissectors.decoders import ARP
+from hbtools.dissectors.detect import HEARTBEAT, KNET, TOTEM
+from hbtools.dissectors.knet_links import LinkView
+from hbtools.dissectors.records import AUTH_BAD, Record
+
 from hbtools.failover import Death, Garp, failover
 
 __all__ = ["Histogram", "Stats"]

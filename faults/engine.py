@@ -21,8 +21,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
-from faults import packet as ipv4
-from faults.rules import (
+from hbtools.faults import packet as ipv4
+from hbtools.faults.rules import (
     Corrupt,
     Delay,
     Drop,
@@ -35,6 +35,7 @@ from faults.rules import (
     RuleError,
     layout_value,
 )
+
 from hbtools import corosync, heartbeat, knet, knetcrypto, match, totem
 from hbtools.fields import spec_for
 from hbtools.recognition import AUTO, DEFAULT_PORTS, HEARTBEAT, KNET, TOTEM, Detector

@@ -34,7 +34,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
 
-from faults.engine import COUNTERS, Copy, Engine, Output, Verdict
+from hbtools.faults.engine import COUNTERS, Copy, Engine, Output, Verdict
+
 from hbtools import host
 
 TABLE_PREFIX = "hbtools_fault"

@@ -30,7 +30,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from faults.rules import Rule, RuleError, parse_duration, parse_node, parse_rule
+from hbtools.faults.rules import Rule, RuleError, parse_duration, parse_node, parse_rule
+
 from hbtools.errors import SourceError, read_regular_file
 
 #: A scenario is a page of TOML; anything bigger is not one (and is not read into memory).

@@ -23,11 +23,12 @@ import atheris
 from seeds import CAPTURES, run, udp_payloads
 
 with atheris.instrument_imports():
-    from dissectors import pipeline
-    from dissectors.capture import CaptureError
-    from dissectors.output import CsvWriter, JsonWriter
-    from dissectors.pipeline import Options, decode_stream
-    from dissectors.stats import Stats
+    from hbtools.dissectors import pipeline
+    from hbtools.dissectors.capture import CaptureError
+    from hbtools.dissectors.output import CsvWriter, JsonWriter
+    from hbtools.dissectors.pipeline import Options, decode_stream
+    from hbtools.dissectors.stats import Stats
+
     from hbtools.auth import AuthKeys
 
 KEYS = AuthKeys.parse("auth 1\n1 crc\n")

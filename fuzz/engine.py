@@ -21,9 +21,10 @@ import atheris
 from seeds import run, udp_payloads
 
 with atheris.instrument_imports():
-    from faults import packet as ipv4
-    from faults.engine import Copy, Engine, Verdict
-    from faults.rules import parse_rule
+    from hbtools.faults import packet as ipv4
+    from hbtools.faults.engine import Copy, Engine, Verdict
+    from hbtools.faults.rules import parse_rule
+
     from hbtools.auth import AuthKeys
 
 KEYS = AuthKeys.parse("auth 1\n1 sha1 fuzz\n")

@@ -25,13 +25,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
-from dissectors.capture import CaptureReader
-from dissectors.detect import HEARTBEAT, KNET, TOTEM
-from dissectors.layers import LINKTYPE_ETHERNET
-from dissectors.pipeline import Options, decode_stream, filtered, open_input
-from dissectors.records import Record
-from dissectors.stats import GARP_BURST_S, HeartbeatNode, Stats
 from hbtools import arp
+from hbtools.dissectors.capture import CaptureReader
+from hbtools.dissectors.detect import HEARTBEAT, KNET, TOTEM
+from hbtools.dissectors.layers import LINKTYPE_ETHERNET
+from hbtools.dissectors.pipeline import Options, decode_stream, filtered, open_input
+from hbtools.dissectors.records import Record
+from hbtools.dissectors.stats import GARP_BURST_S, HeartbeatNode, Stats
 from hbtools.plot import Event, Rendered, Series, Timeline, render
 
 __all__ = ["MAX_POINTS", "PlotResult", "TimelineBuilder", "encrypted_lane", "plot_captures", "totem_lane"]
@@ -180,7 +180,7 @@ class TimelineBuilder:
     def _ring_token(self, fields: dict[str, Any], sender: Any) -> Any:
         """The ring a token belongs to, its rotation count and the sender's previous token time,
         taken before the statistics see the token (rotation = now - that time)."""
-        from dissectors.stats import ring_key
+        from hbtools.dissectors.stats import ring_key
 
         if fields.get("type_name") != "orf_token":
             return None

@@ -697,8 +697,8 @@ def read_capture(path: str) -> list[CapturedDatagram]:
 
     The project's streaming reader (``dissectors``) does the reading, as for ``decode``.
     """
-    from dissectors.capture import CaptureError, open_capture
-    from dissectors.layers import UdpLayers
+    from hbtools.dissectors.capture import CaptureError, open_capture
+    from hbtools.dissectors.layers import UdpLayers
 
     out: list[CapturedDatagram] = []
     try:

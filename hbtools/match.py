@@ -308,9 +308,12 @@ class _Parser:
             if bad:
                 raise MatchError(f"bad direction {bad[0]!r} (in or out)")
         if key == "proto":
-            bad = [v for v in values if v not in ("heartbeat", "totem", "knet", "udp")]
+            known = ("heartbeat", "totem", "knet", "udp") + (("arp",) if self.context == DECODE
+                                                             else ())
+            bad = [v for v in values if v not in known]
             if bad:
-                raise MatchError(f"bad protocol {bad[0]!r} (heartbeat, totem, knet or udp)")
+                raise MatchError(f"bad protocol {bad[0]!r} ({', '.join(known[:-1])} or "
+                                 f"{known[-1]})")
         if key in ("sport", "dport", "port", "frame"):
             for v in values:
                 if not _INT.match(v):

@@ -160,6 +160,8 @@ _FOOTER_PX = 70  # time axis label
 _LANE_PX = 56
 _SERIES_PX = 170
 _MAX_LABEL = 24
+_WINDOW_ALPHA = 0.15  # fault windows and intervals: the same alpha in the picture and legend
+_INTERVAL_ALPHA = 0.22
 
 
 def figure_size(lanes: int, with_series: bool = False) -> tuple[int, int]:
@@ -235,11 +237,11 @@ def render(timeline: Timeline, path: str) -> Rendered:
     row = {name: n - 1 - i for i, name in enumerate(timeline.lanes)}  # first lane on top
 
     for w in timeline.windows:
-        ax.axvspan(w.start - t0, w.end - t0, color=w.color, alpha=0.15, lw=0)
+        ax.axvspan(w.start - t0, w.end - t0, color=w.color, alpha=_WINDOW_ALPHA, lw=0)
     for iv in timeline.intervals:
         y = row[iv.lane]
         ax.broken_barh([(iv.start - t0, max(iv.end - iv.start, 1e-6))], (y - 0.42, 0.84),
-                       facecolors=iv.color, alpha=0.22, lw=0)
+                       facecolors=iv.color, alpha=_INTERVAL_ALPHA, lw=0)
     kinds: dict[str, int] = {}
     for name, kind in KINDS.items():
         xs = [e.time - t0 for e in timeline.events if e.kind == name]
@@ -262,23 +264,18 @@ def render(timeline: Timeline, path: str) -> Rendered:
         ax.axhline(y + 0.5, color="#dddddd", lw=0.8)
     ax.grid(True, axis="x", alpha=0.3)
     handles, labels = ax.get_legend_handles_labels()
-    if timeline.windows:
-        from matplotlib.patches import Patch
+    from matplotlib.patches import Patch
 
-        seen: dict[str, str] = {}
-        for w in timeline.windows:
-            seen.setdefault(w.label, w.color)
-        for label, color in seen.items():
-            handles.append(Patch(color=color, alpha=0.15))
-            labels.append(lane_label(label))
-    if timeline.intervals:
-        from matplotlib.patches import Patch
-
-        seen_iv: dict[str, str] = {}
-        for iv in timeline.intervals:
-            seen_iv.setdefault(iv.label, iv.color)
-        for label, color in seen_iv.items():
-            handles.append(Patch(color=color, alpha=0.22))
+    # One legend entry per label of the shaded spans, in the colour of its first span and
+    # the alpha it is drawn with (windows first, then intervals).
+    spans: list[tuple[Sequence[Window | Interval], float]] = [
+        (timeline.windows, _WINDOW_ALPHA), (timeline.intervals, _INTERVAL_ALPHA)]
+    for drawn_spans, alpha in spans:
+        first_color: dict[str, str] = {}
+        for span in drawn_spans:
+            first_color.setdefault(span.label, span.color)
+        for label, color in first_color.items():
+            handles.append(Patch(color=color, alpha=alpha))
             labels.append(lane_label(label))
     if handles:
         fig.legend(handles, labels, loc="upper center", ncol=min(6, len(handles)), fontsize=8,

@@ -43,10 +43,10 @@ from scapy.fields import (
 from scapy.layers.inet import UDP
 from scapy.packet import Packet, Raw, bind_layers
 
-from dissectors.detect import KNET, TOTEM, corosync_kind
 from hbtools import heartbeat as _hb
 from hbtools import knet as _knet
 from hbtools import totem as _totem
+from hbtools.dissectors.detect import KNET, TOTEM, corosync_kind
 from hbtools.fields import FIELDS, Kind, WireType
 from hbtools.layout import ENDIAN_PREFIX, Layout
 from hbtools.layout import Field as LayoutField

@@ -24,9 +24,9 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from hbtools.dissectors.pipeline import Options, decode_stream
 from policy import CAPTURES
 
-from dissectors.pipeline import Options, decode_stream
 from hbtools import knetcrypto
 
 PACEMAKER = sorted(p.name for p in CAPTURES.glob("pcmk-*") if (p / "capture.pcap").exists())
@@ -221,7 +221,7 @@ def test_rows_name_services_and_functions_corosync_has() -> None:
 
 
 def test_filter_by_group_and_destination() -> None:
-    from dissectors.filters import parse_filter
+    from hbtools.dissectors.filters import parse_filter
 
     rows = _rows(CAPTURES / "pcmk-2node")
     flt = parse_filter(["corosync.cpg_group=crmd corosync.pcmk_to=node1"])
@@ -239,7 +239,7 @@ _SET_DC = re.compile(r"Set DC to (\S+)")
 def test_stats_events_are_what_pacemaker_logged(capture) -> None:
     """Remote actions the DC logged as "Initiating ... on NODE | action N" are transition
     events, and the DC pacemaker named ("Set DC to X") is the DC the stats found."""
-    from dissectors.stats import Stats
+    from hbtools.dissectors.stats import Stats
 
     folder, rows = capture
     meta = json.loads((folder / "meta.json").read_text())
@@ -273,7 +273,7 @@ def test_link_view_replays_knets_rule_as_corosync_logged() -> None:
     (plus 50 ms) before it; up within 50 ms (the logging node's receive of the pong)."""
     import datetime as dt
 
-    from dissectors.knet_links import LinkView
+    from hbtools.dissectors.knet_links import LinkView
 
     folder = CAPTURES / "pcmk-2link"
     meta = json.loads((folder / "meta.json").read_text())

@@ -14,9 +14,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dissectors.output import render_stats
-from dissectors.pipeline import Options
-from dissectors.stats import Stats
+from hbtools.dissectors.filters import parse_filter
+from hbtools.dissectors.output import render_stats
+from hbtools.dissectors.pipeline import Options
+from hbtools.dissectors.stats import Stats
+
 from hbtools.usecases.decode import records
 
 CAPTURE = Path(__file__).resolve().parent.parent / "captures" / "hb-failover" / "capture.pcap"
@@ -45,6 +47,14 @@ def test_arp_rows_are_tsharks_arp_frames() -> None:
     assert (garp.time, garp.type, garp.fields["sender_mac"], garp.fields["gratuitous"]) == (
         FIRST_GARP, "request", "02:68:62:00:00:02", True)
     assert '"sport": null' in garp.to_json()
+
+
+def test_filters_name_arp() -> None:
+    rows = _rows()
+    for expr, count in (("proto=arp", 46), ("arp.gratuitous=true", 40),  # tshark's counts
+                        ("arp.sender_mac=02:68:62:00:00:02 and arp.opcode=1", 11)):
+        flt = parse_filter([expr])
+        assert sum(1 for r in rows if flt(r)) == count, expr
 
 
 def test_stats_show_the_failover_with_its_times() -> None:

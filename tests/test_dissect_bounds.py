@@ -7,8 +7,9 @@ from __future__ import annotations
 import gc
 import tracemalloc
 
-from dissectors.fast import HeartbeatFast
-from dissectors.reassembly import Reassembler
+from hbtools.dissectors.fast import HeartbeatFast
+from hbtools.dissectors.reassembly import Reassembler
+
 from tests.dissect_vectors import netstring
 
 

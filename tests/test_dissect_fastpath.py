@@ -14,11 +14,11 @@ import base64
 import json
 
 import pytest
+from hbtools.dissectors.fast import HeartbeatFast, _Fallback
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scapy.all import IP, UDP, Ether, IPv6, PcapWriter, Raw, fragment
 
-from dissectors.fast import HeartbeatFast, _Fallback
 from hbtools import heartbeat, knet, totem
 from tests.dissect_vectors import hb_status, json_rows, netstring, run_cli, totem_token
 from tests.totem_strategies import messages_legacy, messages_v3

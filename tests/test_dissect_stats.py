@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dissectors.records import Record
-from dissectors.stats import HeartbeatNode
+from hbtools.dissectors.records import Record
+from hbtools.dissectors.stats import HeartbeatNode
 
 
 def _status(frame: int, seq: int) -> Record:
@@ -25,7 +25,7 @@ def test_reordered_seq_fills_the_gap_and_a_copy_is_a_repeat():
 
 
 def test_node_table_is_bounded(monkeypatch):
-    from dissectors import stats as stats_module
+    from hbtools.dissectors import stats as stats_module
 
     monkeypatch.setattr(stats_module, "MAX_NODES", 3)
     summary = stats_module.Stats()

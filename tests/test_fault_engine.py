@@ -9,10 +9,10 @@ from __future__ import annotations
 import struct
 
 import pytest
+from hbtools.faults.engine import Copy, Engine, Verdict
+from hbtools.faults.rules import parse_rule
 from scapy.layers.inet import IP, UDP
 
-from faults.engine import Copy, Engine, Verdict
-from faults.rules import parse_rule
 from hbtools.auth import AuthKeys
 
 NODES = {"n1": "198.18.0.1", "n2": "198.18.0.2", "n3": "198.18.0.3"}

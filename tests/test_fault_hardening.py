@@ -8,10 +8,10 @@ from the Heartbeat wire format, not from the codec under test.
 from __future__ import annotations
 
 import pytest
+from hbtools.faults.engine import Engine, Verdict
+from hbtools.faults.rules import RuleError, parse_rule
 from scapy.layers.inet import IP, UDP
 
-from faults.engine import Engine, Verdict
-from faults.rules import RuleError, parse_rule
 from hbtools import heartbeat
 from hbtools.auth import AuthKeys
 
@@ -101,8 +101,8 @@ def test_rule_values_are_bounded_when_parsed(text):
 
 def test_the_largest_allowed_corruption_stays_cheap():
     """At the bound, one packet costs a bounded number of flips (not the asked-for count)."""
-    from faults.engine import _corrupt
-    from faults.rules import MAX_CORRUPT
+    from hbtools.faults.engine import _corrupt
+    from hbtools.faults.rules import MAX_CORRUPT
 
     rule = parse_rule(f"corrupt bits={MAX_CORRUPT} bytes={MAX_CORRUPT}")
 
@@ -133,8 +133,8 @@ STEP = '[[step]]\nat = "1s"\nfor = "1s"\nrules = ["drop all"]\n'
     ('duration = "99999999999s"\n' + STEP, 1, "at most"),
 ])
 def test_hostile_scenarios_are_one_error_with_a_line(text, line, problem):
-    from faults.scenario import ScenarioError
-    from faults.scenario import parse as parse_scenario
+    from hbtools.faults.scenario import ScenarioError
+    from hbtools.faults.scenario import parse as parse_scenario
 
     with pytest.raises(ScenarioError) as err:
         parse_scenario(text, "x.toml")
@@ -147,7 +147,7 @@ def test_hostile_scenarios_are_one_error_with_a_line(text, line, problem):
 def test_a_scenario_that_is_not_a_regular_file_is_refused_at_once(tmp_path, kind):
     import os
 
-    from faults.scenario import ScenarioError, load
+    from hbtools.faults.scenario import ScenarioError, load
 
     path = tmp_path / "s.toml"
     if kind == "directory":
@@ -186,7 +186,7 @@ def test_a_directory_or_fifo_given_as_a_file_is_one_line_and_exit_2(tmp_path, ve
 
 def test_rule_windows_are_looked_up_not_scanned():
     """86,400 windows (one a second for a day): a packet looks at O(log n) of them, not all."""
-    from faults.rules import Drop, Rule
+    from hbtools.faults.rules import Drop, Rule
 
     iterated = [0]
 
@@ -205,7 +205,7 @@ def test_rule_windows_are_looked_up_not_scanned():
 
 
 def test_overlapping_windows_merge():
-    from faults.rules import Drop, Rule
+    from hbtools.faults.rules import Drop, Rule
 
     rule = Rule("drop", Drop(), windows=((5.0, 8.0), (0.0, 2.0), (1.0, 3.0)))
     assert [rule.active(t) for t in (0.0, 2.5, 3.0, 4.0, 5.0, 7.9, 8.0)] == [
@@ -213,7 +213,7 @@ def test_overlapping_windows_merge():
 
 
 def test_verdict_times_are_kept_in_a_bounded_reservoir():
-    from faults.nfq import LatencySample, verdict_percentiles
+    from hbtools.faults.nfq import LatencySample, verdict_percentiles
 
     sample = LatencySample(capacity=4096, seed=0)
     for ns in range(1_000_000):  # 1 ms .. in ns steps: uniform over [0, 1e6)
@@ -241,7 +241,7 @@ def _wait_for(predicate, seconds: float) -> bool:
 
 
 def test_the_watchdog_stops_queueing_when_beats_stall(tmp_path):
-    from faults.nfq import Watchdog
+    from hbtools.faults.nfq import Watchdog
 
     marker = tmp_path / "stopped"
     dog = Watchdog(0.3, lambda: marker.write_text("queueing stopped"))
@@ -257,7 +257,7 @@ def test_the_watchdog_stops_queueing_when_beats_stall(tmp_path):
 def test_the_watchdog_stays_quiet_while_the_proxy_beats(tmp_path):
     import time
 
-    from faults.nfq import Watchdog
+    from hbtools.faults.nfq import Watchdog
 
     marker = tmp_path / "stopped"
     dog = Watchdog(0.5, lambda: marker.write_text("queueing stopped"))
@@ -273,7 +273,7 @@ def test_the_watchdog_stays_quiet_while_the_proxy_beats(tmp_path):
 
 
 def test_a_packet_the_engine_raises_on_is_accepted_and_the_proxy_goes_on():
-    from faults.nfq import Proxy
+    from hbtools.faults.nfq import Proxy
 
     class Broken:
         def receive(self, *args):
@@ -302,7 +302,7 @@ def test_a_packet_the_engine_raises_on_is_accepted_and_the_proxy_goes_on():
 def test_held_packets_are_bounded_and_the_excess_passes_at_once():
     """A delay rule under a flood must not hold packets without bound: beyond MAX_HELD a
     packet passes at once (fail-open), counted."""
-    from faults import engine as engine_mod
+    from hbtools.faults import engine as engine_mod
 
     e = Engine([parse_rule("delay 60s")], seed=1)
     limit = engine_mod.MAX_HELD

@@ -18,12 +18,12 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from hbtools.faults.engine import CorosyncState, Engine, PacketView, Verdict
+from hbtools.faults.packet import parse as parse_ipv4
+from hbtools.faults.rules import RuleError, parse_rule
 from policy import CAPTURES
 from test_corosync_layers import Independent
 
-from faults.engine import CorosyncState, Engine, PacketView, Verdict
-from faults.packet import parse as parse_ipv4
-from faults.rules import RuleError, parse_rule
 from hbtools import knetcrypto
 
 FOLDER = CAPTURES / "pcmk-2node-crypto"
@@ -109,8 +109,9 @@ def test_drop_crmd_to_one_node_drops_what_the_independent_reading_says() -> None
 
 def test_every_corosync_name_gives_the_engine_what_it_gives_decode() -> None:
     """One declaration (`hbtools.corosync.SUMMARY_KEYS`), the same values per frame."""
-    from dissectors.filters import RecordSubject
-    from dissectors.pipeline import Options, decode_stream
+    from hbtools.dissectors.filters import RecordSubject
+    from hbtools.dissectors.pipeline import Options, decode_stream
+
     from hbtools.corosync import SUMMARY_KEYS
 
     ring = _ring(FOLDER / "authkey")
@@ -216,7 +217,7 @@ def test_packets_no_key_opens_pass_unchanged_and_are_counted(tmp_path: Path) -> 
 
 def test_hostile_bytes_on_the_knet_port_never_raise() -> None:
     """Random payloads to 5405 with keys and a corosync.* rule: verdicts, no exception."""
-    from faults.packet import Datagram, with_payload
+    from hbtools.faults.packet import Datagram, with_payload
 
     ring = _ring(FOLDER / "authkey")
     engine = Engine([parse_rule("drop corosync.cpg_group=crmd"),

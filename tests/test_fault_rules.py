@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-
-from faults.rules import (
+from hbtools.faults.rules import (
     Corrupt,
     Delay,
     Drop,
@@ -17,8 +16,8 @@ from faults.rules import (
     parse_duration,
     parse_rule,
 )
-from faults.scenario import ScenarioError
-from faults.scenario import parse as parse_scenario
+from hbtools.faults.scenario import ScenarioError
+from hbtools.faults.scenario import parse as parse_scenario
 
 NODES = ["n1", "n2", "n3", "n4", "n5"]
 
@@ -184,7 +183,7 @@ def test_scenario_without_end():
 def test_example_scenarios_parse():
     from pathlib import Path
 
-    from faults.scenario import load
+    from hbtools.faults.scenario import load
 
     examples = sorted((Path(__file__).resolve().parent.parent / "faults" / "examples").glob("*.toml"))
     assert len(examples) >= 2
@@ -198,7 +197,7 @@ def test_example_scenarios_parse():
 
 
 def test_binary_scenario_file_is_one_line_error(tmp_path):
-    from faults.scenario import load
+    from hbtools.faults.scenario import load
 
     path = tmp_path / "capture.pcap"
     path.write_bytes(b'name = "x"\n\xd4\xc3\xb2\xa1\x02\x00')  # a pcap header on line 2

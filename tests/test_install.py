@@ -86,3 +86,27 @@ def test_unreadable_capture_prints_only_the_error():
     assert res.returncode == 2 and res.stdout == ""
     assert res.stderr.strip().splitlines() == [
         "hbtool decode: /nonexistent.pcap: No such file or directory"]
+
+
+def test_installed_as_hbtools_only():
+    """Issue 14: no generic top-level `dissectors`/`faults` in site-packages. What setuptools
+    reads from setup.cfg installs every package folder of the tree, all under `hbtools`."""
+    from setuptools.config.setupcfg import read_configuration
+
+    options = read_configuration(str(ROOT / "setup.cfg"))["options"]
+    packages, folders = options["packages"], options["package_dir"]
+    assert {name.split(".")[0] for name in packages} == {"hbtools"}
+
+    def folder(package: str) -> str:
+        parent, _, last = package.rpartition(".")
+        return folders.get(package) or (f"{folder(parent)}/{last}" if parent else package)
+
+    installed = {folder(name) for name in packages}
+    tree = {str(init.parent.relative_to(ROOT)) for top in ("hbtools", "dissectors", "faults")
+            for init in (ROOT / top).rglob("__init__.py")}
+    assert installed == tree
+    code = "import hbtools.dissectors.pipeline, hbtools.faults.rules; import dissectors"
+    res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                         timeout=60)
+    assert res.returncode == 1 and res.stderr.strip().splitlines()[-1] == (
+        "ImportError: import hbtools.dissectors, not dissectors: one module, one name (issue 14)")

@@ -11,14 +11,16 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("hbtools", "dissectors", "faults")
+PACKAGES = ("hbtools", "dissectors", "faults")  # folders; the last two install as hbtools.*
+#: Folders whose Python files import the packages (the generic names must not appear).
+CALLERS = (*PACKAGES, "tests", "benchmarks", "fuzz", "captures")
 
 #: Higher number, higher layer. A module takes the layer of its longest listed prefix;
 #: anything else in hbtools is a codec or a base helper (layer 0).
 LAYERS = {
     "hbtools": 0,
-    "dissectors": 1,
-    "faults": 1,
+    "hbtools.dissectors": 1,
+    "hbtools.faults": 1,
     "hbtools.node": 1,
     "hbtools.lab": 1,
     "hbtools.detectors": 1,
@@ -50,6 +52,8 @@ def _module_name(path: Path) -> str:
     parts = list(path.relative_to(ROOT).with_suffix("").parts)
     if parts[-1] == "__init__":
         parts.pop()
+    if parts[0] in ("dissectors", "faults"):
+        parts.insert(0, "hbtools")
     return ".".join(parts)
 
 
@@ -68,6 +72,16 @@ def _imports(path: Path, module: str) -> list[tuple[int, str]]:
             out.append((node.lineno, base))
             out += [(node.lineno, f"{base}.{alias.name}") for alias in node.names]
     return [(line, name) for line, name in out if name.split(".")[0] in PACKAGES]
+
+
+def test_nothing_imports_the_generic_top_level_names():
+    """Issue 14: site-packages holds hbtools.dissectors and hbtools.faults only, so an import
+    of `dissectors` or `faults` works in the checkout and fails once installed."""
+    problems = [f"{path.relative_to(ROOT)}:{line}: imports {name}"
+                for folder in CALLERS for path in sorted((ROOT / folder).rglob("*.py"))
+                for line, name in _imports(path, _module_name(path))
+                if name.split(".")[0] in ("dissectors", "faults")]
+    assert not problems, "\n".join(problems)
 
 
 def _modules() -> list[tuple[Path, str]]:
@@ -90,7 +104,7 @@ def test_no_module_imports_a_higher_layer():
 
 def test_the_checker_sees_a_violation():
     """The rule can fail: a codec importing the CLI, or a room importing a use case."""
-    assert layer_of("hbtools.totem") < layer_of("dissectors.fast") < layer_of(
+    assert layer_of("hbtools.totem") < layer_of("hbtools.dissectors.fast") < layer_of(
         "hbtools.usecases.decode") < layer_of("hbtools.commands.decode")
     assert layer_of("hbtools.node.core") == 1 and layer_of("hbtools.recognition") == 0
     sample = ROOT / "hbtools" / "totem.py"

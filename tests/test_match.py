@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import pytest
 from dissect_vectors import run_cli
+from hbtools.faults.rules import RuleError, parse_rule
 from policy import CAPTURES
 from test_wireshark import needs_tshark, tshark_frames
 
-from faults.rules import RuleError, parse_rule
 from hbtools import match
 
 HB = CAPTURES / "hb-bcast-crc" / "capture.pcap"

@@ -17,15 +17,15 @@ import subprocess
 import sys
 
 import pytest
+from hbtools.faults.engine import Engine, PacketView
+from hbtools.faults.packet import parse as parse_ipv4
+from hbtools.faults.rules import parse_rule
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from policy import CAPTURES
 from scapy.layers.inet import IP, UDP
 from scapy.utils import PcapReader, wrpcap
 
-from faults.engine import Engine, PacketView
-from faults.packet import parse as parse_ipv4
-from faults.rules import parse_rule
 from hbtools import heartbeat, knet, totem
 from hbtools.recognition import Detector
 

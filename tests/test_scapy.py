@@ -17,12 +17,12 @@ import pytest
 
 pytest.importorskip("scapy")
 
+from hbtools.dissectors.detect import HEARTBEAT, KNET, TOTEM  # noqa: E402
+from hbtools.dissectors.pipeline import Options, decode_stream  # noqa: E402
 from scapy.layers.inet import IP, UDP  # noqa: E402
 from scapy.packet import NoPayload, Packet, Raw  # noqa: E402
 from scapy.utils import rdpcap, wrpcap  # noqa: E402
 
-from dissectors.detect import HEARTBEAT, KNET, TOTEM  # noqa: E402
-from dissectors.pipeline import Options, decode_stream  # noqa: E402
 from hbtools import heartbeat, knet, totem  # noqa: E402
 from hbtools.auth import AuthKeys  # noqa: E402
 from hbtools.scapy import CODEC_NAMES, HB, Knet, Totem, totem_class  # noqa: E402

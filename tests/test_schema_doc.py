@@ -6,17 +6,16 @@ import json
 from pathlib import Path
 
 from dissect_vectors import run_cli
+from hbtools.dissectors import schema
+from hbtools.dissectors.records import JSON_KEYS
 from policy import CAPTURES
-
-from dissectors import schema
-from dissectors.records import JSON_KEYS
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "JSON.md"
 
 
 def test_json_doc_is_current():
     assert DOC.read_text() == schema.render(), (
-        "docs/JSON.md is stale: run `python -m dissectors.schema > docs/JSON.md`")
+        "docs/JSON.md is stale: run `python -m hbtools.dissectors.schema > docs/JSON.md`")
 
 
 def test_every_key_a_row_can_have_is_documented():

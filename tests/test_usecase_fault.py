@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hbtools.faults.rules import RuleError
 
-from faults.rules import RuleError
 from hbtools.usecases.fault import FaultSession, FaultSessionError, plan
 
 SCENARIO = """

@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
+from hbtools.dissectors.pipeline import Options
 from policy import CAPTURES
 from scapy.layers.inet import UDP
 from scapy.utils import PcapReader
 
-from dissectors.pipeline import Options
 from hbtools import inject as inj
 from hbtools.usecases import decode as uc
 from hbtools.usecases.inject import InjectSession

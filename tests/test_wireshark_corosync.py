@@ -15,9 +15,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from hbtools.dissectors.pipeline import Options, decode_stream
 from policy import CAPTURES
-
-from dissectors.pipeline import Options, decode_stream
 
 ROOT = CAPTURES.parent
 PLUGIN = ROOT / "wireshark" / "hbtools.lua"

@@ -32,8 +32,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from faults.rules import RuleError, parse_duration
 from hbtools.errors import SourceError
+from hbtools.faults.rules import RuleError, parse_duration
 
 STEP_KINDS = ("crash", "kill", "stop", "freeze", "restart", "net", "flood", "service-kill",
               "service-hang")

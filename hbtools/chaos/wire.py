@@ -12,9 +12,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dissectors.capture import CaptureError, CaptureReader
-from dissectors.pipeline import Options, decode_stream
 from hbtools.arp import gratuitous as gratuitous_arp
+from hbtools.dissectors.capture import CaptureError, CaptureReader
+from hbtools.dissectors.pipeline import Options, decode_stream
 
 LINKTYPE_ETHERNET = 1
 

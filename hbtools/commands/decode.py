@@ -16,14 +16,14 @@ from typing import NoReturn, TextIO, TypeVar
 
 import click
 
-from dissectors.capture import CaptureError
-from dissectors.detect import DEFAULT_PORTS, Detector, parse_port
-from dissectors.filters import FilterError, parse_filter
-from dissectors.output import FORMATS, TIME_FORMATS, render_stats, writer_for
-from dissectors.pipeline import Options, PcapWriter, RowBudget, is_live, limited, tee_pcap
-from dissectors.records import Record
-from dissectors.stats import Stats
 from hbtools.commands import EXIT_USAGE, load_corosync_keys, load_keys
+from hbtools.dissectors.capture import CaptureError
+from hbtools.dissectors.detect import DEFAULT_PORTS, Detector, parse_port
+from hbtools.dissectors.filters import FilterError, parse_filter
+from hbtools.dissectors.output import FORMATS, TIME_FORMATS, render_stats, writer_for
+from hbtools.dissectors.pipeline import Options, PcapWriter, RowBudget, is_live, limited, tee_pcap
+from hbtools.dissectors.records import Record
+from hbtools.dissectors.stats import Stats
 from hbtools.usecases import decode as uc
 
 log = logging.getLogger("hbtools.decode")
@@ -61,7 +61,8 @@ def _load_corosync_keys(paths: tuple[str, ...]) -> object:
                    "'type=status node=node1', 'st=up,active', 'seq>10 or type=NS_rexmit', "
                    "'ip.src=198.18.0.0/24', 'udp.port=694', 'not proto=heartbeat'. Names: "
                    "proto, type, node, ip, ip.src, ip.dst, port, sport, dport, auth, error, "
-                   "frame, any Heartbeat field, totem.NAME, knet.NAME, field.NAME; an unknown "
+                   "frame, any Heartbeat field, totem.NAME, knet.NAME, arp.NAME (proto=arp: ARP "
+                   "rows), field.NAME; an unknown "
                    "name is an error. Several --filter: all must hold.")
 @click.option("-p", "--port", "ports", multiple=True, metavar="PORT[=PROTO]",
               help="Cluster ports, replacing 694=heartbeat 5404,5405=corosync. PROTO: "

@@ -93,9 +93,9 @@ def fault(ctx: click.Context, rules: tuple[str, ...], scenario: str | None,
     partition cluster messages chosen by what they say."""
     if ctx.invoked_subcommand is not None:
         return
-    from faults import nfq
-    from faults.rules import RuleError, parse_duration
-    from faults.scenario import ScenarioError
+    from hbtools.faults import nfq
+    from hbtools.faults.rules import RuleError, parse_duration
+    from hbtools.faults.scenario import ScenarioError
     from hbtools.usecases.fault import FaultSession, plan
 
     if not rules and not scenario:
@@ -160,7 +160,7 @@ def cleanup_command(netns: str | None, backend: str, force: bool) -> None:
     """Remove the rules a crashed fault proxy left behind (only ours, found by name).
 
     Rules whose proxy still runs are kept (and named) unless --force."""
-    from faults import nfq
+    from hbtools.faults import nfq
 
     try:
         nfq.require_privilege()

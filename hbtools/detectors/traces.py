@@ -125,8 +125,8 @@ def from_capture(path: str, node: str | None = None) -> Trace:
     """Arrival times of ``node``'s status messages in a capture, decoded by the project's
     dissector. Repeats of one seq (several media, start-up bursts) count once. The crash time
     comes from the recording's meta.json (its SIGKILL event) when there is one beside it."""
-    from dissectors.capture import CaptureError
-    from dissectors.pipeline import Options, decode_stream, open_input
+    from hbtools.dissectors.capture import CaptureError
+    from hbtools.dissectors.pipeline import Options, decode_stream, open_input
 
     try:
         stream, name, _ = open_input(path)

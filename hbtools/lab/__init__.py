@@ -64,7 +64,7 @@ from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import TypeVar
+from typing import IO, TypeVar
 
 from hbtools import host
 
@@ -462,7 +462,7 @@ class Node:
         ]
         proc = self.lab._popen(cmd, env=_clean_env(), stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
-        line = _read_line(proc, timeout)
+        line = _read_line(proc.stdout, timeout)
         if line.strip() != "ready":
             proc.kill()
             err = ""
@@ -567,6 +567,37 @@ class Node:
               f"hbtlab_drop_{direction}"], check=False, timeout=10)
 
 
+class Freezable:
+    """``freeze``/``thaw`` for a cluster of anchored nodes, shared by every cluster kind.
+
+    A frozen node is a machine that stopped running (SIGSTOP to every process of its PID
+    namespace, resource agents included); the pids are remembered so that ``thaw`` resumes
+    exactly those and a process started after the freeze is left alone.
+    """
+
+    _frozen: dict[str, list[int]]
+
+    def node(self, name: str) -> Node:  # provided by the cluster kind
+        raise NotImplementedError
+
+    def freeze(self, node: str) -> None:
+        """SIGSTOP every process of the node (agents too), remembering which."""
+        n = self.node(node)
+        if not n.anchor_alive():
+            return
+        assert n.anchor is not None
+        pids = self._frozen.setdefault(node, [])
+        for pid in n.anchor.processes():
+            if pid not in pids:
+                _kill(pid, signal.SIGSTOP)
+                pids.append(pid)
+
+    def thaw(self, node: str) -> None:
+        """SIGCONT what :meth:`freeze` stopped on ``node``."""
+        for pid in self._frozen.pop(node, []):
+            _kill(pid, signal.SIGCONT)
+
+
 def _check_lab_target(ip: str) -> None:
     """Refuse to send anything outside the lab's own address block (or loopback)."""
     octets = ip.split(".")
@@ -577,15 +608,15 @@ def _check_lab_target(ip: str) -> None:
         raise LabError(f"refusing to send to {ip}: lab traffic stays inside 198.18.0.0/15")
 
 
-def _read_line(proc: subprocess.Popen[str], timeout: float) -> str:
-    """One line of a child's stdout, without blocking past ``timeout``."""
-    assert proc.stdout is not None
+def _read_line(stream: IO[str] | None, timeout: float) -> str:
+    """One line of a child's pipe (its stdout or stderr), without blocking past ``timeout``."""
+    assert stream is not None
     sel = selectors.DefaultSelector()
-    sel.register(proc.stdout, selectors.EVENT_READ)
+    sel.register(stream, selectors.EVENT_READ)
     try:
         if not sel.select(timeout):
             return ""
-        return proc.stdout.readline()
+        return stream.readline()
     finally:
         sel.close()
 
@@ -863,7 +894,7 @@ class Lab:
         deadline = time.monotonic() + timeout
         seen = ""
         for _ in range(50):
-            line = _read_line_err(proc, max(0.0, deadline - time.monotonic()))
+            line = _read_line(proc.stderr, max(0.0, deadline - time.monotonic()))
             seen += line
             if "listening on" in line:
                 break
@@ -925,16 +956,25 @@ class Lab:
             raise LabError("lab cleanup incomplete: " + "; ".join(problems))
 
 
-def _read_line_err(proc: subprocess.Popen[str], timeout: float) -> str:
-    assert proc.stderr is not None
-    sel = selectors.DefaultSelector()
-    sel.register(proc.stderr, selectors.EVENT_READ)
+def write_ha_config(directory: Path, ha_cf: str, authkeys: str, haresources: str) -> None:
+    """A Heartbeat configuration directory, as the real daemon and ``hbtool daemon`` both
+    read it: ha.cf, authkeys (mode 600, or either refuses it) and haresources."""
+    (directory / "ha.cf").write_text(ha_cf)
+    keys = directory / "authkeys"
+    keys.write_text(authkeys)
+    keys.chmod(0o600)
+    (directory / "haresources").write_text(haresources)
+
+
+def log_tail(path: Path, lines: int, sep: str = "\n") -> str | None:
+    """The last ``lines`` lines of a daemon's log or stderr file joined by ``sep`` (for an
+    error message that says why the daemon died); None when it cannot be read (not written
+    yet, or gone with its node)."""
     try:
-        if not sel.select(timeout):
-            return ""
-        return proc.stderr.readline()
-    finally:
-        sel.close()
+        text = path.read_text(errors="replace")
+    except OSError:
+        return None
+    return sep.join(text.splitlines()[-lines:])
 
 
 def _reap_netns(netns: str) -> bool:
@@ -1072,11 +1112,7 @@ class Heartbeat:
 
     def write_config(self, ha_cf: str, authkeys: str, haresources: str = "") -> None:
         """Write ha.cf, authkeys (mode 600, or the daemon refuses it) and haresources."""
-        (self.etc_dir / "ha.cf").write_text(ha_cf)
-        keys = self.etc_dir / "authkeys"
-        keys.write_text(authkeys)
-        keys.chmod(0o600)
-        (self.etc_dir / "haresources").write_text(haresources)
+        write_ha_config(self.etc_dir, ha_cf, authkeys, haresources)
 
     # -- daemon control
 
@@ -1162,10 +1198,7 @@ class Heartbeat:
                    what=f"{self.name} to see {peer} {status}")
 
     def log_tail(self, lines: int = 20) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
+        return log_tail(self.log_path, lines) or ""
 
     def log_text(self) -> str:
         try:

@@ -31,12 +31,13 @@ from __future__ import annotations
 import contextlib
 import signal
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from hbtools.lab import (
     AnchorSpec,
+    Freezable,
     Heartbeat,
     Lab,
     LabError,
@@ -72,6 +73,16 @@ MEDIA = {
 
 def _ms(value: int) -> str:
     return f"{value}ms"
+
+
+def _stop_then_kill(pids: list[int], gone: Callable[[], bool], *, what: str) -> None:
+    """The ``kill`` nemesis: SIGSTOP them all first, so that none sees another die (and
+    reacts, or respawns it), then SIGKILL them all; wait (bounded) until ``gone``."""
+    for p in pids:
+        _kill(p, signal.SIGSTOP)
+    for p in pids:
+        _kill(p, signal.SIGKILL)
+    wait_until(gone, timeout=10, what=what)
 
 
 class _Observed:
@@ -128,7 +139,7 @@ class _Observed:
         self._observers.clear()
 
 
-class _HaCluster(_Observed):
+class _HaCluster(_Observed, Freezable):
     """Common part of the two Heartbeat-protocol kinds (one ``ha.cf`` for all nodes)."""
 
     kind = ""
@@ -189,26 +200,8 @@ class _HaCluster(_Observed):
 
     def kill(self, node: str) -> None:
         pids = self._stack_pids(node)
-        for p in pids:
-            _kill(p, signal.SIGSTOP)
-        for p in pids:
-            _kill(p, signal.SIGKILL)
-        wait_until(lambda: not any(_alive(p) for p in pids), timeout=10,
-                   what=f"the {self.kind} processes of {node} to die")
-
-    def freeze(self, node: str) -> None:
-        n = self.node(node)
-        if n.anchor is None:
-            return
-        pids = self._frozen.setdefault(node, [])
-        for pid in n.anchor.processes():
-            if pid not in pids:
-                _kill(pid, signal.SIGSTOP)
-                pids.append(pid)
-
-    def thaw(self, node: str) -> None:
-        for pid in self._frozen.pop(node, []):
-            _kill(pid, signal.SIGCONT)
+        _stop_then_kill(pids, lambda: not any(_alive(p) for p in pids),
+                        what=f"the {self.kind} processes of {node} to die")
 
     def restart(self, node: str) -> None:
         self.thaw(node)
@@ -385,13 +378,8 @@ class PacemakerKind(_Observed, PacemakerCluster):
     def kill(self, node: str) -> None:
         """SIGKILL corosync and every Pacemaker daemon (agents die with their parents'
         loss of the cluster layer); the machine and its addresses stay."""
-        pids = self.stack_pids(node)
-        for p in pids:
-            _kill(p, signal.SIGSTOP)
-        for p in pids:
-            _kill(p, signal.SIGKILL)
-        wait_until(lambda: not self.stack_pids(node), timeout=10,
-                   what=f"the pacemaker stack of {node} to die")
+        _stop_then_kill(self.stack_pids(node), lambda: not self.stack_pids(node),
+                        what=f"the pacemaker stack of {node} to die")
 
     def restart(self, node: str, *, timeout: float = 30.0) -> None:
         self.thaw(node)

@@ -38,10 +38,12 @@ from hbtools.lab import (
     COROSYNC_LAB_SECTIONS,
     LAB_PREFIXLEN,
     LAB_SUBNET,
+    Freezable,
     Lab,
     LabError,
     Node,
     _kill,
+    log_tail,
     require_binary,
     wait_until,
 )
@@ -180,7 +182,7 @@ def cib_xml(node_names: Sequence[str], vip: str, *, fencing: bool = False,
     )
 
 
-class PacemakerCluster:
+class PacemakerCluster(Freezable):
     """N lab nodes running Corosync (knet) + Pacemaker with one IPaddr2 VIP.
 
     ``links`` > 1 gives every node one more address per link on eth0 (198.18.L.<host>), so
@@ -363,22 +365,6 @@ class PacemakerCluster:
                    timeout=max(1.0, deadline - time.monotonic()), interval=0.2,
                    what=f"corosync on {node} to stop")
 
-    def freeze(self, node: str) -> None:
-        """SIGSTOP every process of the node (agents too), remembering which."""
-        n = self.node(node)
-        if not n.anchor_alive():
-            return
-        assert n.anchor is not None
-        pids = self._frozen.setdefault(node, [])
-        for pid in n.anchor.processes():
-            if pid not in pids:
-                _kill(pid, signal.SIGSTOP)
-                pids.append(pid)
-
-    def thaw(self, node: str) -> None:
-        for pid in self._frozen.pop(node, []):
-            _kill(pid, signal.SIGCONT)
-
     def restart(self, node: str, *, timeout: float = 30.0) -> None:
         """Start the stack again; after a crash the node first gets a fresh anchor (a reboot:
         empty /run and /dev/shm, the CIB and logs kept)."""
@@ -439,8 +425,7 @@ class PacemakerCluster:
 
 
 def _tail(path: Path, lines: int = 5) -> str:
-    try:
-        text = path.read_text(errors="replace")
-    except OSError:
+    tail = log_tail(path, lines, " | ")
+    if tail is None:
         return "no log"
-    return " | ".join(text.splitlines()[-lines:]) or "empty log"
+    return tail or "empty log"

@@ -377,14 +377,10 @@ class Node:
         """The earliest time `tick` has something to do (None: nothing, e.g. after shutdown)."""
         if self.status is LocalStatus.DEAD or self.started_at is None:
             return None
-        times: list[float] = []
-        for t in (self.next_keepalive, self.next_ping):
-            if t is not None:
-                times.append(t)
-        if self.startup_dt_until is not None:
-            times.append(self.startup_dt_until)
-        if self.initdead_at is not None:
-            times.append(self.initdead_at)
+        # Every pending deadline of the node itself; None is "nothing pending".
+        times = [t for t in (self.next_keepalive, self.next_ping, self.startup_dt_until,
+                             self.initdead_at, self.ping_ready_at, self.standby_deadline,
+                             self.drops.due, self.restart_at) if t is not None]
         for peer in self.peers.values():
             if peer.status in ALIVE and peer.last_heard is not None:
                 times.append(peer.last_heard + self._peer_deadtime(peer))
@@ -393,14 +389,6 @@ class Node:
             due = peer.stream.next_due()
             if due is not None:
                 times.append(due)
-        if self.ping_ready_at is not None:
-            times.append(self.ping_ready_at)
-        if self.standby_deadline is not None:
-            times.append(self.standby_deadline)
-        if self.drops.due is not None:
-            times.append(self.drops.due)
-        if self.restart_at is not None:
-            times.append(self.restart_at)
         if self.watch is not None:
             due = self.watch.next_timer(self._now)
             if due is not None:

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from hbtools.lab import LabError, Node, wait_until
+from hbtools.lab import LabError, Node, log_tail, wait_until, write_ha_config
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -39,11 +39,7 @@ class HbtoolsDaemon:
         self.conf_dir.mkdir(exist_ok=True)
 
     def write_config(self, ha_cf: str, authkeys: str, haresources: str = "") -> None:
-        (self.conf_dir / "ha.cf").write_text(ha_cf)
-        keys = self.conf_dir / "authkeys"
-        keys.write_text(authkeys)
-        keys.chmod(0o600)
-        (self.conf_dir / "haresources").write_text(haresources)
+        write_ha_config(self.conf_dir, ha_cf, authkeys, haresources)
 
     def start(self) -> int:
         cmd = [sys.executable, "-c", "from hbtools.cli import main; main()", "daemon",
@@ -152,10 +148,7 @@ class HbtoolsDaemon:
                    what=f"hbtools {self.name} to see {peer} {status} (stderr: {self.stderr_tail(3)})")
 
     def stderr_tail(self, lines: int = 10) -> str:
-        try:
-            return " | ".join(self.stderr_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
+        return log_tail(self.stderr_path, lines, " | ") or ""
 
 
 FLOOD_SCRIPT = r"""

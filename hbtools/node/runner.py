@@ -92,6 +92,9 @@ def load_identity(state_dir: Path, now_wall: float) -> tuple[bytes, int]:
     if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
         raise RunnerError(f"state directory {state_dir} is writable by group or others "
                           f"(mode {stat.S_IMODE(info.st_mode):o}); use a private directory (chmod 700)")
+    if info.st_uid != os.geteuid():
+        raise RunnerError(f"state directory {state_dir} belongs to uid {info.st_uid}, not to us "
+                          f"(uid {os.geteuid()}): its owner could swap the files and the status socket")
     uuid_path, gen_path = state_dir / "hb_uuid", state_dir / "hb_generation"
     try:
         raw = _read_private(uuid_path)
@@ -335,6 +338,7 @@ class RunnerOptions:
 
 STATUS_SOCKET = "hbtool.sock"  # in the state directory: `hbtool daemon status` asks here
 STATUS_CLIENTS = 8  # status requests answered per wake-up
+STATUS_MAX = 4 * 1024 * 1024  # bytes of a status answer `ask_status` reads at most
 
 
 def status_socket_path(state_dir: Path) -> Path:
@@ -342,20 +346,29 @@ def status_socket_path(state_dir: Path) -> Path:
 
 
 def ask_status(state_dir: Path, timeout: float = 5.0) -> dict[str, Any]:
-    """The running daemon's `Node.report`, read from its status socket (one JSON object)."""
+    """The running daemon's `Node.report`, read from its status socket (one JSON object).
+    Bounded in size (STATUS_MAX) and in time (``timeout`` in all, not per read), so whatever
+    answers on that path cannot hang or fill the asking process."""
     path = status_socket_path(state_dir)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.settimeout(timeout)
+    deadline = time.monotonic() + timeout
     try:
+        sock.settimeout(timeout)
         sock.connect(str(path))
         chunks = []
         total = 0
-        while total < 4 * 1024 * 1024:
+        while total <= STATUS_MAX:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(errno.ETIMEDOUT, "no complete answer in time")
+            sock.settimeout(left)
             chunk = sock.recv(65536)
             if not chunk:
                 break
             chunks.append(chunk)
             total += len(chunk)
+        if total > STATUS_MAX:
+            raise RunnerError(f"{path}: the answer is over {STATUS_MAX} bytes; not a status report")
     except OSError as exc:
         raise RunnerError(f"no daemon answers on {path}: {exc.strerror or exc}") from None
     finally:
@@ -806,7 +819,8 @@ class Runner:
 
     def _open_status_socket(self) -> None:
         """A unix socket in the (private, checked) state directory; a stale one from a crashed
-        run is replaced, anything else at that name is an error. Mode 600: root asks."""
+        run is replaced, anything else at that name (a planted symlink, a file) is an error.
+        Mode 600: root asks."""
         path = status_socket_path(self.options.state_dir)
         try:
             info = os.lstat(path)
@@ -826,7 +840,7 @@ class Runner:
             finally:
                 probe.close()
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        old = os.umask(0o077)
+        old = os.umask(0o177)  # the socket file is born 0600: no window with a wider mode
         try:
             sock.bind(str(path))
         except OSError as exc:

@@ -14,11 +14,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from dissectors.hotpath import default_jobs, json_lines, row_blocks
-from dissectors.output import STATELESS_TIMES, CsvRows, TableCells
-from dissectors.pipeline import Options, decode_stream, filtered, open_input
-from dissectors.records import Record
-from dissectors.stats import Stats
+from hbtools.dissectors.hotpath import default_jobs, json_lines, row_blocks
+from hbtools.dissectors.output import STATELESS_TIMES, CsvRows, TableCells
+from hbtools.dissectors.pipeline import Options, decode_stream, filtered, open_input
+from hbtools.dissectors.records import Record
+from hbtools.dissectors.stats import Stats
 
 __all__ = ["Options", "Source", "hot_path_applies", "json_blocks", "open_source", "records",
            "rows", "text_blocks"]

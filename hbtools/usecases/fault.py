@@ -27,11 +27,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from faults import nfq
-from faults.engine import Engine
-from faults.rules import Rule, RuleError, parse_duration, parse_node, parse_rule
-from faults.scenario import ScenarioError
-from faults.scenario import load as load_scenario
+from hbtools.faults import nfq
+from hbtools.faults.engine import Engine
+from hbtools.faults.rules import Rule, RuleError, parse_duration, parse_node, parse_rule
+from hbtools.faults.scenario import ScenarioError
+from hbtools.faults.scenario import load as load_scenario
 
 
 class FaultSessionError(RuntimeError):
@@ -84,7 +84,7 @@ def plan(*, rules: Sequence[str | Rule] = (), scenario: str | Path | None = None
     scenario_name = None
     if scenario is not None or scenario_text is not None:
         if scenario_text is not None:
-            from faults.scenario import parse as parse_scenario
+            from hbtools.faults.scenario import parse as parse_scenario
             sc = parse_scenario(scenario_text, str(scenario or "<scenario>"),
                                 extra_nodes=node_map)
         else:

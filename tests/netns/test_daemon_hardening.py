@@ -158,6 +158,22 @@ def test_sighup_reloads_and_sigint_exits_130_releasing_the_vip(lab):
     assert lines[0].startswith("node2: active (this node")
     assert lines[1].startswith("node1: active (last heartbeat 0.")
     assert lines[2] == f"resource IPaddr::{VIP}/24/eth0 (home node1): held by node1"
+    # a broken ha.cf: logged, the running configuration kept, nothing moves
+    rotated, haresources = "auth 4\n4 md5 rotated-key\n", f"node1 IPaddr::{VIP}/24/eth0\n"
+    a.write_config(ha_cf(deadtime="banana"), rotated, haresources)
+    a.signal(signal.SIGHUP)
+    wait_for(lambda: a.events("reload_failed"), timeout=5, what="node1 to refuse the broken ha.cf")
+    assert "keeping the running one" in a.events("reload_failed")[0]["text"]
+    # a changed ha.cf: a clean stop and a start with it (a new generation), as Heartbeat restarts
+    generation = b.status()["generation"]
+    b.write_config(ha_cf(deadtime="2"), rotated, haresources)
+    b.signal(signal.SIGHUP)
+    wait_for(lambda: b.status()["generation"] == generation + 1
+             and b.status()["peers"]["node1"]["status"] == "active", timeout=10,
+             what="node2 to restart with its new ha.cf and see node1 again")
+    assert b.events("reload")[-1]["text"] == "SIGHUP: configuration changed; restarting with it"
+    assert a.running() and b.running() and owners(a, b) == ["node1"]
+    assert [e["reason"] for e in a.events("dead")] == ["shutdone"]  # node2's clean stop, no deadtime
     a.signal(signal.SIGINT)
     assert a.wait_exit(10) == 130
     assert not a.node.has_address(VIP)

@@ -8,12 +8,16 @@ before, so it has an entry to update). Timers are short (keepalive 200 ms, deadt
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import time
 
 import pytest
 
 from hbtools.lab import Heartbeat, Lab, Node, heartbeat_ha_cf
-from hbtools.node.labsupport import HbtoolsDaemon, wait_for
+from hbtools.node.labsupport import REPO, HbtoolsDaemon, wait_for
 
 pytestmark = pytest.mark.netns
 
@@ -58,6 +62,30 @@ def arp_moves_to(client: Node, new_owner: Node) -> None:
              what=f"the client's ARP entry for {VIP} to move to {new_owner.name} ({new_owner.mac})")
 
 
+def status_agrees_with_cl_status(real: Heartbeat, ours: HbtoolsDaemon) -> None:
+    """Issue 14: `hbtool daemon status --json` (the command, over the daemon's socket) says
+    what the real node's cl_status and the interfaces say: each node's state, what the real
+    node holds, who holds the VIP, and a last heartbeat within deadtime (1 s)."""
+    def ask() -> dict:
+        res = subprocess.run([sys.executable, "-c", "from hbtools.cli import main; main()", "daemon",
+                              "status", "--json", "--state-dir", str(ours.state_dir)],
+                             capture_output=True, text=True, timeout=30,
+                             env={**os.environ, "PYTHONPATH": str(REPO)})
+        assert res.returncode == 0, res.stderr
+        return json.loads(res.stdout)
+
+    real_holds = real.cl_status("rscstatus").stdout.strip()
+    assert real_holds in ("all", "local")
+    wait_for(lambda: ask()["peers"]["node1"]["rsc_hold"] == real.cl_status("rscstatus").stdout.strip(),
+             timeout=5, what="hbtools node2 to hear what the real node1 says it holds")
+    report = ask()
+    assert report["status"] == real.nodestatus("node2") == "active"
+    assert report["peers"]["node1"]["status"] == real.nodestatus("node1") == "active"
+    assert 0 <= report["peers"]["node1"]["last_heartbeat_ms_ago"] < 1000
+    assert [g["held_by"] for g in report["groups"]] == [["node1"]]
+    assert real.node.has_address(VIP) and not ours.node.has_address(VIP)
+
+
 @pytest.mark.parametrize("method", ["crc", "md5", "sha1"])
 def test_real_and_hbtools_see_each_other_active(lab, method):
     real, ours = real_and_hbtools(lab, AUTH[method], None)
@@ -75,6 +103,7 @@ def test_kill_real_node_hbtools_takes_the_vip(lab):
     client = lab.add_client()
     both_active(real, ours)
     wait_for(lambda: real.node.has_address(VIP), timeout=20, what="real node1 to take its VIP")
+    status_agrees_with_cl_status(real, ours)
     client_knows(client, real.node)
     real.kill()
     wait_for(lambda: ours.node.has_address(VIP), timeout=10, what="hbtools node2 to take the VIP")

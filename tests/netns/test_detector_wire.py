@@ -10,11 +10,11 @@ stays ``active``, n1 stays ``active``, and n1 asks for no retransmission.
 from __future__ import annotations
 
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
+from netns_helpers import hbtool, lab_with, node_env
 
 from hbtools import heartbeat
 from hbtools.auth import AuthKeys
@@ -23,27 +23,19 @@ from hbtools.detectors.wire import WIRE_TYPES, body_fields
 
 pytestmark = pytest.mark.netns
 
-ROOT = Path(__file__).resolve().parents[2]
 AUTHKEYS = "auth 2\n2 sha1 hbtools-detector-wire\n"
 BCAST = "198.18.0.255"
 
 
-def _hbtool(*args: str) -> list[str]:
-    return [sys.executable, "-c", "from hbtools.cli import main; main()", *args]
-
-
 def test_real_306_node_ignores_accelerated_heartbeat_messages(tmp_path: Path) -> None:
-    from policy import require_tools
-
-    require_tools("/usr/libexec/heartbeat/heartbeat", "cl_status", "tcpdump")
-    from hbtools import lab as labmod
+    labmod = lab_with("/usr/libexec/heartbeat/heartbeat", "cl_status", "tcpdump")
 
     keyfile = tmp_path / "authkeys"
     keyfile.write_text(AUTHKEYS)
     keyfile.chmod(0o600)
     state = tmp_path / "state.json"
     pcap = tmp_path / "wire.pcap"
-    env = {"PYTHONPATH": str(ROOT)}
+    env = node_env()
     with labmod.Lab() as lab:
         hb = lab.add_heartbeat("n1")
         client = lab.add_client()
@@ -54,12 +46,12 @@ def test_real_306_node_ignores_accelerated_heartbeat_messages(tmp_path: Path) ->
         cap = lab.capture(pcap, "udp port 694")
         # One status first, so the state file holds ghost1's generation before two injectors
         # read it: every later message, beats included, then carries the same hg.
-        first = client.run(_hbtool("inject", "--node", "ghost1", "-f", "st=active", "-f", "dt=2000",
+        first = client.run(hbtool("inject", "--node", "ghost1", "-f", "st=active", "-f", "dt=2000",
                                    "--authkeys", str(keyfile), "--state", str(state), "--to",
                                    BCAST, "--count", "1"), env=env, check=False, timeout=20)
         assert first.returncode == 0, first.stderr
         alive = client.popen(
-            _hbtool("inject", "--node", "ghost1", "-f", "st=active", "-f", "dt=2000",
+            hbtool("inject", "--node", "ghost1", "-f", "st=active", "-f", "dt=2000",
                     "--authkeys", str(keyfile), "--state", str(state), "--to", BCAST,
                     "--count", "240", "--interval", "0.25"),
             env=env, stderr=subprocess.PIPE)
@@ -76,7 +68,7 @@ def test_real_306_node_ignores_accelerated_heartbeat_messages(tmp_path: Path) ->
                 args += ["-t", fields[0][1]]
                 for name, value in fields[1:]:
                     args += ["-f", f"{name}={value}"]
-                res = client.run(_hbtool(*args), env=env, check=False, timeout=20)
+                res = client.run(hbtool(*args), env=env, check=False, timeout=20)
                 assert res.returncode == 0, res.stderr
                 sent += 1
                 time.sleep(0.1)

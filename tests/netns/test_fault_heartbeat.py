@@ -15,39 +15,24 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import selectors
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from policy import require_tools, skip_or_fail
+from netns_helpers import hbtool, host_env, node_env, require_fault_proxy
 
 pytestmark = pytest.mark.netns
 
-ROOT = Path(__file__).resolve().parents[2]
 AUTHKEYS = "auth 2\n1 crc\n2 sha1 hbtools-fault-test\n"
 BCAST = "198.18.0.255"
 
 
-def _hbtool(*args: str) -> list[str]:
-    return [sys.executable, "-c", "from hbtools.cli import main; main()", *args]
-
-
-def _env() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(ROOT)}
-
-
 def _lab_modules():
-    require_tools("/usr/libexec/heartbeat/heartbeat", "cl_status", "iptables", "nft")
-    try:
-        import netfilterqueue  # noqa: F401
-    except ImportError:
-        skip_or_fail("needs the netfilterqueue Python binding (pip install netfilterqueue)")
+    require_fault_proxy("/usr/libexec/heartbeat/heartbeat", "cl_status", "iptables", "nft")
     from hbtools import lab as labmod
 
     return labmod
@@ -56,8 +41,8 @@ def _lab_modules():
 @contextlib.contextmanager
 def fault_proxy(netns: str, *args: str) -> Iterator[subprocess.Popen[str]]:
     """`hbtool fault` in ``netns`` until the block ends (SIGTERM; SIGKILL + cleanup if stuck)."""
-    proc = subprocess.Popen(_hbtool("fault", "--netns", netns, "--status-interval", "0", *args),
-                            env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    proc = subprocess.Popen(hbtool("fault", "--netns", netns, "--status-interval", "0", *args),
+                            env=host_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, cwd="/")
     try:
         assert proc.stderr is not None
@@ -83,7 +68,7 @@ def fault_proxy(netns: str, *args: str) -> Iterator[subprocess.Popen[str]]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.communicate(timeout=5)
-            subprocess.run(_hbtool("fault", "cleanup", "--netns", netns), env=_env(),
+            subprocess.run(hbtool("fault", "cleanup", "--netns", netns), env=host_env(),
                            capture_output=True, timeout=30, check=False)
 
 
@@ -116,11 +101,11 @@ def test_resigned_rewrite_is_accepted_and_stale_one_rejected(tmp_path: Path) -> 
         assert _status(hb, "ghost2") == "dead"
 
         def inject(count: int) -> None:
-            res = client.run(_hbtool("inject", "--node", "ghost1", "-f", "st=active",
+            res = client.run(hbtool("inject", "--node", "ghost1", "-f", "st=active",
                                      "-f", "dt=2000", "--authkeys", str(keyfile), "--to", BCAST,
                                      "--new-generation",
                                      "--count", str(count), "--interval", "0.25"),
-                             env={"PYTHONPATH": str(ROOT)}, check=False, timeout=30)
+                             env=node_env(), check=False, timeout=30)
             assert res.returncode == 0, res.stderr
 
         with fault_proxy(client.netns, "--rule", "rewrite src:=ghost2 sign=stale t=status"):

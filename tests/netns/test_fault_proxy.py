@@ -18,21 +18,18 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import selectors
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from policy import require_tools, skip_or_fail
+from netns_helpers import hbtool, host_env, require_fault_proxy
 
 pytestmark = pytest.mark.netns
 
-ROOT = Path(__file__).resolve().parents[2]
 NODE1, NODE2 = "198.18.0.1", "198.18.0.2"
 
 RECEIVER = r"""
@@ -68,14 +65,6 @@ with open(sys.argv[4], "w") as log:
 """
 
 
-def _hbtool(*args: str) -> list[str]:
-    return [sys.executable, "-c", "from hbtools.cli import main; main()", *args]
-
-
-def _env() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(ROOT)}
-
-
 def _payload(seq: int) -> bytes:
     item = b"(0)seq=%x" % seq
     return b"###\n11:(0)t=status,12:(0)src=node1," + b"%d:%s," % (len(item), item) + b"%%%\n"
@@ -86,7 +75,7 @@ class Proxy:
 
     def __init__(self, netns: str, *args: str, timeout: float = 15.0) -> None:
         self.netns = netns
-        self.proc = subprocess.Popen(_hbtool("fault", "--netns", netns, *args), env=_env(),
+        self.proc = subprocess.Popen(hbtool("fault", "--netns", netns, *args), env=host_env(),
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                      cwd="/")
         self.ready = self._wait_ready(timeout)
@@ -136,7 +125,7 @@ class Proxy:
             out, err = self.proc.communicate(timeout=5)
             self.stdout += out or ""
             self.stderr += err or ""
-        subprocess.run(_hbtool("fault", "cleanup", "--netns", self.netns), env=_env(),
+        subprocess.run(hbtool("fault", "cleanup", "--netns", self.netns), env=host_env(),
                        capture_output=True, timeout=30, check=False)
 
 
@@ -183,11 +172,7 @@ def _seq_of(payload: bytes) -> int | None:
 
 
 def _require() -> None:
-    require_tools("tcpdump", "tshark", "iptables", "nft")
-    try:
-        import netfilterqueue  # noqa: F401
-    except ImportError:
-        skip_or_fail("needs the netfilterqueue Python binding (pip install netfilterqueue)")
+    require_fault_proxy("tcpdump", "tshark", "iptables", "nft")
 
 
 def _exchange(lab, tmp_path: Path, rule_args: list[str], *, count: int = 12, gap: float = 0.05
@@ -307,12 +292,12 @@ def test_sigkill_leaves_traffic_flowing_and_cleanup_removes_every_rule(lab, tmp_
     receiver.wait(timeout=15)
     got = (tmp_path / "r.jsonl").read_text().splitlines()
     assert len(got) == 10  # queue-bypass: nobody listens on the queue, packets pass
-    res = subprocess.run(_hbtool("fault", "cleanup", "--netns", n1.netns), env=_env(),
+    res = subprocess.run(hbtool("fault", "cleanup", "--netns", n1.netns), env=host_env(),
                          capture_output=True, text=True, timeout=30)
     assert res.returncode == 0, res.stderr
     assert "removed" in res.stdout
     assert _ruleset(n1) == before
-    again = subprocess.run(_hbtool("fault", "cleanup", "--netns", n1.netns), env=_env(),
+    again = subprocess.run(hbtool("fault", "cleanup", "--netns", n1.netns), env=host_env(),
                            capture_output=True, text=True, timeout=30)
     assert "nothing to remove" in again.stdout
 
@@ -356,29 +341,29 @@ def test_clear_errors(lab, tmp_path: Path) -> None:
     n1 = lab.add_node("node1")
     bad = tmp_path / "bad.toml"
     bad.write_text('[[step]]\nat = "1s"\nfor = "1s"\nrules = ["drop colour=red"]\n')
-    res = subprocess.run(_hbtool("fault", "--scenario", str(bad)), env=_env(),
+    res = subprocess.run(hbtool("fault", "--scenario", str(bad)), env=host_env(),
                          capture_output=True, text=True, timeout=30)
     assert res.returncode == 2
     assert res.stderr.strip().startswith(f"hbtool fault: {bad}:4: step 1, rule 'drop colour=red'")
     assert "Traceback" not in res.stderr
     # root, but without any capability (what a container without CAP_NET_ADMIN gives)
     nobody = subprocess.run(["setpriv", "--bounding-set=-all", "--inh-caps=-all", "--",
-                             *_hbtool("fault", "--rule", "drop all")],
-                            env=_env(), capture_output=True, text=True, timeout=30)
+                             *hbtool("fault", "--rule", "drop all")],
+                            env=host_env(), capture_output=True, text=True, timeout=30)
     assert nobody.returncode == 2
     assert "needs CAP_NET_ADMIN" in nobody.stderr
-    missing = subprocess.run(_hbtool("fault", "--netns", "hbtools-no-such-ns", "--rule", "drop all"),
-                             env=_env(), capture_output=True, text=True, timeout=30)
+    missing = subprocess.run(hbtool("fault", "--netns", "hbtools-no-such-ns", "--rule", "drop all"),
+                             env=host_env(), capture_output=True, text=True, timeout=30)
     assert missing.returncode == 2 and "no network namespace" in missing.stderr
     # Two proxies on one queue in one namespace: the second one says so and leaves the
     # first one's rules alone.
     with proxy(n1.netns, "--rule", "drop t=x", "--status-interval", "0"):
-        second = subprocess.run(_hbtool("fault", "--netns", n1.netns, "--rule", "drop all"),
-                                env=_env(), capture_output=True, text=True, timeout=30)
+        second = subprocess.run(hbtool("fault", "--netns", n1.netns, "--rule", "drop all"),
+                                env=host_env(), capture_output=True, text=True, timeout=30)
         assert second.returncode == 2 and "another fault proxy uses queue" in second.stderr
         assert "HBTFAULT" in _ruleset(n1)
         # cleanup is for crashes: a running proxy's rules stay.
-        kept = subprocess.run(_hbtool("fault", "cleanup", "--netns", n1.netns), env=_env(),
+        kept = subprocess.run(hbtool("fault", "cleanup", "--netns", n1.netns), env=host_env(),
                               capture_output=True, text=True, timeout=30)
         assert "kept the rules of queue 6940" in kept.stdout and "removed" not in kept.stdout
         assert "HBTFAULT" in _ruleset(n1)

@@ -7,7 +7,8 @@ from __future__ import annotations
 import subprocess
 
 import pytest
-from test_fault_proxy import Proxy, _env, _hbtool, _require, _ruleset
+from netns_helpers import hbtool, host_env
+from test_fault_proxy import Proxy, _require, _ruleset
 
 pytestmark = pytest.mark.netns
 
@@ -19,9 +20,9 @@ def test_a_second_proxy_that_would_shadow_the_first_is_refused(lab) -> None:
     first = Proxy(n1.netns, "--rule", "drop t=NS_ackmsg", "--status-interval", "0")
     try:
         during = _ruleset(n1)
-        second = subprocess.run(_hbtool("fault", "--netns", n1.netns, "--queue", "6941",
+        second = subprocess.run(hbtool("fault", "--netns", n1.netns, "--queue", "6941",
                                         "--rule", "drop t=status", "--duration", "2s"),
-                                env=_env(), capture_output=True, text=True, timeout=60)
+                                env=host_env(), capture_output=True, text=True, timeout=60)
         if "HBTFAULT" in during:  # the iptables backend: one table, a verdict ends it
             assert second.returncode == 2, second.stderr
             assert second.stderr.count("\n") == 1 and "queue 6940" in second.stderr

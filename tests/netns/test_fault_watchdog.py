@@ -14,9 +14,8 @@ import time
 from pathlib import Path
 
 import pytest
+from hbtools.faults.nfq import WATCHDOG_BOUND
 from test_fault_proxy import NODE2, RECEIVER, SENDER, Proxy, _require, _ruleset
-
-from faults.nfq import WATCHDOG_BOUND
 
 pytestmark = pytest.mark.netns
 

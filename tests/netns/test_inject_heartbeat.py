@@ -20,42 +20,24 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
 
 import pytest
+from netns_helpers import hbtool, lab_with, node_env
 
 from hbtools import heartbeat
 from hbtools.auth import AuthKeys
 
 pytestmark = pytest.mark.netns
 
-ROOT = Path(__file__).resolve().parents[2]
-
 AUTHKEYS = "auth 2\n1 crc\n2 sha1 hbtools-inject-test\n"
 BCAST = "198.18.0.255"
 CLIENT_IP = "198.18.0.250"
+TOOLS = ("/usr/libexec/heartbeat/heartbeat", "cl_status", "tcpdump")
 SPOOFED_IP = "198.18.0.77"  # no node has it
 HB_FIELDS = ["t", "st", "dt", "protocol", "src", "srcuuid", "seq", "hg", "ts", "ld", "ttl", "auth"]
-
-
-def _lab_modules():
-    from policy import require_tools  # tests/conftest.py: skip, or fail under CI
-
-    require_tools("/usr/libexec/heartbeat/heartbeat", "cl_status", "tcpdump")
-    from hbtools import lab as labmod
-
-    return labmod
-
-
-def _hbtool(*args: str) -> list[str]:
-    return [sys.executable, "-c", "from hbtools.cli import main; main()", *args]
-
-
-def _env() -> dict[str, str]:
-    return {"PYTHONPATH": str(ROOT)}
 
 
 def _start_cluster(lab, labmod, workdir: Path):
@@ -105,7 +87,7 @@ def _heartbeat_datagrams(path: Path) -> list[tuple[str, bytes]]:
 
 
 def test_signed_status_makes_ghost_active_and_bad_signature_is_ignored(tmp_path: Path) -> None:
-    labmod = _lab_modules()
+    labmod = lab_with(*TOOLS)
     keys = AuthKeys.parse(AUTHKEYS)
     state = tmp_path / "state.json"
     pcap = tmp_path / "inject.pcap"
@@ -114,10 +96,10 @@ def test_signed_status_makes_ghost_active_and_bad_signature_is_ignored(tmp_path:
         assert _status(hb, "ghost1") == "dead"
         cap = lab.capture(pcap, "udp port 694")
         good = client.popen(
-            _hbtool("inject", "--node", "ghost1", "-f", "st=active", "-f", "dt=2000",
+            hbtool("inject", "--node", "ghost1", "-f", "st=active", "-f", "dt=2000",
                     "--authkeys", str(keyfile), "--state", str(state),
                     "--to", BCAST, "--count", "16", "--interval", "0.25"),
-            env=_env(), stderr=subprocess.PIPE,
+            env=node_env(), stderr=subprocess.PIPE,
         )
         try:
             _wait_status(labmod, hb, "ghost1", "active", timeout=6)
@@ -125,9 +107,9 @@ def test_signed_status_makes_ghost_active_and_bad_signature_is_ignored(tmp_path:
             _, err = good.communicate(timeout=15)
         assert good.returncode == 0, err
         bad = client.run(
-            _hbtool("inject", "--node", "ghost2", "-f", "st=active", "-f", "dt=2000", "--bad-auth",
+            hbtool("inject", "--node", "ghost2", "-f", "st=active", "-f", "dt=2000", "--bad-auth",
                     "--authkeys", str(keyfile), "--to", BCAST, "--count", "6", "--interval", "0.2"),
-            env=_env(), check=False, timeout=20,
+            env=node_env(), check=False, timeout=20,
         )
         assert bad.returncode == 0, bad.stderr
         time.sleep(0.5)
@@ -136,10 +118,10 @@ def test_signed_status_makes_ghost_active_and_bad_signature_is_ignored(tmp_path:
         # The same ghost2, now correctly signed and sent from a forged source address through
         # a raw socket: the daemon does not check the source IP, so ghost2 comes alive.
         spoofed = client.run(
-            _hbtool("inject", "--node", "ghost2", "-f", "st=active", "-f", "dt=2000",
+            hbtool("inject", "--node", "ghost2", "-f", "st=active", "-f", "dt=2000",
                     "--authkeys", str(keyfile), "--to", BCAST, "--iface", "eth0", "--new-generation",
                     "--spoof-src", SPOOFED_IP, "--count", "8", "--interval", "0.25"),
-            env=_env(), check=False, timeout=20,
+            env=node_env(), check=False, timeout=20,
         )
         assert spoofed.returncode == 0, spoofed.stderr
         _wait_status(labmod, hb, "ghost2", "active", timeout=3)
@@ -179,9 +161,9 @@ def test_signed_status_makes_ghost_active_and_bad_signature_is_ignored(tmp_path:
 
 def _decode_cli_agrees(pcap: Path, keyfile: Path, saved: dict) -> None:
     """`hbtool decode --authkeys --format json` shows exactly the fields that were asked for."""
-    res = subprocess.run(_hbtool("decode", str(pcap), "--authkeys", str(keyfile), "--format", "json",
+    res = subprocess.run(hbtool("decode", str(pcap), "--authkeys", str(keyfile), "--format", "json",
                                  "--filter", f"ip.src={CLIENT_IP}"),
-                         capture_output=True, text=True, timeout=60, env=_env(), cwd="/")
+                         capture_output=True, text=True, timeout=60, env=node_env(), cwd="/")
     assert res.returncode in (0, 1), res.stderr  # 1: it found the bad signatures
     rows = [json.loads(line) for line in res.stdout.splitlines()]
     ghost1 = [r for r in rows if r["node"] == "ghost1"]
@@ -199,7 +181,7 @@ def _decode_cli_agrees(pcap: Path, keyfile: Path, saved: dict) -> None:
 
 
 def test_replayed_older_generation_is_dropped_and_refresh_makes_it_fresh(tmp_path: Path) -> None:
-    labmod = _lab_modules()
+    labmod = lab_with(*TOOLS)
     state = tmp_path / "state.json"
     first_life = tmp_path / "first-life.pcap"
     with labmod.Lab() as lab:
@@ -209,20 +191,20 @@ def test_replayed_older_generation_is_dropped_and_refresh_makes_it_fresh(tmp_pat
                   "--state", str(state), "--to", BCAST, "--interval", "0.25"]
         # First life of ghost1 (generation G), recorded: 6 s of status messages.
         cap = lab.capture(first_life, "udp port 694")
-        client.run(_hbtool("inject", *common, "--count", "24"), env=_env(), timeout=20)
+        client.run(hbtool("inject", *common, "--count", "24"), env=node_env(), timeout=20)
         assert _status(hb, "ghost1") == "active"
         _stop_capture(cap)
         generation = json.loads(state.read_text())["nodes"]["ghost1"]["generation"]
         # ghost1 "restarts": generation G+1 is now what n1 holds for it.
-        client.run(_hbtool("inject", *common, "--new-generation", "--count", "4"), env=_env(),
+        client.run(hbtool("inject", *common, "--new-generation", "--count", "4"), env=node_env(),
                    timeout=20)
         assert _status(hb, "ghost1") == "active"
         assert json.loads(state.read_text())["nodes"]["ghost1"]["generation"] == generation + 1
         # Replaying the first life (6 s of correctly signed status messages) must not keep
         # ghost1 alive: n1 drops them, so ghost1 dies 3 s (its dt) after the last fresh one.
         replay = client.popen(
-            _hbtool("replay", str(first_life), "--src", "ghost1", "--to", BCAST),
-            env=_env(), stderr=subprocess.PIPE,
+            hbtool("replay", str(first_life), "--src", "ghost1", "--to", BCAST),
+            env=node_env(), stderr=subprocess.PIPE,
         )
         try:
             _wait_status(labmod, hb, "ghost1", "dead", timeout=10)
@@ -234,9 +216,9 @@ def test_replayed_older_generation_is_dropped_and_refresh_makes_it_fresh(tmp_pat
         log_after_replay = hb.log_text()
         # The same recording, refreshed (generation G+1, seq after the 4 sent) and re-signed,
         # is accepted again: what made the difference is the generation, not the bytes' origin.
-        client.run(_hbtool("replay", str(first_life), "--src", "ghost1", "--to", BCAST, "--refresh",
+        client.run(hbtool("replay", str(first_life), "--src", "ghost1", "--to", BCAST, "--refresh",
                            "--authkeys", str(keyfile), "--state", str(state), "--speed", "2"),
-                   env=_env(), timeout=20)
+                   env=node_env(), timeout=20)
         _wait_status(labmod, hb, "ghost1", "active", timeout=5)
         saved = json.loads(state.read_text())["nodes"]["ghost1"]
 

@@ -21,42 +21,24 @@ from __future__ import annotations
 
 import selectors
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
+from netns_helpers import hbtool, lab_with, node_env
 
 from hbtools import heartbeat
 
 pytestmark = pytest.mark.netns
-
-ROOT = Path(__file__).resolve().parents[2]
 
 AUTHKEYS = "auth 1\n1 sha1 hbtools-inject-mcast\n"
 GROUP = "239.18.0.1"
 GROUP_MAC = "01:00:5e:12:00:01"  # 01:00:5e + the low 23 bits of 239.18.0.1 (0x12 0x00 0x01)
 MEDIUM = f"mcast eth0 {GROUP} 694 1 0"
 CLIENT_IP = "198.18.0.250"
+TOOLS = ("/usr/libexec/heartbeat/heartbeat", "cl_status", "tcpdump")
 SIDE = "hbx0"
 SIDE_IP = "198.19.0.250"
-
-
-def _lab_modules():
-    from policy import require_tools  # skip, or fail under CI
-
-    require_tools("/usr/libexec/heartbeat/heartbeat", "cl_status", "tcpdump")
-    from hbtools import lab as labmod
-
-    return labmod
-
-
-def _hbtool(*args: str) -> list[str]:
-    return [sys.executable, "-c", "from hbtools.cli import main; main()", *args]
-
-
-def _env() -> dict[str, str]:
-    return {"PYTHONPATH": str(ROOT)}
 
 
 def _status(hb, peer: str) -> str:
@@ -104,7 +86,7 @@ def _frames(path: Path) -> list[dict]:
 
 
 def test_multicast_through_iface_makes_ghost_active(tmp_path: Path) -> None:
-    labmod = _lab_modules()
+    labmod = lab_with(*TOOLS)
     keyfile = tmp_path / "authkeys"
     keyfile.write_text(AUTHKEYS)
     keyfile.chmod(0o600)
@@ -135,19 +117,19 @@ def test_multicast_through_iface_makes_ghost_active(tmp_path: Path) -> None:
         side = _capture_in(labmod, client, side_pcap, SIDE)
 
         # 1. No --iface: the route wins, nothing reaches the bridge, ghost1 stays dead.
-        routed = client.run(_hbtool("inject", *common, "--count", "4"), env=_env(),
+        routed = client.run(hbtool("inject", *common, "--count", "4"), env=node_env(),
                             check=False, timeout=20)
         assert routed.returncode == 0, routed.stderr
         time.sleep(0.5)
         status_after_routed = _status(hb, "ghost1")
 
         # 2. A wrong interface name: one line, exit 2, nothing sent (state unchanged).
-        wrong = client.run(_hbtool("inject", *common, "--iface", "nosuch0"), env=_env(),
+        wrong = client.run(hbtool("inject", *common, "--iface", "nosuch0"), env=node_env(),
                            check=False, timeout=20)
 
         # 3. --iface eth0, against the route: ghost1 comes alive.
-        bound = client.popen(_hbtool("inject", *common, "--iface", "eth0", "--count", "16"),
-                             env=_env(), stderr=subprocess.PIPE)
+        bound = client.popen(hbtool("inject", *common, "--iface", "eth0", "--count", "16"),
+                             env=node_env(), stderr=subprocess.PIPE)
         try:
             labmod.wait_until(lambda: _status(hb, "ghost1") == "active", timeout=8,
                               interval=0.2, what="n1 to see ghost1 active")

@@ -28,71 +28,21 @@ from __future__ import annotations
 
 import re
 import struct
-import sys
 import time
 from pathlib import Path
 
 import pytest
+from netns_helpers import corosync_conf_two_nodes, hbtool, lab_with, node_env
 
 pytestmark = pytest.mark.netns
-
-ROOT = Path(__file__).resolve().parents[2]
 
 GHOST_ID = 9
 CLIENT_IP = "198.18.0.250"
 NODE2_IP = "198.18.0.2"
 
-CONF = """\
-totem {
-    version: 2
-    cluster_name: hbtools
-    transport: udpu
-    crypto_cipher: none
-    crypto_hash: none
-}
-logging {
-    to_stderr: no
-    to_logfile: yes
-    logfile: /var/log/corosync/corosync.log
-    to_syslog: no
-    timestamp: hires
-    debug: on
-}
-quorum {
-    provider: corosync_votequorum
-}
-nodelist {
-    node {
-        name: node1
-        nodeid: 1
-        ring0_addr: 198.18.0.1
-    }
-    node {
-        name: node2
-        nodeid: 2
-        ring0_addr: 198.18.0.2
-    }
-}
-"""
+CONF = corosync_conf_two_nodes(transport="udpu", debug=True)
 
 NEW_RING = re.compile(r"\[TOTEM \] A new membership \(([0-9a-f]+)\.([0-9a-f]+)\) was formed\. Members(.*)$")
-
-
-def _lab_modules():
-    from policy import require_tools  # skip, or fail under CI
-
-    require_tools("corosync", "corosync-cmapctl", "corosync-quorumtool", "tcpdump")
-    from hbtools import lab as labmod
-
-    return labmod
-
-
-def _hbtool(*args: str) -> list[str]:
-    return [sys.executable, "-c", "from hbtools.cli import main; main()", *args]
-
-
-def _env() -> dict[str, str]:
-    return {"PYTHONPATH": str(ROOT)}
 
 
 def _log(node) -> list[str]:
@@ -134,7 +84,7 @@ def _memb_joins(path: Path) -> list[tuple[str, int, list[int], list[int]]]:
 
 
 def test_memb_join_from_unknown_node_id_makes_corosync_run_a_membership_round(tmp_path: Path) -> None:
-    labmod = _lab_modules()
+    labmod = lab_with("corosync", "corosync-cmapctl", "corosync-quorumtool", "tcpdump")
     pcap = tmp_path / "totem.pcap"
     join = ["inject", "--proto", "totem", "-t", "memb_join", "-f", f"nodeid={GHOST_ID}",
             "--to", "198.18.0.1", "--count", "3", "--interval", "0.1"]
@@ -158,7 +108,7 @@ def test_memb_join_from_unknown_node_id_makes_corosync_run_a_membership_round(tm
         cap = lab.capture(pcap, "udp")
 
         # 1. From the client's own (unlisted) address: rejected before Totem sees it.
-        plain = client.run(_hbtool(*join), env=_env(), check=False, timeout=20)
+        plain = client.run(hbtool(*join), env=node_env(), check=False, timeout=20)
         assert plain.returncode == 0, plain.stderr
         labmod.wait_until(
             lambda: sum("Packet rejected from" in ln for ln in _log(node1)[lines_before:]) >= 3,
@@ -170,7 +120,7 @@ def test_memb_join_from_unknown_node_id_makes_corosync_run_a_membership_round(tm
         lines_mid = len(_log(node1))
 
         # 2. The same message from a listed address: corosync takes node 9's join.
-        spoofed = client.run(_hbtool(*join, "--spoof-src", NODE2_IP), env=_env(), check=False,
+        spoofed = client.run(hbtool(*join, "--spoof-src", NODE2_IP), env=node_env(), check=False,
                              timeout=20)
         assert spoofed.returncode == 0, spoofed.stderr
 

@@ -29,46 +29,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from netns_helpers import corosync_conf_two_nodes, lab_with, node_env, require_fault_proxy
 
 pytestmark = pytest.mark.netns
 
-ROOT = Path(__file__).resolve().parents[2]
-
-CONF = """\
-totem {
-    version: 2
-    cluster_name: hbtools
-    transport: knet
-    crypto_cipher: aes256
-    crypto_hash: sha256
-    interface {
-        linknumber: 0
-    }
-}
-logging {
-    to_stderr: no
-    to_logfile: yes
-    logfile: /var/log/corosync/corosync.log
-    to_syslog: no
-    timestamp: hires
-    debug: off
-}
-quorum {
-    provider: corosync_votequorum
-}
-nodelist {
-    node {
-        name: node1
-        nodeid: 1
-        ring0_addr: 198.18.0.1
-    }
-    node {
-        name: node2
-        nodeid: 2
-        ring0_addr: 198.18.0.2
-    }
-}
-"""
+CONF = corosync_conf_two_nodes(transport="knet", crypto_cipher="aes256",
+                               crypto_hash="sha256")
 
 #: Runs in node2's namespace: send one datagram from :5405, print what comes back (hex).
 SPEAK = """
@@ -87,17 +53,8 @@ while time.monotonic() < end:
 """
 
 
-def _lab_modules():
-    from policy import require_tools  # skip, or fail under CI
-
-    require_tools("corosync", "corosync-quorumtool")
-    from hbtools import lab as labmod
-
-    return labmod
-
-
 def _speak(node, packet: bytes) -> list[bytes]:
-    res = node.run([sys.executable, "-c", SPEAK, packet.hex()], env={"PYTHONPATH": str(ROOT)},
+    res = node.run([sys.executable, "-c", SPEAK, packet.hex()], env=node_env(),
                    check=False, timeout=20)
     assert res.returncode == 0, res.stderr
     return [bytes.fromhex(line) for line in res.stdout.split()]
@@ -125,7 +82,7 @@ REFUSED = "Unable to decrypt packet from 198.18.0.2"
 def corosync1(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """node1 running corosync with key K (``authkey``), node2 a bare namespace, and a
     second key (``other``) corosync does not have."""
-    labmod = _lab_modules()
+    labmod = lab_with("corosync", "corosync-quorumtool")
     tmp_path = tmp_path_factory.mktemp("knet-crypto")
     key_path, other_path = tmp_path / "authkey", tmp_path / "other"
     key_path.write_bytes(os.urandom(256))
@@ -183,13 +140,7 @@ def test_real_corosync_takes_a_reencrypted_ping_and_refuses_another_key(corosync
 
 def _through_proxy(corosync1: dict[str, Any], rule: str, packet: bytes) -> tuple[list[bytes], dict]:
     """Send `packet` from node2 while a fault session there applies `rule` on the way out."""
-    from policy import require_tools, skip_or_fail
-
-    require_tools("iptables")
-    try:
-        import netfilterqueue  # noqa: F401
-    except ImportError:
-        skip_or_fail("needs the netfilterqueue Python binding (pip install netfilterqueue)")
+    require_fault_proxy("iptables")
     from hbtools import knetcrypto
     from hbtools.usecases.fault import FaultSession
 
